@@ -1,0 +1,793 @@
+"""`DeviceServerBase`: message dispatch and concurrency options of a device server.
+
+A request travels: transport -> `KATCPServer.message_received` -> ``submit`` (the
+dispatcher chosen by :meth:`DeviceServerBase.set_concurrency_options`) ->
+:meth:`DeviceServerBase.handle_message` -> handler -> reply written to the connection.
+
+Plain handlers run inline (no task, no future). A handler that returns a future or
+coroutine holds back further messages of *that* client until it resolves (unless it
+is marked ``@concurrent_reply``); other clients are unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import sys
+import threading
+import traceback
+from functools import partial, wraps
+from typing import Any, Callable, List, Tuple
+
+from .core import (
+    DEFAULT_KATCP_MAJOR,
+    SEC_TS_KATCP_MAJOR,
+    AsyncReply,
+    DeviceServerMetaclass,
+    FailReply,
+    Message,
+    ProtocolFlags,
+)
+from ._server_thread import MessageHandlerThread
+from ._server_conn import (
+    ClientConnection,
+    ClientRequestConnection,
+    KATCPServer,
+    ThreadsafeClientConnection,
+)
+
+__all__ = ["DeviceServerBase", "MessageHandlerThread", "return_future",
+           "construct_name_filter", "ServerMetaclass"]
+
+log = logging.getLogger("katcp.server")
+get_ident = threading.get_ident
+_REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
+_new_reply = Message.reply
+#: Pause reading from a client when this many of its messages wait behind a slow handler.
+_BACKLOG_PAUSE = 200
+#: Threaded servers: pause reading from a client with this many messages queued for the
+#: handler thread, resume below _QUEUE_RESUME.
+_QUEUE_PAUSE = 2000
+_QUEUE_RESUME = 500
+
+
+def _now() -> float:
+    from . import sensor
+    return sensor.now()
+
+
+def return_future(fn: Callable) -> Callable:
+    """Decorator that turns a synchronous function into one returning a future.
+
+    This should only be applied to non-blocking functions. The future holds the
+    return value, or the exception raised. A future or coroutine returned by
+    ``fn`` is passed through (coroutines are wrapped in a task).
+
+    """
+    @wraps(fn)
+    def decorated(*args: Any, **kwargs: Any):
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            f = loop.create_future() if loop else concurrent.futures.Future()
+            f.set_exception(exc)
+            return f
+        if isinstance(result, (asyncio.Future, concurrent.futures.Future)):
+            return result
+        if inspect.isawaitable(result) and loop is not None:
+            return asyncio.ensure_future(result)
+        f = loop.create_future() if loop else concurrent.futures.Future()
+        f.set_result(result)
+        return f
+
+    return decorated
+
+
+def construct_name_filter(pattern: str | None) -> Tuple[bool, Callable[[str], bool]]:
+    """Return a function for filtering sensor names based on a pattern.
+
+    Parameters
+    ----------
+    pattern : None or str
+        If None, the returned function matches all names.
+        If pattern starts and ends with '/' the text between the slashes
+        is used as a regular expression to search the names.
+        Otherwise the pattern must match the name of the sensor exactly.
+
+    Returns
+    -------
+    exact : bool
+        Return True if pattern is expected to match exactly. Used to
+        determine whether having no matching sensors constitutes an error.
+    filter_func : f(str) -> bool
+        Function for determining whether a name matches the pattern.
+
+    """
+    import re
+    if pattern is None:
+        return False, lambda name: True
+    if pattern.startswith("/") and pattern.endswith("/"):
+        name_re = re.compile(pattern[1:-1])
+        return False, lambda name: name_re.search(name) is not None
+    return True, lambda name: name == pattern
+
+
+class ServerMetaclass(DeviceServerMetaclass):
+    """Device server metaclass: filters handlers by ``PROTOCOL_INFO``.
+
+    Understands the attributes set by katcp-python's decorators
+    (``minimum_katcp_version`` -> ``_minimum_katcp_version``,
+    ``has_katcp_protocol_flags`` -> ``_has_katcp_protocol_flags``) as well as
+    their aliases ``_minimal_protocol_version`` / ``_has_protocol_flags``.
+    """
+
+    def check_protocol(mcs, handler: Any) -> bool:
+        """Return True if the server's protocol flags satisfy the handler's requirements."""
+        info = getattr(mcs, "PROTOCOL_INFO", None)
+        if info is None:
+            return True
+        version = (info.major or 0, info.minor or 0)
+        for attr in ("_minimum_katcp_version", "_minimal_protocol_version"):
+            min_version = getattr(handler, attr, None)
+            if min_version is not None and version < tuple(min_version):
+                return False
+        for attr in ("_has_katcp_protocol_flags", "_has_protocol_flags"):
+            required = getattr(handler, attr, None)
+            if required and not all(info.supports(flag) for flag in required):
+                return False
+        return True
+
+
+class DeviceServerBase(metaclass=ServerMetaclass):
+    r"""Base class for device servers.
+
+    Subclasses should add .request\_* methods for dealing with request messages.
+    These methods each take the client request connection and msg objects as
+    arguments and should return the reply message or raise an exception as a
+    result. They may also return a future (or be a coroutine) that resolves to
+    the reply, or raise `AsyncReply` and reply later with ``req.reply(...)``.
+
+    Subclasses can also add .inform\_* and reply\_* methods to handle those
+    types of messages.
+
+    Should a subclass need to generate inform messages it should do so using
+    either the .inform() or .mass_inform() methods.
+
+    Finally, this class should probably not be subclassed directly but rather
+    via subclassing DeviceServer itself which implements common .request\_*
+    methods.
+
+    Parameters
+    ----------
+    host : str
+        Host to listen on.
+    port : int
+        Port to listen on.
+    tb_limit : int, optional
+        Maximum number of stack frames to send in error tracebacks.
+    logger : logging.Logger object, optional
+        Logger to log messages to.
+
+    """
+
+    #: Protocol versions and flags. Subclasses may override.
+    PROTOCOL_INFO = ProtocolFlags(DEFAULT_KATCP_MAJOR, 0, {
+        ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS})
+
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log) -> None:
+        self._server = KATCPServer(self, host, port, tb_limit, logger)
+        self._logger = logger
+        self._tb_limit = tb_limit
+        self._handler_thread: MessageHandlerThread | None = None
+        self.ioloop = None
+        self._batch: List[Tuple[Any, Message]] = []
+        self._batch_scheduled = False
+        self.set_concurrency_options()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def bind_address(self) -> Tuple[str, int]:
+        """The (host, port) the server listens on (the real port once started)."""
+        return self._server.bind_address
+
+    @property
+    def MAX_MSG_SIZE(self) -> int:  # noqa: N802 - katcp-python name
+        """Longest accepted message in bytes; longer lines close the connection."""
+        return self._server.MAX_MSG_SIZE
+
+    @MAX_MSG_SIZE.setter
+    def MAX_MSG_SIZE(self, value: int) -> None:  # noqa: N802
+        self._server.MAX_MSG_SIZE = value
+
+    @property
+    def MAX_WRITE_BUFFER_SIZE(self) -> int:  # noqa: N802 - katcp-python name
+        """Unsent output (bytes) beyond which a slow client is disconnected."""
+        return self._server.MAX_WRITE_BUFFER_SIZE
+
+    @MAX_WRITE_BUFFER_SIZE.setter
+    def MAX_WRITE_BUFFER_SIZE(self, value: int) -> None:  # noqa: N802
+        self._server.MAX_WRITE_BUFFER_SIZE = value
+
+    def setDaemon(self, daemonic: bool) -> None:
+        """Set daemonic state of the managed ioloop thread to True / False.
+
+        Calling this method for a non-managed ioloop has no effect. Must be
+        called before start(), or it will also have no effect.
+
+        """
+        self._server.setDaemon(daemonic)
+
+    # --------------------------------------------------------------- informs
+
+    def create_log_inform(self, level_name: str, msg: str, name: str,
+                          timestamp: float | None = None) -> Message:
+        """Create a katcp logging inform message.
+
+        Usually this will be called from inside a DeviceLogger object, but it
+        is also used by the methods in this class when errors need to be
+        reported to the client.
+
+        """
+        if timestamp is None:
+            timestamp = _now()
+        if self.PROTOCOL_INFO.major >= SEC_TS_KATCP_MAJOR:
+            ts = f"{timestamp:.6f}"
+        else:
+            ts = str(int(timestamp * 1000))
+        return Message.inform("log", level_name, ts, name, msg)
+
+    def create_exception_reply_and_log(self, req_msg: Message, exc_info) -> Message:
+        """Create a ``fail`` reply carrying a traceback (cut to ``tb_limit``) and log it."""
+        e_type, e_value, trace = exc_info
+        reason = "".join(traceback.format_exception(e_type, e_value, trace, self._tb_limit))
+        self._logger.error("Request %s FAIL: %s", req_msg.name, reason)
+        return _new_reply(req_msg.name, "fail", reason)
+
+    def inform(self, connection: Any, msg: Message) -> None:
+        """Send an inform message to a particular client.
+
+        Should only be used for asynchronous informs. Informs that are part of
+        the response to a request should use :meth:`reply_inform` so that the
+        message identifier from the original request can be attached.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client to send the message to.
+        msg : Message object
+            The inform message to send.
+
+        """
+        if isinstance(connection, ClientRequestConnection):
+            self._logger.warning("Deprecation warning: do not use self.inform() within a "
+                                 "reply handler context -- use req.inform()")
+            connection = connection.client_connection
+        connection.inform(msg)
+
+    def mass_inform(self, msg: Message) -> None:
+        """Send an inform message to all clients (encoded once).
+
+        Parameters
+        ----------
+        msg : Message object
+            The inform message to send.
+
+        """
+        assert msg.mtype == _INFORM
+        self._server.mass_send_message_from_thread(msg)
+
+    def reply(self, connection: Any, reply: Message, orig_req: Message) -> None:
+        """Send an asynchronous reply to an earlier request.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client to send the reply to.
+        reply : Message object
+            The reply message to send.
+        orig_req : Message object
+            The request message being replied to. The reply message's id is
+            overridden with the id from orig_req before the reply is sent.
+
+        """
+        if isinstance(connection, ClientRequestConnection):
+            self._logger.warning("Deprecation warning: do not use self.reply() within a "
+                                 "reply handler context -- use req.reply(*msg_args)")
+            connection = connection.client_connection
+        connection.reply(reply, orig_req)
+
+    def reply_inform(self, connection: Any, inform: Message, orig_req: Message) -> None:
+        """Send an inform as part of the reply to an earlier request.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client to send the inform to.
+        inform : Message object
+            The inform message to send.
+        orig_req : Message object
+            The request message being replied to. The inform message's id is
+            overridden with the id from orig_req before the inform is sent.
+
+        """
+        if isinstance(connection, ClientRequestConnection):
+            self._logger.warning("Deprecation warning: do not use self.reply_inform() "
+                                 "within a reply handler context -- use req.inform()")
+            connection = connection.client_connection
+        connection.reply_inform(inform, orig_req)
+
+    # -------------------------------------------------------------- dispatch
+
+    def on_message(self, client_conn: Any, msg: Message):
+        """Handle a message; replaced according to :meth:`set_concurrency_options`.
+
+        Returns a future that resolves when the device is ready for the next message.
+
+        """
+        raise RuntimeError("set_concurrency_options() needs to be called once before "
+                           "on_message")
+
+    def handle_message(self, client_conn: Any, msg: Message):
+        """Handle messages of all types from clients.
+
+        Parameters
+        ----------
+        client_conn : ClientConnection object
+            The client connection the message was from.
+        msg : Message object
+            The message to process.
+
+        Returns
+        -------
+        done : Future or None
+            For a request answered later, a future that resolves once it is answered.
+
+        """
+        mtype = msg.mtype
+        if mtype == _REQUEST:
+            return self.handle_request(client_conn, msg)
+        if mtype == _INFORM:
+            return self.handle_inform(client_conn, msg)
+        if mtype == _REPLY:
+            return self.handle_reply(client_conn, msg)
+        reason = f"Unexpected message type received by server ['{msg}']."
+        client_conn.inform(self.create_log_inform("error", reason, "root"))
+        return None
+
+    def handle_request(self, connection: Any, msg: Message):
+        """Dispatch a request message to the appropriate method.
+
+        The handler's result becomes the reply: a reply Message is sent at once;
+        a future or coroutine is awaited and its result sent; `AsyncReply` means
+        the handler replies itself later; `FailReply` becomes ``!name fail
+        <reason>``; any other exception ``!name fail <traceback>``. Unknown
+        requests get ``!name invalid Unknown\\_request.``.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client connection the message was from.
+        msg : Message object
+            The request message to process.
+
+        Returns
+        -------
+        done : Future or None
+            None if the reply was sent (or will be sent by the handler itself);
+            otherwise a future that resolves once the reply has been sent.
+
+        """
+        name = msg.name
+        handler = self._request_handlers.get(name)
+        if handler is None:
+            self._logger.error("%s INVALID: Unknown request.", name)
+            connection.reply(_new_reply(name, "invalid", "Unknown request."), msg)
+            return None
+        req = ClientRequestConnection(connection, msg)
+        try:
+            reply = handler(self, req, msg)
+        except AsyncReply:
+            return None
+        except FailReply as exc:
+            reason = str(exc)
+            self._logger.error("Request %s FAIL: %s", name, reason)
+            reply = _new_reply(name, "fail", reason)
+        except Exception:
+            reply = self.create_exception_reply_and_log(msg, sys.exc_info())
+        else:
+            if reply.__class__ is not Message:
+                return self._non_message_result(connection, req, handler, reply)
+        req._replied = True
+        reply.mid = msg.mid
+        connection._send(reply)
+        return None
+
+    def _non_message_result(self, connection: Any, req: ClientRequestConnection,
+                            handler: Any, result: Any):
+        msg = req.msg
+        if inspect.isawaitable(result) or isinstance(result, concurrent.futures.Future):
+            concurrent_reply = getattr(handler, "_concurrent_reply", False)
+            if get_ident() == self._server.ioloop_thread_id:
+                done = None if concurrent_reply else self._server._loop.create_future()
+                self._await_reply(connection, req, result, done)
+            else:
+                done = None if concurrent_reply else concurrent.futures.Future()
+                self._server._post(self._await_reply, connection, req, result, done)
+            return done
+        if isinstance(result, Message):
+            req._replied = True
+            connection.reply(result, msg)
+        elif result is None and req._replied:
+            pass  # the handler replied itself
+        else:
+            self._logger.error("Request %s handler returned %r, not a reply", msg.name, result)
+            connection.reply(_new_reply(msg.name, "fail", f"Request handler returned {result!r} "
+                                        "instead of a reply message."), msg)
+        return None
+
+    def _await_reply(self, connection: Any, req: ClientRequestConnection, result: Any,
+                     done: Any) -> None:
+        # ioloop thread: wait for a handler's future/coroutine, then reply.
+        if isinstance(result, concurrent.futures.Future):
+            fut = asyncio.wrap_future(result)
+        else:
+            fut = asyncio.ensure_future(result)
+        fut.add_done_callback(partial(self._future_reply_done, connection, req, done))
+
+    def _future_reply_done(self, connection: Any, req: ClientRequestConnection, done: Any,
+                           fut: asyncio.Future) -> None:
+        msg = req.msg
+        try:
+            reply = fut.result()
+            if isinstance(reply, Message):
+                req._replied = True
+                connection.reply(reply, msg)
+            elif not (reply is None and req._replied):
+                self._logger.error("Request %s future gave %r, not a reply", msg.name, reply)
+                connection.reply(_new_reply(msg.name, "fail", f"Request handler returned {reply!r} "
+                                            "instead of a reply message."), msg)
+        except AsyncReply:
+            pass
+        except FailReply as exc:
+            reason = str(exc)
+            self._logger.error("Request %s FUTURE FAIL: %s", msg.name, reason)
+            connection.reply(_new_reply(msg.name, "fail", reason), msg)
+        except asyncio.CancelledError:
+            connection.reply(_new_reply(msg.name, "fail", "Request handler cancelled."), msg)
+        except Exception:
+            connection.reply(self.create_exception_reply_and_log(msg, sys.exc_info()), msg)
+        finally:
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    def handle_inform(self, connection: Any, msg: Message) -> None:
+        """Dispatch an inform message to the appropriate method.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client connection the message was from.
+        msg : Message object
+            The inform message to process.
+
+        """
+        handler = self._inform_handlers.get(msg.name)
+        if handler is None:
+            self._logger.warning("%s INVALID: Unknown inform.", msg.name)
+            return
+        try:
+            handler(self, connection, msg)
+        except Exception:
+            reason = "".join(traceback.format_exception(*sys.exc_info(), limit=self._tb_limit))
+            self._logger.error("Inform %s FAIL: %s", msg.name, reason)
+
+    def handle_reply(self, connection: Any, msg: Message) -> None:
+        """Dispatch a reply message to the appropriate method.
+
+        A reply nobody expects is reported to the client with ``#log error``.
+
+        Parameters
+        ----------
+        connection : ClientConnection object
+            The client connection the message was from.
+        msg : Message object
+            The reply message to process.
+
+        """
+        handler = self._reply_handlers.get(msg.name)
+        if handler is None:
+            self._logger.warning("%s INVALID: Unknown reply.", msg.name)
+            connection.inform(self.create_log_inform(
+                "error", f"Unexpected reply {msg.name} received from client.", "root"))
+            return
+        try:
+            handler(self, connection, msg)
+        except Exception:
+            reason = "".join(traceback.format_exception(*sys.exc_info(), limit=self._tb_limit))
+            self._logger.error("Reply %s FAIL: %s", msg.name, reason)
+
+    # --------------------------------------------------- per-client ordering
+
+    def _dispatch(self, client: ClientConnection, msg: Message) -> None:
+        """Handle one message in order (runs where handlers run)."""
+        if client._blocked:
+            backlog = client._backlog
+            backlog.append(msg)
+            if len(backlog) == _BACKLOG_PAUSE:
+                if self._handler_thread is not None:
+                    self._server._post(client._conn.pause_reading)
+                else:
+                    client._conn.pause_reading()
+            return
+        done = self.handle_message(client, msg)
+        if done is not None:
+            self._hold(client, done)
+
+    def _hold(self, client: ClientConnection, done: Any) -> None:
+        """Hold back the client's next messages until ``done`` resolves."""
+        if done.done():
+            return
+        client._blocked = True
+        thread = self._handler_thread
+        if thread is None:
+            if isinstance(done, asyncio.Future):
+                done.add_done_callback(lambda f: self._release(client))
+            else:
+                done.add_done_callback(lambda f: self._server._post(self._release, client))
+        elif isinstance(done, asyncio.Future):
+            def attach() -> None:
+                done.add_done_callback(lambda f: thread.call(partial(self._release, client)))
+            self._server._post(attach)
+        else:
+            done.add_done_callback(lambda f: thread.call(partial(self._release, client)))
+
+    def _release(self, client: ClientConnection) -> None:
+        client._blocked = False
+        backlog = client._backlog
+        conn = client._conn
+        if conn.closing:
+            backlog.clear()
+            return
+        resume = len(backlog) >= _BACKLOG_PAUSE
+        while backlog and not client._blocked:
+            msg = backlog.popleft()
+            done = self.handle_message(client, msg)
+            if done is not None:
+                self._hold(client, done)
+        if resume and len(backlog) < _BACKLOG_PAUSE:
+            if self._handler_thread:
+                self._server._post(conn.resume_reading)
+            else:
+                conn.resume_reading()
+
+    def _submit_batched(self, client: ClientConnection, msg: Message) -> None:
+        # ioloop thread: collect this iteration's messages for the handler thread.
+        self._batch.append((client, msg))
+        client._submitted += 1
+        if client._submitted - client._handled > _QUEUE_PAUSE and not client._queue_paused:
+            # The handler thread is behind on this client: stop reading from it.
+            client._queue_paused = True
+            client._conn.pause_reading()
+        if not self._batch_scheduled:
+            self._batch_scheduled = True
+            self._server._loop.call_soon(self._flush_batch)
+
+    def _dispatch_counted(self, client: ClientConnection, msg: Message) -> None:
+        # handler thread: _dispatch, plus the bookkeeping for pausing flooding clients.
+        client._handled += 1
+        self._dispatch(client, msg)
+        if client._queue_paused and client._submitted - client._handled < _QUEUE_RESUME:
+            client._queue_paused = False
+            self._server._post(client._conn.resume_reading)
+
+    def _flush_batch(self) -> None:
+        self._batch_scheduled = False
+        batch, self._batch = self._batch, []
+        if batch and self._handler_thread is not None:
+            self._handler_thread.submit_batch(batch)
+
+    # --------------------------------------------------------- configuration
+
+    def set_ioloop(self, ioloop=None) -> None:
+        """Set the tornado IOLoop to use.
+
+        Sets the tornado.ioloop.IOLoop instance to use, defaulting to
+        IOLoop.current(). If set_ioloop() is never called the IOLoop is
+        started in a new thread, and will be stopped if self.stop() is called.
+
+        Notes
+        -----
+        Must be called before start() is called.
+
+        """
+        self._server.set_ioloop(ioloop)
+        self.ioloop = self._server.ioloop
+
+    def set_concurrency_options(self, thread_safe: bool = True,
+                                handler_thread: bool = True) -> None:
+        """Set concurrency options for this device server. Must be called before :meth:`start`.
+
+        Parameters
+        ----------
+        thread_safe : bool
+            If True, make the server public methods thread safe: messages sent
+            from other threads are handed to the ioloop. Incurs some overhead.
+        handler_thread : bool
+            Can only be set if `thread_safe` is True. Handle all requests (even
+            from different clients) in a separate, single, request-handling
+            thread. Blocking request handlers will prevent the server from
+            handling new requests from any client, but sensor strategies should
+            still function. This more or less mimics the behaviour of a server
+            in library versions before 0.6.0.
+
+        """
+        if handler_thread and not thread_safe:
+            raise ValueError("handler_thread=True requires thread_safe=True")
+        self._server.client_connection_factory = (
+            ThreadsafeClientConnection if thread_safe else ClientConnection)
+        if handler_thread:
+            self._handler_thread = MessageHandlerThread(
+                self.handle_message, self.create_log_inform, self._logger)
+            self._handler_thread.dispatch = self._dispatch_counted
+            self.on_message = self._handler_thread.on_message
+            self._server.submit = self._submit_batched
+        else:
+            self._handler_thread = None
+            self.on_message = return_future(self.handle_message)
+            self._server.submit = self._dispatch
+        from .core import AttrDict
+        self._concurrency_options = AttrDict(thread_safe=thread_safe,
+                                             handler_thread=handler_thread)
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start(self, timeout: float | None = None):
+        """Start the server.
+
+        Without :meth:`set_ioloop`, the server runs a managed ioloop in a daemon
+        thread and start() returns once it is listening. With a user ioloop,
+        call start() from (or schedule it into) that loop: it then returns a
+        future that resolves when the server is listening.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Time in seconds to wait for server thread to start.
+
+        """
+        if self._handler_thread and self._handler_thread.isAlive():
+            raise RuntimeError("Message handler thread already started")
+        result = self._server.start(timeout)
+        self.ioloop = self._server.ioloop
+        if self._handler_thread:
+            self._handler_thread.set_ioloop(self.ioloop)
+            self._handler_thread.start(timeout)
+        return result
+
+    def join(self, timeout: float | None = None):
+        """Rejoin the server thread.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Time in seconds to wait for the thread to finish.
+
+        Returns
+        -------
+        stopped : None or Future
+            In the ioloop thread (an `AsyncDeviceServer` in its own loop), a future
+            that resolves once the server has stopped; elsewhere join() blocks.
+
+        """
+        result = self._server.join(timeout)
+        if result is not None:  # in the ioloop thread: a future, do not block
+            return result
+        if self._handler_thread:
+            self._handler_thread.join(timeout)
+        return None
+
+    def stop(self, timeout: float | None = 1.0):
+        """Stop a running server (from any thread).
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for server to have *started*.
+
+        Returns
+        -------
+        stopped : Future
+            Resolves when the server is stopped.
+
+        """
+        stopped = self._server.stop(timeout)
+        if self._handler_thread:
+            self._handler_thread.stop(timeout)
+        return stopped
+
+    def running(self) -> bool:
+        """Whether the server is running."""
+        return self._server.running()
+
+    def wait_running(self, timeout: float | None = None) -> bool:
+        """Wait until the server is running."""
+        return self._server.wait_running(timeout)
+
+    def on_client_connect(self, conn: Any):
+        """Called after client connection is established.
+
+        Subclasses should override if they wish to send clients message or
+        perform house-keeping at this point.
+
+        Parameters
+        ----------
+        conn : ClientConnection object
+            The client connection that has been successfully established.
+
+        Returns
+        -------
+        Future that resolves when the device is ready to accept messages
+        (overrides may also return None or a coroutine).
+
+        """
+        return self._done_future()
+
+    def _done_future(self):
+        """An already-resolved future (of the ioloop when called in its thread)."""
+        loop = self._server._loop
+        if loop is not None and self._server.in_ioloop_thread():
+            f = loop.create_future()
+        else:
+            f = concurrent.futures.Future()
+        f.set_result(None)
+        return f
+
+    def on_client_disconnect(self, conn: Any, msg: str, connection_valid: bool):
+        """Called before a client connection is closed.
+
+        Subclasses should override if they wish to send clients message or
+        perform house-keeping at this point. The server cannot guarantee this
+        will be called (for example, the client might drop the connection).
+        The message parameter contains the reason for the disconnection.
+
+        Parameters
+        ----------
+        conn : ClientConnection object
+            Client connection being disconnected.
+        msg : str
+            Reason client is being disconnected.
+        connection_valid : boolean
+            True if connection is still open for sending, False otherwise.
+
+        Returns
+        -------
+        Future that resolves when the client connection can be closed
+        (overrides may also return None or a coroutine).
+
+        """
+        return self._done_future()
+
+    def sync_with_ioloop(self, timeout: float | None = None):
+        """Block for ioloop to complete a loop if called from another thread.
+
+        Returns a future if called from inside the ioloop.
+
+        Raises concurrent.futures.TimeoutError if timed out while blocking.
+
+        """
+        if self._server.in_ioloop_thread():
+            f = self._server._loop.create_future()
+            self._server._loop.call_soon(f.set_result, None)
+            return f
+        f2: concurrent.futures.Future = concurrent.futures.Future()
+        self.ioloop.add_callback(f2.set_result, None)
+        f2.result(timeout)
+        return None

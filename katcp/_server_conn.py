@@ -1,0 +1,745 @@
+"""Connection registry of a device server: client connection objects and `KATCPServer`.
+
+`KATCPServer` is the handler of the shared transport (:mod:`katcp.connection`): it keeps
+one `ClientConnection` per connected client, delivers decoded messages to the device,
+answers bad input, and owns the event loop (a managed IOLoop thread or the user's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import sys
+import threading
+import traceback
+from collections import deque
+from functools import partial
+from typing import Any, Callable, Deque, Dict, Tuple
+
+from .core import Message
+
+__all__ = ["ClientConnection", "ThreadsafeClientConnection", "ClientRequestConnection",
+           "KATCPServer"]
+
+log = logging.getLogger("katcp.server")
+get_ident = threading.get_ident
+_REPLY = Message.REPLY
+_INFORM = Message.INFORM
+
+
+def _is_future(obj: Any) -> bool:
+    return isinstance(obj, (asyncio.Future, concurrent.futures.Future))
+
+
+class ClientConnection:
+    """Encapsulates the connection between a single client and the server.
+
+    Parameters
+    ----------
+    server : KATCPServer object
+        The server the client is connected to.
+    conn_id : object
+        The transport connection (`katcp.connection.Connection`).
+
+    Notes
+    -----
+    Methods of this class must be called in the server's ioloop thread; see
+    `ThreadsafeClientConnection` for a version that may be called from any thread.
+
+    """
+
+    def __init__(self, server: KATCPServer, conn_id: Any) -> None:
+        self._server = server
+        self._conn_key = conn_id
+        self._conn = conn_id
+        self._disconnect_called = False
+        # Loop-side gate: messages received before on_client_connect() resolves.
+        self._ready = False
+        self._early: list = []
+        # Handler-side gate: a non-concurrent handler's future is pending.
+        self._blocked = False
+        self._backlog: Deque = deque()
+        # Threaded servers: messages handed to / handled by the handler thread.
+        self._submitted = 0
+        self._handled = 0
+        self._queue_paused = False
+        self.flush_on_close = partial(server.flush_on_close, conn_id)
+        if not isinstance(server, KATCPServer):
+            # Another server implementation (e.g. a test fake): use its public API.
+            self._send = partial(server.send_message, conn_id)  # type: ignore[method-assign]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.address}>"
+
+    @property
+    def address(self) -> str:
+        """Text representation ``host:port`` of the client's network address."""
+        return self._server.get_address(self._conn)
+
+    @property
+    def client_disconnect_called(self) -> bool:
+        """True once ``on_client_disconnect`` has been called for this client."""
+        return self._disconnect_called
+
+    def disconnect(self, reason: str):
+        """Disconnect this client connection for the specified reason.
+
+        Calls the device's ``on_client_disconnect`` (which sends ``#disconnect``)
+        and then closes the connection once its output is flushed.
+
+        Returns
+        -------
+        done : Future
+            Resolves when the connection has been closed: an asyncio future in the
+            ioloop thread, a `concurrent.futures.Future` elsewhere.
+
+        """
+        server = self._server
+        if server.in_ioloop_thread():
+            return server._start_disconnect(self._conn, self, reason)
+        done: concurrent.futures.Future = concurrent.futures.Future()
+
+        def finished(task: asyncio.Future) -> None:
+            exc = None if task.cancelled() else task.exception()
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+
+        def start() -> None:
+            server._start_disconnect(self._conn, self, reason).add_done_callback(finished)
+
+        server._post(start)
+        return done
+
+    def _send(self, msg: Message) -> None:
+        conn = self._conn
+        if not conn.closing:
+            conn.write(msg)
+
+    def inform(self, msg: Message) -> None:
+        """Send an inform message to a particular client.
+
+        Should only be used for asynchronous informs. Informs that are part of
+        the response to a request should use :meth:`reply_inform` so that the
+        message identifier from the original request can be attached to the
+        inform.
+
+        Parameters
+        ----------
+        msg : Message object
+            The inform message to send.
+
+        """
+        assert msg.mtype == _INFORM
+        self._send(msg)
+
+    def reply_inform(self, inform: Message, orig_req: Message) -> None:
+        """Send an inform as part of the reply to an earlier request.
+
+        Parameters
+        ----------
+        inform : Message object
+            The inform message to send.
+        orig_req : Message object
+            The request message being replied to. The inform message's id is
+            overridden with the id from orig_req before the inform is sent.
+
+        """
+        assert inform.mtype == _INFORM
+        assert inform.name == orig_req.name
+        inform.mid = orig_req.mid
+        self._send(inform)
+
+    def mass_inform(self, msg: Message) -> None:
+        """Send an inform message to all clients.
+
+        Parameters
+        ----------
+        msg : Message object
+            The inform message to send.
+
+        """
+        assert msg.mtype == _INFORM
+        self._server.mass_send_message_from_thread(msg)
+
+    def reply(self, reply: Message, orig_req: Message) -> None:
+        """Send an asynchronous reply to an earlier request.
+
+        Parameters
+        ----------
+        reply : Message object
+            The reply message to send.
+        orig_req : Message object
+            The request message being replied to. The reply message's id is
+            overridden with the id from orig_req before the reply is sent.
+
+        """
+        assert reply.mtype == _REPLY
+        assert reply.name == orig_req.name
+        reply.mid = orig_req.mid
+        self._send(reply)
+
+    def on_client_disconnect_was_called(self) -> None:
+        """Prevent multiple calls to on_client_disconnect handler.
+
+        Call this when an on_client_disconnect handler has been called.
+
+        """
+        if self._disconnect_called:
+            raise RuntimeError('"on_client_disconnect" already called for this connection')
+        self._disconnect_called = True
+
+
+class ThreadsafeClientConnection(ClientConnection):
+    """`ClientConnection` whose methods may be called from any thread.
+
+    Messages sent from another thread are handed to the ioloop in order (one
+    wake-up of the loop per burst of messages).
+
+    """
+
+    def _send(self, msg: Message) -> None:
+        server = self._server
+        if get_ident() == server.ioloop_thread_id:
+            conn = self._conn
+            if not conn.closing:
+                conn.write(msg)
+        else:
+            server._post(server.send_message, self._conn, msg)
+
+
+class ClientRequestConnection:
+    """Encapsulates a specific KATCP request and the associated client connection.
+
+    This is the ``req`` object passed to request handlers.
+
+    Parameters
+    ----------
+    client_connection : ClientConnection object
+        The client that sent the request.
+    req_msg : Message object
+        The request being handled.
+
+    """
+
+    __slots__ = ("client_connection", "msg", "_replied")
+
+    def __init__(self, client_connection: ClientConnection, req_msg: Message) -> None:
+        self.client_connection = client_connection
+        self.msg = req_msg
+        self._replied = False
+
+    @property
+    def mass_inform(self) -> Callable[[Message], None]:
+        """Send an inform message to all clients (see `ClientConnection.mass_inform`)."""
+        return self.client_connection.mass_inform
+
+    def inform(self, *args: Any) -> None:
+        """Send a reply inform (same name and id as the request) with the given arguments.
+
+        Raises
+        ------
+        RuntimeError
+            If the reply has already been sent.
+
+        """
+        if self._replied:
+            self.inform_after_reply(*args)
+        self.client_connection._send(Message.reply_inform(self.msg, *args))
+
+    def reply(self, *args: Any) -> None:
+        """Send the reply (same name and id as the request) with the given arguments.
+
+        May only be called once; afterwards `reply` and `inform` raise RuntimeError.
+
+        """
+        if self._replied:
+            self.reply_again(*args)
+        self._replied = True
+        self.client_connection._send(Message.reply_to_request(self.msg, *args))
+
+    def reply_with_message(self, rep_msg: Message) -> None:
+        """Send a pre-created reply message to the client connection.
+
+        The message's id is set to the request's id.
+
+        """
+        if self._replied:
+            self.reply_again()
+        self._replied = True
+        self.client_connection.reply(rep_msg, self.msg)
+
+    def reply_again(self, *args: Any) -> None:
+        """Raise RuntimeError: the reply to this request has already been sent."""
+        raise RuntimeError(f"Reply to request {self.msg!r} already sent.")
+
+    def inform_after_reply(self, *args: Any) -> None:
+        """Raise RuntimeError: no informs may follow the reply."""
+        raise RuntimeError(f"Cannot send inform for request {self.msg!r} after sending reply.")
+
+    def make_reply(self, *args: Any) -> Message:
+        """Build (without sending) a reply Message for this request."""
+        return Message.reply_to_request(self.msg, *args)
+
+
+class KATCPServer:
+    """Networking and connection registry for a device server.
+
+    Listens on a TCP port via the shared transport, keeps one client connection
+    object per client, and calls the device's ``on_client_connect``,
+    ``on_client_disconnect`` and message hooks in the ioloop thread.
+
+    Parameters
+    ----------
+    device : DeviceServerBase object
+        The device that handles messages.
+    host : str
+        IP address to bind to ('' or '0.0.0.0' for all interfaces).
+    port : int
+        Port to listen on (0 picks a free port; see `bind_address`).
+    tb_limit : int, optional
+        Maximum number of stack frames in tracebacks sent to clients.
+    logger : logging.Logger object, optional
+        Logger to log messages to.
+
+    """
+
+    BACKLOG = 5
+    DISCONNECT_TIMEOUT = 1
+    MAX_MSG_SIZE = 2 * 1024 * 1024
+    MAX_WRITE_BUFFER_SIZE = 4 * 1024 * 1024
+
+    client_connection_factory = ClientConnection
+
+    def __init__(self, device: Any, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log) -> None:
+        self._device = device
+        self._bindaddr = (host, port)
+        self._tb_limit = tb_limit
+        self._logger = logger
+        self._running = threading.Event()
+        self._stopped = threading.Event()
+        self.ioloop = None
+        self.ioloop_thread_id: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connections: Dict[Any, ClientConnection] = {}
+        self._daemonic = True
+        self._ioloop_manager = self._new_manager()
+        self._started_once = False
+        self._aio_server = None
+        self._install_error: BaseException | None = None
+        self._stop_future: concurrent.futures.Future | None = None
+        self._posted: Deque[Tuple[Callable, tuple]] = deque()
+        self._join_waiters: list = []
+        self._post_scheduled = False
+        self._encode = None
+        # Hook set by the device: called (loop thread) with each (client, msg).
+        self.submit: Callable[[ClientConnection, Message], None] = self._no_submit
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def bind_address(self) -> Tuple[str, int]:
+        """The (host, port) where the server is listening for connections."""
+        return self._bindaddr
+
+    def _new_manager(self):
+        from .ioloop_manager import IOLoopManager
+        manager = IOLoopManager(managed_default=True, logger=self._logger)
+        manager.setDaemon(self._daemonic)
+        return manager
+
+    def setDaemon(self, daemonic: bool) -> None:
+        """Set daemonic state of the managed ioloop thread (call before start)."""
+        self._daemonic = bool(daemonic)
+        self._ioloop_manager.setDaemon(daemonic)
+
+    def set_ioloop(self, ioloop=None) -> None:
+        """Use the given tornado IOLoop (default ``IOLoop.current()``), not a managed one.
+
+        Must be called before :meth:`start`.
+
+        """
+        if ioloop is None:
+            import tornado.ioloop
+            ioloop = tornado.ioloop.IOLoop.current()
+        self._ioloop_manager.set_ioloop(ioloop, managed=False)
+        self.ioloop = ioloop
+
+    @property
+    def managed(self) -> bool:
+        """True if the server runs its own ioloop thread."""
+        return bool(getattr(self._ioloop_manager, "managed", True))
+
+    def start(self, timeout: float | None = None):
+        """Install the server on its IOLoop, starting a managed IOLoop thread if needed.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Time in seconds to wait for the server to be listening. When called
+            from a thread other than the ioloop's, start() always waits until the
+            listening socket is bound (so that `bind_address` is final).
+
+        Returns
+        -------
+        result : bool or Future
+            From another thread: whether the server is running. From the ioloop
+            thread (or before a user ioloop runs): a future that resolves when the
+            server is listening.
+
+        """
+        if self._running.is_set():
+            raise RuntimeError("Server already started")
+        if self._started_once and self.managed:
+            # A managed ioloop thread runs once: a restarted server gets a fresh one.
+            self._ioloop_manager = self._new_manager()
+        self._started_once = True
+        self._stopped.clear()
+        self._stop_future = None
+        self._install_error = None
+        self.ioloop = self._ioloop_manager.get_ioloop()
+        self._loop = self.ioloop.asyncio_loop
+        from .codec import LineCodec
+        self._encode = LineCodec().encode
+        self._ioloop_manager.start()
+        in_loop_thread = self._in_thread_of_loop()
+        if in_loop_thread or not self._loop.is_running() and not self.managed:
+            # Cannot block: the loop runs (or will run) in this thread.
+            return asyncio.ensure_future(self._install(), loop=self._loop)
+        cfut = asyncio.run_coroutine_threadsafe(self._install(), self._loop)
+        try:
+            cfut.result(timeout if timeout else 10.0)
+        except concurrent.futures.TimeoutError:
+            return False
+        except BaseException:
+            # Could not listen (e.g. port in use): do not leave a managed thread behind.
+            if self.managed:
+                self._ioloop_manager.stop().result(5.0)
+                self._ioloop_manager.join(5.0)
+            raise
+        return self._running.is_set()
+
+    def _in_thread_of_loop(self) -> bool:
+        loop = self._loop
+        if loop is None:
+            return False
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:
+            return False
+
+    async def _install(self) -> None:
+        from .connection import create_server
+        self.ioloop_thread_id = get_ident()
+        host, port = self._bindaddr
+        try:
+            self._aio_server = await create_server(
+                self, self._codec_factory, host, port,
+                max_msg_size=self.MAX_MSG_SIZE,
+                max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
+                logger=self._logger)
+        except Exception as exc:
+            self._install_error = exc
+            self._logger.error("Unable to bind to %s", self._bindaddr, exc_info=True)
+            self._stopped.set()
+            raise
+        sockets = self._aio_server.sockets
+        if sockets:
+            self._bindaddr = sockets[0].getsockname()[:2]
+        self._running.set()
+
+    def _codec_factory(self):
+        from .codec import LineCodec
+        return LineCodec(max_line_length=self.MAX_MSG_SIZE)
+
+    async def _uninstall(self) -> None:
+        try:
+            if self._aio_server is not None:
+                self._aio_server.close()
+            for conn, client in list(self._connections.items()):
+                await self._disconnect_client(conn, client, "Device server shutting down.")
+        finally:
+            self._aio_server = None
+            self._running.clear()
+            self._stopped.set()
+            waiters, self._join_waiters = self._join_waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    def stop(self, timeout: float | None = 1.0):
+        """Stop a running server (from any thread).
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Seconds to wait for the server to have *started* (ignored in the
+            ioloop thread).
+
+        Returns
+        -------
+        stopped : Future
+            Resolves when the server is stopped.
+
+        """
+        if timeout and not self._in_thread_of_loop():
+            self._running.wait(timeout)
+        if self._stop_future is not None:
+            return self._stop_future  # already stopping or stopped
+        if self._loop is None:
+            f: concurrent.futures.Future = concurrent.futures.Future()
+            f.set_result(None)
+            return f
+
+        def uninstall():
+            return asyncio.ensure_future(self._uninstall())
+
+        self._stop_future = self._ioloop_manager.stop(callback=uninstall)
+        return self._stop_future
+
+    def join(self, timeout: float | None = None):
+        """Wait for the server (and a managed ioloop thread) to stop.
+
+        Parameters
+        ----------
+        timeout : float or None, optional
+            Time in seconds to wait.
+
+        Returns
+        -------
+        stopped : None or Future
+            Called in the ioloop thread (where blocking would deadlock), returns a
+            future that resolves once the server has stopped; otherwise blocks.
+
+        """
+        if self._in_thread_of_loop():
+            fut = self._loop.create_future()
+            if self._stopped.is_set() or not self._started_once:
+                fut.set_result(None)
+            else:
+                self._join_waiters.append(fut)
+            return fut
+        import time
+        t0 = time.monotonic()
+        self._ioloop_manager.join(timeout=timeout)
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - t0))
+        self._stopped.wait(remaining)
+
+    def running(self) -> bool:
+        """Whether the server is running (listening)."""
+        return self._running.is_set()
+
+    def wait_running(self, timeout: float | None = None) -> bool:
+        """Wait until the server is running."""
+        return self._running.wait(timeout)
+
+    def in_ioloop_thread(self) -> bool:
+        """Return True if called in the IOLoop thread of this server."""
+        return get_ident() == self.ioloop_thread_id
+
+    # ------------------------------------------------------ cross-thread calls
+
+    def _post(self, fn: Callable, *args: Any) -> None:
+        """Run ``fn(*args)`` in the ioloop thread, in posting order (thread-safe).
+
+        Consecutive posts share one loop wake-up.
+        """
+        self._posted.append((fn, args))
+        if not self._post_scheduled:
+            self._post_scheduled = True
+            try:
+                self._loop.call_soon_threadsafe(self._run_posted)
+            except (RuntimeError, AttributeError):
+                self._post_scheduled = False
+                self._posted.clear()
+                self._logger.debug("ioloop closed: dropping cross-thread call")
+
+    def _run_posted(self) -> None:
+        self._post_scheduled = False
+        posted = self._posted
+        while posted:
+            fn, args = posted.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                self._logger.exception("Error in ioloop callback %r", fn)
+
+    def call_from_thread(self, fn: Callable[[], Any]):
+        """Run ``fn()`` in the ioloop thread and return a future of its result.
+
+        Calls directly (returning a done future) when already in the ioloop
+        thread; otherwise returns a `concurrent.futures.Future`.
+
+        """
+        if get_ident() == self.ioloop_thread_id:
+            f = self._loop.create_future()
+            try:
+                f.set_result(fn())
+            except Exception as exc:
+                self._logger.exception("Error executing callback in ioloop thread")
+                f.set_exception(exc)
+            return f
+        cf: concurrent.futures.Future = concurrent.futures.Future()
+        cf.set_running_or_notify_cancel()
+
+        def run():
+            try:
+                cf.set_result(fn())
+            except Exception as exc:
+                self._logger.exception("Error executing wrapped async callback")
+                cf.set_exception(exc)
+
+        self._post(run)
+        return cf
+
+    # ------------------------------------------------------------- sending
+
+    def get_address(self, conn: Any) -> str:
+        """Text representation ``host:port`` of the network address of a connection."""
+        try:
+            return conn.address
+        except Exception:
+            return "<error>"
+
+    def send_message(self, conn: Any, msg: Message) -> None:
+        """Send a message to one client (ioloop thread only)."""
+        if conn.closing:
+            self._logger.debug("Not sending %s to closed connection %s", msg.name,
+                               self.get_address(conn))
+            return
+        conn.write(msg)
+
+    def send_message_from_thread(self, conn: Any, msg: Message):
+        """Thread-safe version of :meth:`send_message` returning a future."""
+        return self.call_from_thread(partial(self.send_message, conn, msg))
+
+    def mass_send_message(self, msg: Message) -> None:
+        """Send a message to all connected clients (ioloop thread only).
+
+        The message is encoded once and the same bytes go to every client.
+
+        """
+        if not self._connections:
+            return
+        data = self._encode(msg)
+        for conn in list(self._connections):
+            if not conn.closing:
+                conn.write_bytes(data)
+
+    def mass_send_message_from_thread(self, msg: Message):
+        """Thread-safe version of :meth:`mass_send_message`."""
+        if get_ident() == self.ioloop_thread_id:
+            self.mass_send_message(msg)
+        elif self._loop is not None:
+            self._post(self.mass_send_message, msg)
+
+    def flush_on_close(self, conn: Any):
+        """Flush the connection's output, close it and refuse further writes.
+
+        Returns a future that resolves when the connection is closed.
+
+        """
+        conn.close()
+        return asyncio.ensure_future(conn.wait_closed())
+
+    # ----------------------------------------------- transport handler protocol
+
+    def _no_submit(self, client: ClientConnection, msg: Message) -> None:
+        raise RuntimeError("set_concurrency_options() must be called before messages arrive")
+
+    def connection_made(self, conn: Any) -> None:
+        client = self.client_connection_factory(self, conn)
+        self._connections[conn] = client
+        try:
+            ready = self._device.on_client_connect(client)
+            if asyncio.iscoroutine(ready):
+                ready = asyncio.ensure_future(ready)
+        except Exception:
+            self._connect_failed(conn, client, sys.exc_info())
+            return
+        if ready is None or not _is_future(ready):
+            self._client_ready(conn, client, None)
+        elif isinstance(ready, asyncio.Future):
+            ready.add_done_callback(partial(self._client_ready, conn, client))
+        else:
+            ready.add_done_callback(
+                lambda f: self._post(self._client_ready, conn, client, f))
+
+    def _client_ready(self, conn: Any, client: ClientConnection, fut) -> None:
+        if fut is not None:
+            exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
+            if exc is not None:
+                self._connect_failed(conn, client, (type(exc), exc, exc.__traceback__))
+                return
+        client._ready = True
+        early, client._early = client._early, []
+        submit = self.submit
+        for msg in early:
+            if conn.closing:
+                break
+            submit(client, msg)
+
+    def _connect_failed(self, conn: Any, client: ClientConnection, exc_info) -> None:
+        reason = "".join(traceback.format_exception(*exc_info, limit=self._tb_limit))
+        log_msg = f"Device error initialising connection {reason}"
+        self._logger.error(log_msg)
+        if not conn.closing:
+            conn.write(self._device.create_log_inform("error", log_msg, "root"))
+            conn.close()
+
+    def message_received(self, conn: Any, msg: Message) -> None:
+        client = self._connections.get(conn)
+        if client is None:
+            return
+        if client._ready:
+            self.submit(client, msg)
+        else:
+            client._early.append(msg)
+
+    def decode_error(self, conn: Any, exc: Exception) -> None:
+        limit = getattr(exc, "limit", None)
+        if limit is not None:
+            reason = (f"Message too long: longer than the limit of {limit} bytes "
+                      "(MAX_MSG_SIZE); closing connection.")
+        else:
+            reason = f"Bad message: {exc}"
+        self._logger.error("BAD COMMAND from %s: %s", self.get_address(conn), reason)
+        if not conn.closing:
+            conn.write(self._device.create_log_inform("error", reason, "root"))
+
+    def connection_lost(self, conn: Any, exc: BaseException | None) -> None:
+        client = self._connections.pop(conn, None)
+        if client is None:
+            return
+        client._backlog.clear()
+        if exc is not None:
+            self._logger.warning("Connection to client %s closed with error %r",
+                                 self.get_address(conn), exc)
+        reason = repr(exc) if exc is not None else "Socket EOF"
+        if not client.client_disconnect_called:
+            asyncio.ensure_future(self._disconnect_client(conn, client, reason))
+
+    def _start_disconnect(self, conn: Any, client: ClientConnection, reason: str):
+        return asyncio.ensure_future(self._disconnect_client(conn, client, reason))
+
+    async def _disconnect_client(self, conn: Any, client: ClientConnection,
+                                 reason: str) -> None:
+        try:
+            if not client.client_disconnect_called:
+                client.on_client_disconnect_was_called()
+                try:
+                    res = self._device.on_client_disconnect(client, reason, not conn.closing)
+                    if res is not None and (_is_future(res) or asyncio.iscoroutine(res)):
+                        await asyncio.wait_for(asyncio.ensure_future(
+                            asyncio.wrap_future(res) if isinstance(
+                                res, concurrent.futures.Future) else res),
+                            self.DISCONNECT_TIMEOUT)
+                except Exception:
+                    self._logger.error("Error while calling on_client_disconnect for "
+                                       "client %s", self.get_address(conn), exc_info=True)
+        finally:
+            self._connections.pop(conn, None)
+            conn.close()

@@ -1,0 +1,383 @@
+"""Sensors, sampling and client bookkeeping of `DeviceServer` (its non-request half)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any, Callable, Dict, List, Union
+
+from . import version as _version
+from .core import (
+    MS_TO_SEC_FAC,
+    SEC_TO_MS_FAC,
+    SEC_TS_KATCP_MAJOR,
+    VERSION_CONNECT_KATCP_MAJOR,
+    FailReply,
+    Message,
+)
+from ._server_base import DeviceServerBase
+from ._server_conn import ClientConnection
+from ._server_logger import DeviceLogger
+
+__all__ = ["SensorServerBase"]
+
+_INTERFACE_CHANGED_MAJOR = 5
+
+
+def _native(value: Union[str, bytes]) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _strategy_names():
+    from .sampling import SampleStrategy
+    return SampleStrategy.SAMPLING_LOOKUP_REV
+
+
+class SensorServerBase(DeviceServerBase):
+    """`DeviceServerBase` plus sensors, sampling strategies, version informs and logging.
+
+    The half of `DeviceServer` that is not a request handler; see `DeviceServer`.
+
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if self.PROTOCOL_INFO.major not in self.SUPPORTED_PROTOCOL_MAJOR_VERSIONS:
+            raise ValueError(
+                "Device server only supports katcp protocol versions "
+                f"{self.SUPPORTED_PROTOCOL_MAJOR_VERSIONS!r}, not {self.PROTOCOL_INFO.major!r} "
+                "as specified in self.PROTOCOL_INFO")
+        super().__init__(*args, **kwargs)
+        self.log = DeviceLogger(self, python_logger=self._logger)
+        #: Maps role/component names to (version, build_state_or_serial_no) tuples.
+        self.extra_versions: Dict[str, Any] = {}
+        self._restart_queue = None
+        self._sensors: Dict[str, Any] = {}
+        # client connection -> {sensor: strategy}
+        self._strategies: Dict[ClientConnection, Dict[Any, Any]] = {}
+        self._client_conns: set = set()
+        self._status_cache: Any = (None, None, b"")
+        from .codec import LineCodec
+        self._encode = LineCodec().encode
+        self.setup_sensors()
+
+    # ---------------------------------------------------------- connections
+
+    def on_client_connect(self, client_conn: ClientConnection):
+        """Inform client of build state and version on connect.
+
+        Sends ``#version-connect`` informs (``katcp-protocol``, ``katcp-library``,
+        ``katcp-device``), or ``#version`` and ``#build-state`` for KATCP v4, and
+        tells the other clients with ``#client-connected``.
+
+        Parameters
+        ----------
+        client_conn : ClientConnection object
+            The client connection that has been successfully established.
+
+        Returns
+        -------
+        Future that resolves when the device is ready to accept messages.
+
+        """
+        others = list(self._client_conns)
+        self._client_conns.add(client_conn)
+        self._strategies[client_conn] = {}
+        info = self.PROTOCOL_INFO
+        if info.major >= VERSION_CONNECT_KATCP_MAJOR:
+            client_conn.inform(Message.inform("version-connect", "katcp-protocol", str(info)))
+            client_conn.inform(Message.inform("version-connect", "katcp-library",
+                                              *self._library_version()))
+            client_conn.inform(Message.inform("version-connect", "katcp-device",
+                                              self.version(), self.build_state()))
+        else:
+            client_conn.inform(Message.inform("version", self.version()))
+            client_conn.inform(Message.inform("build-state", self.build_state()))
+        if others and info.multi_client:
+            connected = Message.inform("client-connected", client_conn.address)
+            for other in others:
+                other.inform(connected)
+        return self._done_future()
+
+    @staticmethod
+    def _library_version():
+        return (f"katcp-python-{_version.__version__}", _version.__version__)
+
+    def clear_strategies(self, client_conn: ClientConnection, remove_client: bool = False) -> None:
+        """Clear the sensor strategies of a client connection (ioloop thread).
+
+        Parameters
+        ----------
+        client_conn : ClientConnection instance
+            The connection that should have its sampling strategies cleared.
+        remove_client : bool, optional
+            Remove the client connection from the strategies data-structure.
+            Useful for clients that disconnect.
+
+        """
+        if remove_client:
+            strategies = self._strategies.pop(client_conn, None)
+        else:
+            strategies = self._strategies.get(client_conn)
+        if strategies:
+            for strategy in list(strategies.values()):
+                strategy.cancel()
+            strategies.clear()
+
+    def on_client_disconnect(self, client_conn: ClientConnection, msg: str,
+                             connection_valid: bool):
+        """Inform client it is about to be disconnected and drop its strategies.
+
+        Parameters
+        ----------
+        client_conn : ClientConnection object
+            The client connection being disconnected.
+        msg : str
+            Reason client is being disconnected.
+        connection_valid : bool
+            True if connection is still open for sending, False otherwise.
+
+        Returns
+        -------
+        Future that resolves when the client connection can be closed.
+
+        """
+        self._client_conns.discard(client_conn)
+        self.clear_strategies(client_conn, remove_client=True)
+        if connection_valid:
+            client_conn.inform(Message.inform("disconnect", msg))
+            return client_conn.flush_on_close()
+        return self._done_future()
+
+    # ------------------------------------------------------------- versions
+
+    def build_state(self) -> str:
+        """Return build state string of the form name-major.minor[(a|b|rc)n]."""
+        return "{}-{}.{}{}".format(*tuple(self.BUILD_INFO))
+
+    def version(self) -> str:
+        """Return a version string of the form type-major.minor."""
+        return "{}-{}.{}".format(*tuple(self.VERSION_INFO))
+
+    # -------------------------------------------------------------- sensors
+
+    def _interface_changed(self, what: str) -> None:
+        if self.running() and self.PROTOCOL_INFO.major >= _INTERFACE_CHANGED_MAJOR:
+            self.mass_inform(Message.inform("interface-changed", what))
+
+    def _call_in_loop(self, fn: Callable[[], None]) -> None:
+        server = self._server
+        if server._loop is None or server.in_ioloop_thread():
+            fn()
+        else:
+            server._post(fn)
+
+    def add_sensor(self, sensor: Any) -> None:
+        """Add a sensor to the device.
+
+        Usually called inside .setup_sensors() but may be called while the
+        server runs, in which case clients get ``#interface-changed sensor-list``.
+        A sensor replacing another of the same name loses the old one's strategies.
+
+        Parameters
+        ----------
+        sensor : Sensor object
+            The sensor object to register with the device server.
+
+        """
+        old = self._sensors.get(sensor.name)
+        self._sensors[sensor.name] = sensor
+        if old is not None and old is not sensor:
+            self._call_in_loop(lambda: self._cancel_sensor_strategies(old))
+        self._interface_changed("sensor-list")
+
+    def has_sensor(self, sensor_name: str) -> bool:
+        """Whether the sensor with specified name is known."""
+        return sensor_name in self._sensors
+
+    def remove_sensor(self, sensor: Any) -> None:
+        """Remove a sensor from the device.
+
+        Also deregisters all clients observing the sensor, and tells clients
+        ``#interface-changed sensor-list`` if the server is running.
+
+        Parameters
+        ----------
+        sensor : Sensor object or name string
+            The sensor to remove from the device server.
+
+        """
+        name = sensor if isinstance(sensor, str) else sensor.name
+        removed = self._sensors.pop(name)
+        self._call_in_loop(lambda: self._cancel_sensor_strategies(removed))
+        self._interface_changed("sensor-list")
+
+    def _cancel_sensor_strategies(self, sensor: Any) -> None:
+        for conn_strategies in self._strategies.values():
+            strategy = conn_strategies.pop(sensor, None)
+            if strategy is not None:
+                strategy.cancel()
+
+    def get_sensor(self, sensor_name: str) -> Any:
+        """Fetch the sensor with the given name.
+
+        Parameters
+        ----------
+        sensor_name : str
+            Name of the sensor to retrieve.
+
+        Returns
+        -------
+        sensor : Sensor object
+            The sensor with the given name.
+
+        Raises
+        ------
+        ValueError
+            If no sensor has that name.
+
+        """
+        sensor = self._sensors.get(sensor_name)
+        if sensor is None:
+            raise ValueError(f"Unknown sensor '{sensor_name}'.")
+        return sensor
+
+    def get_sensors(self) -> List[Any]:
+        """Fetch a list of all sensors.
+
+        Returns
+        -------
+        sensors : list of Sensor objects
+            The list of sensors registered with the device server.
+
+        """
+        return list(self._sensors.values())
+
+    def set_restart_queue(self, restart_queue: Any) -> None:
+        """Set the restart queue.
+
+        When the device server should be restarted, it will be added to the queue.
+
+        Parameters
+        ----------
+        restart_queue : queue.Queue object
+            The queue to add the device server to when it should be restarted.
+
+        """
+        self._restart_queue = restart_queue
+
+    def setup_sensors(self) -> None:
+        """Populate the dictionary of sensors.
+
+        Called from ``__init__``; the default adds no sensors. Subclasses
+        should add their sensors here.
+
+        Examples
+        --------
+        >>> class MyDevice(DeviceServer):
+        ...     def setup_sensors(self):
+        ...         self.add_sensor(Sensor(...))
+        ...         self.add_sensor(Sensor(...))
+        ...
+
+        """
+
+    # -------------------------------------------------------------- sampling
+
+    def _status_bytes(self, sensor: Any, reading: Any) -> bytes:
+        """The ``#sensor-status`` line for a reading, formatted once for all clients."""
+        cached = self._status_cache
+        if cached[1] is reading and cached[0] is sensor:
+            return cached[2]
+        major = self.PROTOCOL_INFO.major
+        ts, status, value = sensor.format_reading(reading, major)
+        data = self._encode(Message.inform("sensor-status", ts, b"1", sensor.name,
+                                           status, value))
+        self._status_cache = (sensor, reading, data)
+        return data
+
+    def _inform_callback(self, client_conn: ClientConnection) -> Callable[[Any, Any], None]:
+        conn = client_conn._conn
+        status_bytes = self._status_bytes
+
+        def inform_callback(sensor: Any, reading: Any) -> None:
+            conn.write_bytes(status_bytes(sensor, reading))
+
+        return inform_callback
+
+    def _run_in_loop(self, fn: Callable[[], Message]):
+        """Return ``fn()`` when in the ioloop thread, else a future of it run there."""
+        server = self._server
+        if server.in_ioloop_thread():
+            return fn()
+        cf: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                cf.set_result(fn())
+            except BaseException as exc:  # FailReply, AsyncReply, bugs: all go to the reply
+                cf.set_exception(exc)
+
+        server._post(run)
+        return cf
+
+    def _set_sampling(self, client: ClientConnection, names_arg: str, names: List[str],
+                      strategy: bytes, params: List[bytes], bulk: bool,
+                      msg: Message) -> Message:
+        # ioloop thread: validate everything first, then swap strategies (all or nothing).
+        if len(set(names)) != len(names):
+            raise FailReply(f"Duplicate sensor name in {names_arg}.")
+        unknown = [n for n in names if n not in self._sensors]
+        if unknown:
+            if bulk:
+                raise FailReply(f"Unknown sensor names: {unknown!r}.")
+            raise FailReply(f"Unknown sensor name: {unknown[0]}.")
+        info = self.PROTOCOL_INFO
+        if strategy not in _strategy_names():
+            raise FailReply(f"Unknown strategy name: {_native(strategy)}.")
+        if not info.strategy_allowed(strategy):
+            raise FailReply(f"Strategy {_native(strategy)} not allowed for version "
+                            f"{info.major} of katcp")
+        v4_period = info.major < SEC_TS_KATCP_MAJOR and strategy == b"period"
+        if v4_period and params:
+            try:
+                params = [float(params[0]) * MS_TO_SEC_FAC] + list(params[1:])
+            except ValueError as exc:
+                raise FailReply(f"Invalid strategy requested: {exc}.") from None
+        from .sampling import SampleNone, SampleStrategy
+        callback = self._inform_callback(client)
+        new: Dict[Any, Any] = {}
+        try:
+            for name in names:
+                sensor = self._sensors[name]
+                new[sensor] = SampleStrategy.get_strategy(
+                    strategy, callback, sensor, *params, ioloop=self._server.ioloop)
+        except (ValueError, TypeError) as exc:
+            raise FailReply(f"Invalid strategy requested: {exc}.") from None
+        client_strategies = self._strategies.get(client)
+        if client_strategies is None:
+            raise FailReply("Client connection is closed.")
+        last = None
+        for sensor, strategy_obj in new.items():
+            old = client_strategies.pop(sensor, None)
+            if old is not None:
+                old.cancel()
+            if not isinstance(strategy_obj, SampleNone):
+                client_strategies[sensor] = strategy_obj
+                strategy_obj.start()
+            last = strategy_obj
+        name_b, param_b = last.get_sampling_formatted()
+        if v4_period and param_b:
+            param_b = [int(float(param_b[0]) * SEC_TO_MS_FAC)] + param_b[1:]
+        return Message.reply_to_request(msg, "ok", names_arg, name_b, *param_b)
+
+    def _query_sampling(self, client: ClientConnection, name: str, msg: Message) -> Message:
+        sensor = self._sensors.get(name)
+        if sensor is None:
+            raise FailReply(f"Unknown sensor name: {name}.")
+        current = self._strategies.get(client, {}).get(sensor)
+        if current is None:
+            return Message.reply_to_request(msg, "ok", name, "none")
+        strategy, params = current.get_sampling_formatted()
+        if self.PROTOCOL_INFO.major < SEC_TS_KATCP_MAJOR and strategy == b"period" and params:
+            params = [int(float(params[0]) * SEC_TO_MS_FAC)] + params[1:]
+        return Message.reply_to_request(msg, "ok", name, strategy, *params)
+
