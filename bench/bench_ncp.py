@@ -1,0 +1,152 @@
+"""Benchmark katcp.ncp against ncplib 6.1.0, measured side by side in the same run.
+
+Run from the work tree: ``.venv/bin/python bench/bench_ncp.py [--quick]``.
+
+Figures: encode/decode packets per second for a control packet (1 field, 4 params) and a data
+packet (one f32 array of 4096 items), and request round-trip time over loopback (client sends a
+request, server replies; both ends of the same library). Ratios > 1 mean katcp.ncp is faster
+(for RTT, katcp/ncplib time is printed: < 1 means katcp.ncp is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import warnings
+from array import array
+from datetime import datetime, timezone
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ncplib  # noqa: E402
+import ncplib.packets as ncp_packets  # noqa: E402
+
+from katcp import ncp as kncp  # noqa: E402
+from katcp.ncp import packets as k_packets  # noqa: E402
+
+TS = datetime(2021, 2, 18, 13, 17, 20, 123456, tzinfo=timezone.utc)
+INFO = b"\x00\x00\xfc\x02"
+
+
+def control_fields(mod):
+    return [
+        ("TIME", 5, [("SAMP", 1024), ("FCTR", 1200), ("NAME", "node"), ("FREQ", mod.u32(2400))])
+    ]
+
+
+def data_fields(mod):
+    return [("SWEP", 6, [("DATA", array("f", [float(i % 97) for i in range(4096)]))])]
+
+
+def _calibrate(fn, min_time):
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        if time.perf_counter() - t0 >= min_time / 5:
+            return n
+        n *= 2
+
+
+def rates(fn_a, fn_b, min_time, rounds=7):
+    """Best-of-``rounds`` rates of two functions, measured alternately (the machine is shared,
+    so interleaving keeps load changes from favouring either side)."""
+    n_a, n_b = _calibrate(fn_a, min_time), _calibrate(fn_b, min_time)
+    best_a = best_b = 0.0
+    for _ in range(rounds):
+        for fn, n, which in ((fn_a, n_a, 0), (fn_b, n_b, 1)):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            r = n / (time.perf_counter() - t0)
+            if which == 0:
+                best_a = max(best_a, r)
+            else:
+                best_b = max(best_b, r)
+    return best_a, best_b
+
+
+def bench_codec(min_time):
+    print(f"{'case':28s} {'katcp.ncp /s':>14s} {'ncplib /s':>14s} {'ratio':>7s}")
+    for label, fields_of in (
+        ("control (1 field, 4 params)", control_fields),
+        ("data (f32 x 4096)", data_fields),
+    ):
+        kf, nf = fields_of(kncp), fields_of(ncplib)
+        k_enc, n_enc = rates(
+            lambda kf=kf: k_packets.encode_packet("DSPC", 1, TS, INFO, kf),
+            lambda nf=nf: ncp_packets.encode_packet("DSPC", 1, TS, INFO, nf),
+            min_time,
+        )
+        data = ncp_packets.encode_packet("DSPC", 1, TS, INFO, nf)
+        assert k_packets.encode_packet("DSPC", 1, TS, INFO, kf) == data
+        k_dec, n_dec = rates(
+            lambda data=data: k_packets.decode_packet(data),
+            lambda data=data: ncp_packets.decode_packet(data),
+            min_time,
+        )
+        print(f"encode {label:21s} {k_enc:14,.0f} {n_enc:14,.0f} {k_enc / n_enc:6.2f}x")
+        print(f"decode {label:21s} {k_dec:14,.0f} {n_dec:14,.0f} {k_dec / n_dec:6.2f}x")
+        # the streaming decoder as the transport drives it: 64 packets in 64 KiB reads
+        codec = k_packets.PacketCodec()
+        stream = data * 64
+        reads = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+
+        def feed_all(codec=codec, reads=reads):
+            for chunk in reads:
+                codec.feed(chunk)
+
+        k_str, _ = rates(feed_all, lambda: None, min_time)
+        print(f"stream-decode {label:14s} {k_str * 64:14,.0f} {'':>14s}")
+
+
+async def _rtt(mod, n):
+    async def handler(conn):
+        async for field in conn:
+            field.send(ACKN=1)
+            field.send(ECHO=field["SAMP"])
+
+    server = await mod.start_server(handler, "127.0.0.1", 0, timeout=10)
+    port = server.sockets[0].getsockname()[1]
+    conn = await mod.connect("127.0.0.1", port, timeout=10)
+    try:
+        for _ in range(50):
+            await conn.send("DSPC", "TIME", SAMP=1).recv()
+        t0 = time.perf_counter()
+        for i in range(n):
+            field = await conn.send("DSPC", "TIME", SAMP=i).recv()
+            assert field["ECHO"] == i
+        return (time.perf_counter() - t0) / n
+    finally:
+        conn.close()
+        await conn.wait_closed()
+        await asyncio.sleep(0.05)  # let the server's handler finish before closing it
+        server.close()
+        await server.wait_closed()
+
+
+def bench_rtt(n, rounds=3):
+    k = min(asyncio.run(_rtt(kncp, n)) for _ in range(rounds))
+    nn = min(asyncio.run(_rtt(ncplib, n)) for _ in range(rounds))
+    print(
+        f"{'request RTT (ACKN + reply)':28s} {k * 1e6:11.1f} us {nn * 1e6:11.1f} us "
+        f"{k / nn:6.2f}x (katcp/ncplib time, best of {rounds})"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    bench_codec(0.1 if args.quick else 0.5)
+    if hasattr(kncp, "connect"):
+        bench_rtt(200 if args.quick else 2000)
+
+
+if __name__ == "__main__":
+    main()
