@@ -1,0 +1,243 @@
+"""Helpers shared by the resource clients: mapping proxies, list_sensors, futures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import collections.abc
+import re
+from typing import Any, Callable, Dict
+
+import tornado.gen
+from tornado.concurrent import Future, future_add_done_callback
+
+from katcp.resource import SensorResultTuple
+
+log = logging.getLogger("katcp.resource_client")
+
+
+class MappingProxy(collections.abc.Mapping):
+    """Read-only view of a mapping whose values are passed through `wrapper`."""
+
+    def __init__(self, mapping, wrapper: Callable[[Any], Any]):
+        self._mapping = mapping
+        self._wrapper = wrapper
+
+    def __iter__(self):
+        return iter(self._mapping)
+
+    def __len__(self):
+        return len(self._mapping)
+
+    def __contains__(self, key):
+        return key in self._mapping
+
+    def __getitem__(self, key):
+        return self._wrapper(self._mapping[key])
+
+
+class AttrMappingProxy(MappingProxy):
+    """:class:`MappingProxy` whose items are also attributes (``proxy.name``)."""
+
+    def __getattr__(self, attr):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        try:
+            return self[attr]
+        except KeyError:
+            raise AttributeError(attr) from None
+
+    def __dir__(self):
+        return list(self.keys())
+
+
+def in_ioloop_thread(ioloop) -> bool:
+    """True if called from the thread running `ioloop` (or if it is not running)."""
+    loop = getattr(ioloop, "asyncio_loop", ioloop)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        return True
+    # A loop that is not running anywhere yet will run in this thread later.
+    return running is None and not loop.is_running()
+
+
+def transform_future(transformation: Callable[[Any], Any], future) -> Future:
+    """Return a future resolving with ``transformation(future.result())``.
+
+    Exceptions of `future` (or of the transformation) are passed on.
+    """
+    future = tornado.gen.convert_yielded(future)
+    new_future: Future = Future()
+
+    def _transform(f):
+        if new_future.done():
+            return
+        if f.cancelled():
+            new_future.cancel()
+            return
+        exc = f.exception()
+        if exc is not None:
+            new_future.set_exception(exc)
+            return
+        try:
+            new_future.set_result(transformation(f.result()))
+        except Exception as e:
+            new_future.set_exception(e)
+
+    future_add_done_callback(future, _transform)
+    return new_future
+
+
+async def until_some(*args, done_at_least=None, timeout=None, **kwargs):
+    """Wait until at least `done_at_least` of the given futures are done.
+
+    Parameters
+    ----------
+    *args, **kwargs : futures
+        Positional futures are keyed by index, keyword futures by name.
+    done_at_least : int, optional
+        Number of futures that must be done (default: all).
+    timeout : float, optional
+        Give up after this many seconds (raises tornado.gen.TimeoutError).
+
+    Returns
+    -------
+    list of (key, result)
+        Results of the futures that completed successfully.
+    """
+    futures: Dict[Any, Any] = {i: tornado.gen.convert_yielded(f) for i, f in enumerate(args)}
+    futures.update({k: tornado.gen.convert_yielded(f) for k, f in kwargs.items()})
+    if done_at_least is None:
+        done_at_least = len(futures)
+    done_at_least = min(done_at_least, len(futures))
+    loop = asyncio.get_event_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    pending = set(futures.values())
+    while sum(1 for f in futures.values() if f.done()) < done_at_least:
+        remaining = None if deadline is None else deadline - loop.time()
+        if remaining is not None and remaining <= 0:
+            raise tornado.gen.TimeoutError("Timed out waiting for futures")
+        _, pending = await asyncio.wait(pending, timeout=remaining,
+                                        return_when=asyncio.FIRST_COMPLETED)
+    results = []
+    for key, f in futures.items():
+        if f.done() and not f.cancelled() and f.exception() is None:
+            results.append((key, f.result()))
+    return results
+
+
+@tornado.gen.coroutine
+def list_sensors(parent_class, sensor_items, filter, strategy, status,
+                 use_python_identifiers, tuple, refresh):
+    """Shared implementation of ``list_sensors`` for resources and containers.
+
+    Parameters
+    ----------
+    parent_class : :class:`katcp.resource.KATCPResource`
+        The resource being listed (containers prefix names with the child name).
+    sensor_items : iterable of (python_identifier, KATCPSensor)
+    filter, strategy, status, use_python_identifiers, tuple, refresh
+        As for :meth:`katcp.resource.KATCPResource.list_sensors`.
+
+    Returns
+    -------
+    tornado Future
+        Resolves with a list of :class:`SensorResultTuple` (or plain tuples).
+    """
+    from katcp._resource_container import KATCPClientResourceContainer
+
+    filter_re = re.compile(filter)
+    status_re = re.compile(status) if status else None
+    none_strat = ("none",)
+    sensor_dict = dict(sensor_items)
+    is_container = isinstance(parent_class, KATCPClientResourceContainer)
+    matches = []
+    for sensor_identifier in sorted(sensor_dict):
+        sensor_obj = sensor_dict[sensor_identifier]
+        search_name = sensor_identifier if use_python_identifiers else sensor_obj.name
+        if not filter_re.search(search_name):
+            continue
+        if strategy and tuple_(sensor_obj.sampling_strategy) == none_strat:
+            continue
+        matches.append((sensor_identifier, sensor_obj))
+    if refresh:
+        yield [sensor_obj.get_value() for _, sensor_obj in matches]
+    found = []
+    for sensor_identifier, sensor_obj in matches:
+        reading = sensor_obj.reading
+        if status_re is not None and not status_re.search(reading.status):
+            continue
+        prefix = ""
+        if is_container and not sensor_obj.name.startswith("agg_"):
+            prefix = sensor_obj.parent_name + "."
+        if tuple:
+            found.append((prefix + sensor_obj.name, reading.value, reading.timestamp,
+                          sensor_obj.type, sensor_obj.units, reading.received_timestamp,
+                          reading.status, sensor_obj.sampling_strategy))
+        else:
+            found.append(SensorResultTuple(
+                object=sensor_obj, name=prefix + sensor_obj.name,
+                python_identifier=sensor_identifier, description=sensor_obj.description,
+                units=sensor_obj.units, type=sensor_obj.type, reading=reading))
+    return found
+
+
+tuple_ = tuple
+
+
+def monitor_resource_sync_state(resource, callback, exit_event=None):
+    """Coroutine that calls ``callback(synced)`` on every sync state change.
+
+    Always starts with ``callback(False)`` (assume not synced), then calls
+    ``callback(True)`` whenever the resource becomes synced and
+    ``callback(False)`` whenever it stops being synced.
+
+    Parameters
+    ----------
+    resource : :class:`KATCPClientResource` or container
+        Resource to watch.
+    callback : callable
+        Called with True or False.
+    exit_event : :class:`katcp.core.AsyncEvent`, :class:`asyncio.Event` or tornado Event, optional
+        Stop monitoring (without a further callback) when set.
+
+    Returns
+    -------
+    tornado Future
+        Resolves when monitoring stops.
+    """
+    _call_sync_callback(callback, False)
+    return tornado.gen.convert_yielded(_monitor_sync_state(resource, callback, exit_event))
+
+
+def _call_sync_callback(callback, value):
+    try:
+        callback(value)
+    except Exception:
+        log.exception("Unhandled exception in sync state callback")
+
+
+async def _monitor_sync_state(resource, callback, exit_event):
+    exit_future = None
+    if exit_event is not None:
+        waiter = exit_event.until_set() if hasattr(exit_event, "until_set") else exit_event.wait()
+        exit_future = tornado.gen.convert_yielded(waiter)
+    try:
+        while True:
+            for waiter, value in ((resource.until_synced, True),
+                                  (resource.until_not_synced, False)):
+                f = tornado.gen.convert_yielded(waiter())
+                if exit_future is not None:
+                    await asyncio.wait([f, exit_future], return_when=asyncio.FIRST_COMPLETED)
+                    if exit_future.done():
+                        f.cancel()
+                        return
+                else:
+                    await f
+                _call_sync_callback(callback, value)
+    finally:
+        if exit_future is not None and not exit_future.done():
+            exit_future.cancel()
