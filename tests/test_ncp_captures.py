@@ -7,7 +7,6 @@ length and decoded content; HTTP heads byte for byte.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 
 import pytest
@@ -15,11 +14,11 @@ import pytest
 from katcp import ncp
 from katcp.ncp import packets, tunnel
 
+from reference_data import reference_path
+
 pytestmark = pytest.mark.timeout(30)
 
-CAPTURES = "/work/shared/reference/ncp-vectors/handshake.md"
-if not os.path.exists(CAPTURES):  # pragma: no cover
-    pytest.skip("handshake captures not available", allow_module_level=True)
+CAPTURES = reference_path("ncp-vectors/handshake.md")
 
 HOST = "127.0.0.1"
 _ITEM = re.compile(r"^(\d+)\. t=[\d.]+s (C->S|S->C) (ncp|http) \((\d+) bytes\)")

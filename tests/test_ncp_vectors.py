@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 import warnings
 from array import array
@@ -15,9 +14,9 @@ import pytest
 from katcp.ncp import packets, values
 from katcp.ncp.errors import DecodeError, DecodeWarning, NCPWarning
 
-VECTORS_PATH = "/work/shared/reference/ncp-vectors/vectors.jsonl"
-if not os.path.exists(VECTORS_PATH):  # pragma: no cover
-    pytest.skip("NCP vectors not available", allow_module_level=True)
+from reference_data import reference_path
+
+VECTORS_PATH = reference_path("ncp-vectors/vectors.jsonl")
 
 with open(VECTORS_PATH) as _f:
     VECTORS = [json.loads(line) for line in _f if line.strip()]
