@@ -1,0 +1,233 @@
+"""Client benchmark: katcp clients side by side with aiokatcp's Client.
+
+Each server runs in its own process (started here, on 127.0.0.1, random port):
+our ``katcp.DeviceServer`` and aiokatcp's ``DeviceServer``, both with an
+``?echo`` request. Measured in the same run, own and aiokatcp interleaved so
+that machine load hits both alike (medians of per-block/per-connect samples):
+
+1. sequential request RTT: our ``AsyncClient`` -> our server, and aiokatcp
+   ``Client`` -> aiokatcp server (goal: ratio <= 0.75);
+2. ``BlockingClient.blocking_request`` RTT from a plain thread -> our server,
+   against aiokatcp's async client RTT (goal: ratio <= 1.0);
+3. connect + ``#version-connect`` time (goal: ratio <= 0.75).
+
+Usage: ``python bench/bench_client.py [--requests N] [--connects N] [--repeats N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import aiokatcp  # noqa: E402
+import tornado.ioloop  # noqa: E402
+
+from katcp.client import AsyncClient, BlockingClient  # noqa: E402
+from katcp.core import Message  # noqa: E402
+
+OWN_SERVER = r'''
+import sys
+sys.path.insert(0, sys.argv[1])
+from katcp.server import DeviceServer
+
+class Server(DeviceServer):
+    VERSION_INFO = ("bench", 1, 0)
+    BUILD_INFO = ("bench", 1, 0, "")
+
+    def setup_sensors(self):
+        pass
+
+    def request_echo(self, req, msg):
+        """Reply with the arguments."""
+        return req.make_reply("ok", *msg.arguments)
+
+server = Server("127.0.0.1", 0)
+server.set_concurrency_options(thread_safe=False, handler_thread=False)
+server.start(timeout=10)
+print(server.bind_address[1], flush=True)
+sys.stdin.read()
+server.stop(timeout=5)
+server.join(timeout=5)
+'''
+
+AIOKATCP_SERVER = r'''
+import asyncio
+import sys
+from typing import Tuple
+import aiokatcp
+
+class Server(aiokatcp.DeviceServer):
+    VERSION = "bench-1.0"
+    BUILD_STATE = "bench-1.0.0"
+
+    async def request_echo(self, ctx, *args: str) -> Tuple[str, ...]:
+        """Reply with the arguments."""
+        return tuple(args)
+
+async def main():
+    server = Server("127.0.0.1", 0)
+    await server.start()
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await server.stop()
+
+asyncio.run(main())
+'''
+
+
+class ServerProcess:
+    """A benchmark server in a subprocess; ``port`` is where it listens."""
+
+    def __init__(self, code: str, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, cwd="/")
+        line: list = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()),
+                                  daemon=True)
+        reader.start()
+        reader.join(30)
+        if not line or not line[0].strip():
+            self.proc.kill()
+            raise RuntimeError("benchmark server did not start")
+        self.port = int(line[0])
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+async def rtt_pair(own_port: int, aio_port: int, n: int, block: int = 200):
+    """Sequential RTTs, own and aiokatcp interleaved in blocks; per-block means."""
+    own = AsyncClient("127.0.0.1", own_port, timeout=10)
+    own.set_ioloop(tornado.ioloop.IOLoop.current())
+    own.start()
+    await own.until_protocol(timeout=10)
+    aio = await aiokatcp.Client.connect("127.0.0.1", aio_port)
+    own_t: list = []
+    aio_t: list = []
+    for _ in range(100):
+        await own.future_request(Message.request("echo", "x"))
+        await aio.request("echo", "x")
+    for _ in range(max(n // block, 1)):
+        t0 = time.perf_counter()
+        for _ in range(block):
+            reply, _ = await own.future_request(Message.request("echo", "x"))
+        own_t.append((time.perf_counter() - t0) / block)
+        assert reply.reply_ok(), reply
+        t0 = time.perf_counter()
+        for _ in range(block):
+            await aio.request("echo", "x")
+        aio_t.append((time.perf_counter() - t0) / block)
+    own.stop()
+    await own.until_stopped(timeout=10)
+    aio.close()
+    await aio.wait_closed()
+    return own_t, aio_t
+
+
+def blocking_rtt(port: int, n: int, block: int = 200) -> list:
+    """BlockingClient RTTs from this (plain) thread; per-block means."""
+    client = BlockingClient("127.0.0.1", port, timeout=10)
+    client.setDaemon(True)
+    client.start(timeout=10)
+    times: list = []
+    try:
+        if not client.wait_protocol(10):
+            raise RuntimeError("BlockingClient did not connect")
+        for _ in range(100):
+            client.blocking_request(Message.request("echo", "x"))
+        for _ in range(max(n // block, 1)):
+            t0 = time.perf_counter()
+            for _ in range(block):
+                reply, _ = client.blocking_request(Message.request("echo", "x"))
+            times.append((time.perf_counter() - t0) / block)
+            assert reply.reply_ok(), reply
+    finally:
+        client.stop(timeout=10)
+        client.join(timeout=10)
+    return times
+
+
+async def connect_pair(own_port: int, aio_port: int, n: int):
+    """Connect + #version-connect times, own and aiokatcp alternating."""
+    own_t: list = []
+    aio_t: list = []
+    ioloop = tornado.ioloop.IOLoop.current()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        client = AsyncClient("127.0.0.1", own_port, timeout=10)
+        client.set_ioloop(ioloop)
+        client.start()
+        await client.until_protocol(timeout=10)
+        own_t.append(time.perf_counter() - t0)
+        client.stop()
+        await client.until_stopped(timeout=10)
+        t0 = time.perf_counter()
+        aio = await aiokatcp.Client.connect("127.0.0.1", aio_port)
+        aio_t.append(time.perf_counter() - t0)
+        aio.close()
+        await aio.wait_closed()
+    return own_t, aio_t
+
+
+def fmt(values: list) -> str:
+    return (f"median {statistics.median(values) * 1e6:8.1f} us, "
+            f"best {min(values) * 1e6:8.1f} us")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--connects", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    own_server = ServerProcess(OWN_SERVER, ROOT)
+    aio_server = ServerProcess(AIOKATCP_SERVER)
+    own: list = []
+    aio: list = []
+    blk: list = []
+    own_c: list = []
+    aio_c: list = []
+    try:
+        for _ in range(args.repeats):
+            o, a = asyncio.run(rtt_pair(own_server.port, aio_server.port, args.requests))
+            own += o
+            aio += a
+            blk += blocking_rtt(own_server.port, args.requests)
+            o, a = asyncio.run(connect_pair(own_server.port, aio_server.port, args.connects))
+            own_c += o
+            aio_c += a
+    finally:
+        own_server.close()
+        aio_server.close()
+
+    med = statistics.median
+    print(f"requests per run: {args.requests}, connects per run: {args.connects}, "
+          f"runs: {args.repeats}; each server in its own process; own and aiokatcp interleaved")
+    print(f"sequential RTT  katcp AsyncClient -> katcp server   : {fmt(own)}")
+    print(f"sequential RTT  aiokatcp Client   -> aiokatcp server: {fmt(aio)}")
+    print(f"  ratio katcp/aiokatcp = {med(own) / med(aio):.2f}  (goal <= 0.75)")
+    print(f"blocking RTT    katcp BlockingClient (plain thread) : {fmt(blk)}")
+    print(f"  ratio BlockingClient/aiokatcp async = {med(blk) / med(aio):.2f}  (goal <= 1.00)")
+    print(f"connect+version katcp AsyncClient                   : {fmt(own_c)}")
+    print(f"connect+version aiokatcp Client                     : {fmt(aio_c)}")
+    print(f"  ratio katcp/aiokatcp = {med(own_c) / med(aio_c):.2f}  (goal <= 0.75)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,651 @@
+"""DeviceClient: connection, protocol detection and message dispatch.
+
+This module holds the raw KATCP client (`DeviceClient`) and the helpers that
+the request-tracking clients in :mod:`katcp._client_requests` build on. Users
+import everything from :mod:`katcp.client`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import traceback
+from typing import Tuple
+
+from tornado.util import ObjectDict
+
+from ._client_loop import (
+    _asyncio_timeout,
+    _ClientLoopMixin,
+    _get_ident,
+    _StateFlag,
+    address_to_string,
+    make_threadsafe,
+    make_threadsafe_blocking,
+)
+from .codec import LineCodec
+from .connection import open_connection
+from .core import (
+    DeviceMetaclass,
+    KatcpClientDisconnected,
+    KatcpVersionError,
+    Message,
+    ProtocolFlags,
+)
+from .ioloop_manager import IOLoopManager
+
+log = logging.getLogger("katcp.client")
+
+#: KATCP major version from which timestamps are float milliseconds (v4).
+FLOAT_TS_KATCP_MAJOR = 4
+#: Factor to convert seconds to milliseconds.
+SEC_TO_MS_FAC = 1000
+#: KATCP major version from which timestamps are in seconds (v5).
+SEC_TS_KATCP_MAJOR = 5
+
+class _ClientHandler:
+    """Transport handler forwarding connection events to a DeviceClient."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: DeviceClient) -> None:
+        self._client = client
+
+    def connection_made(self, conn) -> None:
+        self._client._connection_made(conn)
+
+    def message_received(self, conn, msg) -> None:
+        client = self._client
+        if conn is not client._conn:
+            return
+        try:
+            result = client.handle_message(msg)
+        except Exception:
+            client._logger.exception(
+                "Unhandled exception in handle_message() from %s for message %r",
+                client.bind_address_string, str(msg))
+            return
+        if result is not None and inspect.isawaitable(result):
+            client._watch_awaitable(result, msg)
+
+    def decode_error(self, conn, exc) -> None:
+        client = self._client
+        client._logger.error("BAD COMMAND from %s: %s", client.bind_address_string, exc)
+
+    def connection_lost(self, conn, exc) -> None:
+        self._client._connection_lost(conn, exc)
+
+
+class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
+    """Device client proxy.
+
+    Subclasses should implement ``reply_*``, ``inform_*`` and ``request_*``
+    methods to handle messages from the server; unhandled messages go to
+    :meth:`unhandled_reply`, :meth:`unhandled_inform` and
+    :meth:`unhandled_request`.
+
+    Parameters
+    ----------
+    host : str
+        Host to connect to (empty means ``"0.0.0.0"``).
+    port : int
+        Port to connect to.
+    tb_limit : int, optional
+        Maximum number of stack frames in logged tracebacks.
+    logger : logging.Logger, optional
+        Logger to log to (default ``katcp.client``).
+    auto_reconnect : bool, optional
+        Whether to reconnect (with a bounded back-off starting at
+        ``auto_reconnect_delay``) when the connection drops or fails.
+
+    Examples
+    --------
+    >>> class MyClient(DeviceClient):
+    ...     def reply_myreq(self, msg):
+    ...         print(str(msg))
+    >>> c = MyClient('localhost', 10000)
+    >>> c.start()
+    >>> c.send_request(katcp.Message.request('myreq'))
+    >>> # expect reply to be printed here
+    >>> c.stop(); c.join()
+    """
+
+    #: Maximum length of a message (line) accepted from the server.
+    MAX_MSG_SIZE = 2 * 1024 * 1024
+    #: Unsent output above which the connection is dropped.
+    MAX_WRITE_BUFFER_SIZE = 2 * MAX_MSG_SIZE
+    #: Kept for compatibility: maximum time the reader may hog the ioloop.
+    MAX_LOOP_LATENCY = 0.03
+
+    def __init__(self, host: str, port: int, tb_limit: int = 20,
+                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
+        if not host:
+            host = "0.0.0.0"
+        self._bindaddr = (host, port)
+        self._tb_limit = tb_limit
+        self._logger = logger
+        self._auto_reconnect = auto_reconnect
+        #: Seconds to wait before the first reconnection attempt.
+        self.auto_reconnect_delay = 0.5
+        #: Upper bound of the reconnection back-off, in seconds.
+        self.auto_reconnect_max_delay = 5.0
+        #: Seconds allowed for one TCP connection attempt.
+        self.connect_timeout = 5.0
+        self._connect_failures = 0
+        self._static_protocol_configuration = False
+        self._static_protocol_flags = None
+        self._last_msg_id = 0
+        self._ioloop = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.ioloop_thread_id: int | None = None
+        self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
+        self._threadsafe = False
+        self.last_connect_time: float | None = None
+        self._handler = _ClientHandler(self)
+        self._task: asyncio.Future | None = None
+        self._init_state_per_run()
+
+    def _init_state_per_run(self) -> None:
+        """Initialise the state of one start..stop run."""
+        self._stopped = _StateFlag(True)
+        self._running = _StateFlag()
+        self._waiting_to_retry = _StateFlag()
+        self._connected = _StateFlag()
+        self._disconnected = _StateFlag(True)
+        self._received_protocol_info = _StateFlag()
+        self._server_supports_ids = False
+        self._protocol_flags = None
+        self._conn = None
+        self._task = None
+        self._run_started = threading.Event()
+        self._conn_lost: asyncio.Future | None = None
+        self._wakeup: asyncio.Future | None = None
+        if self._static_protocol_configuration:
+            self.preset_protocol_flags(self._static_protocol_flags)
+        #: Version information received from the server (``#version-connect``).
+        self.versions = ObjectDict()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def protocol_flags(self):
+        """:class:`katcp.core.ProtocolFlags` of the server (None until known)."""
+        return self._protocol_flags
+
+    @protocol_flags.setter
+    def protocol_flags(self, val) -> None:
+        self._protocol_flags = val
+        self._server_supports_ids = bool(val is not None and val.supports(
+            ProtocolFlags.MESSAGE_IDS))
+        self._received_protocol_info.set()
+
+    @property
+    def bind_address(self) -> Tuple[str, int]:
+        """(host, port) where the client is connecting."""
+        return self._bindaddr
+
+    @property
+    def bind_address_string(self) -> str:
+        """``"host:port"`` where the client is connecting."""
+        return address_to_string(self._bindaddr)
+
+    @property
+    def sockname(self) -> Tuple[str, int]:
+        """Local socket address, or ``(host, -1)`` when not connected."""
+        conn = self._conn
+        if conn is not None:
+            transport = getattr(conn, "transport", None) or getattr(conn, "_transport", None)
+            if transport is not None:
+                sockname = transport.get_extra_info("sockname")
+                if sockname:
+                    return tuple(sockname[:2])
+        return (self._bindaddr[0], -1)
+
+    @property
+    def sockname_string(self) -> str:
+        """Local socket address as ``"host:port"``."""
+        return address_to_string(self.sockname)
+
+    @property
+    def threadsafe(self) -> bool:
+        """Whether :meth:`enable_thread_safety` has been applied."""
+        return self._threadsafe
+
+    @property
+    def ioloop(self):
+        """The tornado IOLoop the client runs on (None before start)."""
+        return self._ioloop
+
+    # ------------------------------------------------------------------ protocol
+    def convert_seconds(self, time_seconds: float) -> float:
+        """Convert a time in seconds to the device's timestamp units.
+
+        KATCP v4 and earlier use milliseconds, v5 seconds; versions below
+        v4 truncate to whole milliseconds.
+
+        Parameters
+        ----------
+        time_seconds : float
+            Time in seconds.
+
+        Returns
+        -------
+        float or int
+            Time in the device's units.
+        """
+        if self.protocol_flags.major >= SEC_TS_KATCP_MAJOR:
+            return time_seconds
+        device_time = time_seconds * SEC_TO_MS_FAC
+        if self.protocol_flags.major < FLOAT_TS_KATCP_MAJOR:
+            device_time = int(device_time)
+        return device_time
+
+    def _next_id(self) -> bytes:
+        """Return the next message id as bytes (ioloop thread only)."""
+        self._last_msg_id += 1
+        return b"%d" % self._last_msg_id
+
+    def preset_protocol_flags(self, protocol_flags) -> None:
+        """Preset the server's protocol flags and disable version detection.
+
+        Parameters
+        ----------
+        protocol_flags : :class:`katcp.core.ProtocolFlags`
+            Flags to assume.
+        """
+        self._static_protocol_configuration = True
+        self._static_protocol_flags = protocol_flags
+        self.protocol_flags = protocol_flags
+
+    def inform_version_connect(self, msg: Message) -> None:
+        """Process a ``#version-connect`` inform (KATCP v5)."""
+        if len(msg.arguments) < 2:
+            return
+        name = msg.arguments[0].decode("utf-8", "replace")
+        self.versions[name] = tuple(a.decode("utf-8", "replace") for a in msg.arguments[1:])
+        if msg.arguments[0] == b"katcp-protocol":
+            try:
+                protocol_flags = ProtocolFlags.parse_version(msg.arguments[1])
+            except Exception:
+                self._logger.error("Bad katcp-protocol version from %s: %r",
+                                   self.bind_address_string, msg.arguments[1])
+                return
+            self._set_protocol_from_inform(protocol_flags, msg)
+
+    def inform_version(self, msg: Message) -> None:
+        """Handle a KATCP v4 ``#version`` inform."""
+        self._set_v4_protocol(msg)
+
+    def inform_build_state(self, msg: Message) -> None:
+        """Handle a KATCP v4 ``#build-state`` inform."""
+        self._set_v4_protocol(msg)
+
+    def _set_v4_protocol(self, inform: Message) -> None:
+        self._set_protocol_from_inform(ProtocolFlags(4, 0, ""), inform)
+
+    def _set_protocol_from_inform(self, protocol_flags, inform: Message) -> None:
+        if protocol_flags == self.protocol_flags:
+            return
+        if self.protocol_flags:
+            if self._static_protocol_configuration:
+                self._logger.warning(
+                    "Protocol Version Warning: Ignoring inform received from server "
+                    "indicating a katcp protocol revision inconsistent with the static "
+                    "configuration. Static configuration: %r. Inform received: %r",
+                    str(self.protocol_flags), str(inform))
+                return
+            self._logger.error(
+                "Protocol Version Error: Inform received from server indicating a katcp "
+                "protocol revision inconsistent with the previously detected version. "
+                "Disconnecting. Previous version: %r. Inform received: %r",
+                str(self.protocol_flags), str(inform))
+            self._auto_reconnect = False
+            self._disconnect()
+        self.protocol_flags = protocol_flags
+
+    # ------------------------------------------------------------------ sending
+    def _get_mid_and_update_msg(self, msg: Message, use_mid: bool | None) -> bytes:
+        """Return the active message id of `msg`, assigning one if needed.
+
+        ``msg.mid`` is filled in with a fresh id when `use_mid` is True, or
+        None and the server supports ids. An internal id is returned in any
+        case so that the request can be tracked.
+        """
+        if use_mid is None:
+            use_mid = self._server_supports_ids
+        if msg.mid is None:
+            self._last_msg_id += 1
+            mid = b"%d" % self._last_msg_id
+            if use_mid:
+                msg.mid = mid
+            return mid
+        return msg.mid
+
+    @make_threadsafe_blocking
+    def request(self, msg: Message, use_mid: bool | None = None):
+        """Send a request message, assigning a message id when appropriate.
+
+        Parameters
+        ----------
+        msg : Message
+            Request message.
+        use_mid : bool or None, optional
+            Force (True) or suppress (False) message ids; by default ids are
+            used when the server supports them.
+
+        Returns
+        -------
+        bytes
+            The message id (internal id if none was put on the message).
+
+        Raises
+        ------
+        KatcpVersionError
+            If the message carries an id and the server does not support ids.
+        KatcpClientDisconnected
+            If not connected.
+        """
+        mid = self._get_mid_and_update_msg(msg, use_mid)
+        self.send_request(msg)
+        return mid
+
+    def send_request(self, msg: Message) -> None:
+        """Send a request message.
+
+        Parameters
+        ----------
+        msg : Message
+            The request to send.
+
+        Raises
+        ------
+        KatcpVersionError
+            If ``msg.mid`` is set but the server does not support ids.
+        """
+        if msg.mtype != Message.REQUEST:
+            raise ValueError(f"send_request() needs a request message, got {str(msg)!r}")
+        if msg.mid and not self._server_supports_ids:
+            raise KatcpVersionError("Message IDs not supported by server")
+        self.send_message(msg)
+
+    @make_threadsafe_blocking
+    def send_message(self, msg: Message) -> None:
+        """Send any kind of message.
+
+        Parameters
+        ----------
+        msg : Message
+            The message to send.
+
+        Raises
+        ------
+        KatcpClientDisconnected
+            If the client is not connected.
+        """
+        conn = self._conn
+        if conn is None or conn.closing:
+            raise KatcpClientDisconnected(
+                f"Not connected to device {self.bind_address_string}")
+        if self._logger.isEnabledFor(logging.DEBUG):
+            self._logger.debug("Sending to %s: %r", self.bind_address_string, bytes(msg))
+        try:
+            # Latency: the first message of an idle connection goes out now
+            # rather than at the end of the loop iteration; later ones in the
+            # same iteration are still coalesced by the transport.
+            idle = conn.get_write_buffer_size() == 0
+            conn.write(msg)
+            if idle:
+                conn.flush()
+        except Exception as exc:
+            self._logger.warning("Could not send message %r to %r", str(msg),
+                                 self._bindaddr, exc_info=True)
+            self._disconnect()
+            raise KatcpClientDisconnected(
+                f"Could not send to device {self.bind_address_string}") from exc
+
+    # ------------------------------------------------------------------ connection
+    def _connection_made(self, conn) -> None:
+        if not self._running.is_set():
+            conn.abort()
+            return
+        if self._conn is not None and self._conn is not conn:
+            self._conn.abort()
+        self._conn = conn
+        self._conn_lost = self._loop.create_future()
+        if self._connect_failures >= 5:
+            self._logger.warning("Reconnected to %s", self.bind_address_string)
+        self._connect_failures = 0
+        self._disconnected.clear()
+        self._connected.set()
+        self.last_connect_time = self._loop.time()
+        self._logger.debug("Connected to %s", self.bind_address_string)
+        try:
+            self.notify_connected(True)
+        except Exception:
+            self._logger.exception("Notify connect failed. Disconnecting.")
+            self._disconnect()
+
+    def _connection_lost(self, conn, exc) -> None:
+        if conn is not self._conn:
+            return
+        self._conn = None
+        self._connected.clear()
+        self._disconnected.set()
+        if not self._static_protocol_configuration:
+            # The next server on this address may speak another version.
+            self._protocol_flags = None
+            self._server_supports_ids = False
+            self._received_protocol_info.clear()
+        if exc is not None:
+            self._logger.warning("Client stream for server %s closed with error %r",
+                                 self.bind_address_string, exc)
+        try:
+            self._on_connection_lost()
+        except Exception:
+            self._logger.exception("Error failing requests for %s", self.bind_address_string)
+        try:
+            self.notify_connected(False)
+        except Exception:
+            self._logger.exception("Notify connect failed")
+        lost = self._conn_lost
+        if lost is not None and not lost.done():
+            lost.set_result(None)
+
+    def _on_connection_lost(self) -> None:
+        """Hook for subclasses: the connection has just been lost."""
+
+    async def _connect(self) -> bool:
+        """Make one connection attempt; return whether it succeeded."""
+        host, port = self._bindaddr
+        codec = LineCodec(max_line_length=self.MAX_MSG_SIZE)
+        try:
+            if _asyncio_timeout is not None:
+                # asyncio.timeout() needs no extra task, unlike wait_for (< 3.12).
+                async with _asyncio_timeout(self.connect_timeout):
+                    await open_connection(
+                        self._handler, codec, host, port, max_msg_size=self.MAX_MSG_SIZE,
+                        max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE, logger=self._logger)
+            else:
+                await open_connection(
+                    self._handler, codec, host, port, timeout=self.connect_timeout,
+                    max_msg_size=self.MAX_MSG_SIZE,
+                    max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE, logger=self._logger)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self._connect_failures % 5 == 0:
+                self._logger.debug("Failed to connect to %r: %s", self._bindaddr, exc)
+            self._connect_failures += 1
+            return False
+        return self._conn is not None
+
+    def _disconnect(self) -> None:
+        """Close the current connection (cleanup happens in connection_lost)."""
+        conn = self._conn
+        if conn is not None:
+            conn.abort()
+
+    @make_threadsafe
+    def disconnect(self) -> None:
+        """Drop the connection (the client reconnects if `auto_reconnect`)."""
+        self._disconnect()
+
+    def _install(self) -> None:
+        """Put the client on its loop (ioloop thread): running, then connect."""
+        self.ioloop_thread_id = _get_ident()
+        self._stopped.clear()
+        self._running.set()
+        self._run_started.set()
+        self._task = self._loop.create_task(self._run())
+
+    async def _sleep_interruptibly(self, delay: float) -> None:
+        loop = self._loop
+        self._wakeup = wakeup = loop.create_future()
+        handle = loop.call_later(delay, lambda: wakeup.done() or wakeup.set_result(None))
+        try:
+            await wakeup
+        finally:
+            handle.cancel()
+            self._wakeup = None
+
+    async def _run(self) -> None:
+        """Main coroutine: connect, wait for disconnect, reconnect."""
+        self._logger.debug("Starting client loop for %r", self._bindaddr)
+        delay = self.auto_reconnect_delay
+        try:
+            while self._running.is_set():
+                if await self._connect():
+                    delay = self.auto_reconnect_delay
+                    lost = self._conn_lost
+                    if lost is not None:
+                        await lost
+                elif not self._auto_reconnect:
+                    self._logger.error("Failed to connect to %r", self._bindaddr)
+                if not self._running.is_set() or not self._auto_reconnect:
+                    break
+                self._waiting_to_retry.set()
+                try:
+                    await self._sleep_interruptibly(delay)
+                finally:
+                    self._waiting_to_retry.clear()
+                delay = min(delay * 1.5, max(self.auto_reconnect_max_delay,
+                                             self.auto_reconnect_delay))
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            self._logger.exception("Unhandled exception in client loop for %r", self._bindaddr)
+        finally:
+            self._running.clear()
+            self._on_stopping()
+            conn = self._conn
+            if conn is not None:
+                conn.abort()
+                self._connection_lost(conn, None)
+            self._logger.debug("Client connect loop for %r finished.", self._bindaddr)
+            self._stopped.set()
+
+    def _on_stopping(self) -> None:
+        """Hook for subclasses: the client is stopping."""
+
+    # ------------------------------------------------------------------ dispatch
+    def _format_exc(self) -> str:
+        return "".join(traceback.format_exc(limit=self._tb_limit))
+
+    def _watch_awaitable(self, result, msg: Message) -> None:
+        fut = asyncio.ensure_future(result)
+
+        def _done(f) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                self._logger.error("Handler for %s failed", msg.name, exc_info=f.exception())
+        fut.add_done_callback(_done)
+
+    def handle_message(self, msg: Message):
+        """Dispatch a message from the server by type.
+
+        Parameters
+        ----------
+        msg : Message
+            The message to dispatch.
+        """
+        mtype = msg.mtype
+        if mtype == Message.REPLY:
+            return self.handle_reply(msg)
+        if mtype == Message.INFORM:
+            return self.handle_inform(msg)
+        if mtype == Message.REQUEST:
+            return self.handle_request(msg)
+        self._logger.error("Unexpected message type from server [%r].", str(msg))
+
+    def handle_inform(self, msg: Message):
+        """Dispatch an inform to its ``inform_*`` method or :meth:`unhandled_inform`.
+
+        Parameters
+        ----------
+        msg : Message
+            The inform to dispatch.
+        """
+        method = self._inform_handlers.get(msg.name, type(self).unhandled_inform)
+        try:
+            return method(self, msg)
+        except Exception:
+            self._logger.error("Inform %s FAIL: %s", msg.name, self._format_exc())
+
+    def handle_reply(self, msg: Message):
+        """Dispatch a reply to its ``reply_*`` method or :meth:`unhandled_reply`.
+
+        Parameters
+        ----------
+        msg : Message
+            The reply to dispatch.
+        """
+        method = self._reply_handlers.get(msg.name, type(self).unhandled_reply)
+        try:
+            return method(self, msg)
+        except Exception:
+            self._logger.error("Reply %s FAIL: %s", msg.name, self._format_exc())
+
+    def handle_request(self, msg: Message):
+        """Dispatch a request from the server to ``request_*`` or :meth:`unhandled_request`.
+
+        A handler returning a reply :class:`Message` has it sent (with the
+        request's message id).
+
+        Parameters
+        ----------
+        msg : Message
+            The request to dispatch.
+        """
+        method = self._request_handlers.get(msg.name, type(self).unhandled_request)
+        try:
+            reply = method(self, msg)
+            if isinstance(reply, Message):
+                reply.mid = msg.mid
+                if reply.mtype != Message.REPLY or reply.name != msg.name:
+                    raise ValueError(f"Handler for {msg.name} returned {str(reply)!r}, not its reply")
+                self._logger.info("%s OK", msg.name)
+                self.send_message(reply)
+                return None
+            return reply
+        except Exception:
+            self._logger.error("Request %s FAIL: %s", msg.name, self._format_exc())
+
+    def unhandled_inform(self, msg: Message) -> None:
+        """Fallback for informs without an ``inform_*`` method (does nothing)."""
+
+    def unhandled_reply(self, msg: Message) -> None:
+        """Fallback for replies without a ``reply_*`` method (does nothing)."""
+
+    def unhandled_request(self, msg: Message) -> None:
+        """Fallback for requests without a ``request_*`` method (does nothing)."""
+
+    def notify_connected(self, connected: bool) -> None:
+        """Called (in the ioloop) whenever the connection state changes.
+
+        Override in subclasses; must not block.
+
+        Parameters
+        ----------
+        connected : bool
+            True on connect, False on disconnect.
+        """

@@ -1,0 +1,434 @@
+"""Request-tracking clients: AsyncClient, CallbackClient, BlockingClient.
+
+Every pending request ends exactly once: with its reply, with a timeout
+failure, or with a failure when the connection drops or the client stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, List, Tuple
+
+from ._client_base import DeviceClient, log
+from ._client_loop import _get_ident, make_threadsafe
+from .core import KatcpClientError, Message
+
+
+class _Pending:
+    """One request awaiting its reply.
+
+    Exactly one of the completion styles is used: callbacks
+    (``reply_cb``/``inform_cb``), a future (``future``) or a blocked thread
+    (``lock``).
+    """
+
+    __slots__ = ("request", "mid", "reply_cb", "inform_cb", "user_data",
+                 "timeout_handle", "start", "future", "informs", "lock", "result", "exc")
+
+    def __init__(self, request: Message, reply_cb=None, inform_cb=None, user_data=None) -> None:
+        self.request = request
+        self.mid = None
+        self.reply_cb = reply_cb
+        self.inform_cb = inform_cb
+        self.user_data = user_data
+        self.timeout_handle = None
+        self.start = 0.0
+        self.future = None
+        self.informs = None
+        self.lock = None
+        self.result = None
+        self.exc = None
+
+
+class AsyncClient(DeviceClient):
+    """DeviceClient with request tracking: callbacks, futures and blocking calls.
+
+    Message ids are used when the server supports them; replies without ids
+    are matched to the oldest pending request of the same name.
+
+    Parameters
+    ----------
+    host : str
+        Host to connect to.
+    port : int
+        Port to connect to.
+    tb_limit : int, optional
+        Maximum number of stack frames in logged tracebacks.
+    timeout : float, optional
+        Default request timeout in seconds (per-call ``timeout`` overrides).
+    logger : logging.Logger, optional
+        Logger to log to.
+    auto_reconnect : bool, optional
+        Whether to reconnect when the connection drops.
+
+    Examples
+    --------
+    >>> c = AsyncClient('localhost', 10000)
+    >>> c.start()
+    >>> c.ioloop.add_callback(c.callback_request, katcp.Message.request('myreq'),
+    ...                       reply_cb=print, inform_cb=print)
+    >>> c.stop(); c.join()
+    """
+
+    def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: float = 5.0,
+                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
+        super().__init__(host, port, tb_limit=tb_limit, logger=logger,
+                         auto_reconnect=auto_reconnect)
+        self._request_timeout = timeout
+        self._reset_async_requests()
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _reset_async_requests(self) -> None:
+        """Forget all pending requests."""
+        #: mid -> _Pending
+        self._async_queue = {}
+        #: request name -> list of mids, oldest first
+        self._async_id_stack = {}
+
+    def _push(self, mid: bytes, pending: _Pending, timeout: float | None) -> None:
+        pending.mid = mid
+        loop = self._loop
+        pending.start = loop.time()
+        if timeout is not None:
+            pending.timeout_handle = loop.call_later(timeout, self._handle_timeout, mid)
+        self._async_queue[mid] = pending
+        name = pending.request.name
+        stack = self._async_id_stack.get(name)
+        if stack is None:
+            self._async_id_stack[name] = [mid]
+        else:
+            stack.append(mid)
+
+    def _pop(self, mid: bytes) -> _Pending | None:
+        pending = self._async_queue.pop(mid, None)
+        if pending is not None:
+            stack = self._async_id_stack[pending.request.name]
+            if stack[0] == mid:
+                del stack[0]
+            else:
+                stack.remove(mid)
+            handle = pending.timeout_handle
+            if handle is not None:
+                handle.cancel()
+        return pending
+
+    def _msg_id_for_name(self, msg_name: str) -> bytes | None:
+        stack = self._async_id_stack.get(msg_name)
+        if stack:
+            return stack[0]
+        return None
+
+    def _complete(self, pending: _Pending, msg: Message) -> None:
+        """Deliver the final reply of a pending request."""
+        fut = pending.future
+        if fut is not None:
+            if not fut.done():
+                fut.set_result((msg, pending.informs))
+            return
+        lock = pending.lock
+        if lock is not None:
+            pending.result = (msg, pending.informs)
+            lock.release()
+            return
+        reply_cb = pending.reply_cb
+        if reply_cb is None:
+            return
+        try:
+            if pending.user_data is None:
+                reply_cb(msg)
+            else:
+                reply_cb(msg, *pending.user_data)
+        except Exception:
+            self._logger.error("Callback reply %s FAIL: %s", msg.name, self._format_exc())
+
+    def _fail(self, pending: _Pending, reason: str) -> None:
+        request = pending.request
+        self._complete(pending, Message.reply(request.name, "fail", reason, mid=request.mid))
+
+    # ------------------------------------------------------------------ requests
+    def _start_request(self, msg: Message, pending: _Pending, timeout: float | None,
+                       use_mid: bool | None) -> None:
+        """Register and send a request (ioloop thread).
+
+        A failure to send (not connected, ids not supported) completes the
+        request with a fail reply; any other error goes to the waiting thread
+        or future, or is raised for callback requests.
+        """
+        if timeout is None:
+            timeout = self._request_timeout
+        mid = None
+        try:
+            mid = self._get_mid_and_update_msg(msg, use_mid)
+            self._push(mid, pending, timeout)
+            self.send_request(msg)
+        except KatcpClientError as exc:
+            if self._pop(mid) is not None:
+                self._fail(pending, str(exc))
+        except Exception as exc:
+            if mid is not None:
+                self._pop(mid)
+            if pending.lock is not None:
+                pending.exc = exc
+                pending.lock.release()
+            elif pending.future is not None:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            else:
+                raise
+
+    @make_threadsafe
+    def callback_request(self, msg: Message, reply_cb: Callable | None = None,
+                         inform_cb: Callable | None = None, user_data: tuple | None = None,
+                         timeout: float | None = None, use_mid: bool | None = None) -> None:
+        """Send a request; its reply and informs go to callbacks.
+
+        Parameters
+        ----------
+        msg : Message
+            The request to send.
+        reply_cb : callable, optional
+            ``reply_cb(reply_msg)`` or ``reply_cb(reply_msg, *user_data)``;
+            called exactly once, with a fail reply on timeout or disconnect.
+        inform_cb : callable, optional
+            ``inform_cb(inform_msg)`` or ``inform_cb(inform_msg, *user_data)``.
+        user_data : tuple, optional
+            Extra arguments for the callbacks.
+        timeout : float, optional
+            Seconds to wait for the reply (default: the client's timeout).
+        use_mid : bool, optional
+            Force or suppress message ids (default: if the server supports them).
+        """
+        self._start_request(msg, _Pending(msg, reply_cb, inform_cb, user_data), timeout, use_mid)
+
+    def future_request(self, msg: Message, timeout: float | None = None,
+                       use_mid: bool | None = None):
+        """Send a request; return a future of ``(reply, informs)``.
+
+        Call from the ioloop thread. The future always resolves: with the
+        reply, or with a fail reply on timeout, disconnect or stop.
+
+        Parameters
+        ----------
+        msg : Message
+            The request to send.
+        timeout : float, optional
+            Seconds to wait for the reply (default: the client's timeout).
+        use_mid : bool, optional
+            Force or suppress message ids.
+
+        Returns
+        -------
+        tornado.concurrent.Future
+            Resolves to ``(reply, informs)``.
+        """
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("Call start() before future_request()")
+        fut = loop.create_future()
+        pending = _Pending(msg)
+        pending.future = fut
+        pending.informs = []
+        if _get_ident() == self.ioloop_thread_id:
+            try:
+                self._start_request(msg, pending, timeout, use_mid)
+            except Exception as exc:
+                if not fut.done():
+                    fut.set_exception(exc)
+        else:
+            loop.call_soon_threadsafe(self._start_request, msg, pending, timeout, use_mid)
+        return fut
+
+    def blocking_request(self, msg: Message, timeout: float | None = None,
+                         use_mid: bool | None = None) -> Tuple[Message, List[Message]]:
+        """Send a request and wait for ``(reply, informs)``.
+
+        Must not be called from the ioloop thread. Failures are returned, not
+        raised: when not connected a fail reply comes back at once; timeouts,
+        disconnects and stop give a fail reply too.
+
+        Parameters
+        ----------
+        msg : Message
+            The request to send.
+        timeout : float, optional
+            Seconds to wait for the reply (default: the client's timeout).
+        use_mid : bool, optional
+            Force or suppress message ids.
+
+        Returns
+        -------
+        reply : Message
+        informs : list of Message
+        """
+        if _get_ident() == self.ioloop_thread_id:
+            raise AssertionError("Cannot call blocking_request() in ioloop")
+        if timeout is None:
+            timeout = self._request_timeout
+        if not self._connected.is_set():
+            return (Message.reply(msg.name, "fail", f"Not connected to device {self.bind_address_string}", mid=msg.mid), [])
+        pending = _Pending(msg)
+        pending.informs = []
+        lock = threading.Lock()
+        lock.acquire()
+        pending.lock = lock
+        self._loop.call_soon_threadsafe(self._start_request, msg, pending, timeout, use_mid)
+        wait = -1 if timeout is None else timeout + 1.0
+        if not lock.acquire(timeout=wait):
+            raise RuntimeError("Unexpected error: Async request handler did not call "
+                               "reply handler within timeout period")
+        if pending.exc is not None:
+            raise pending.exc
+        return pending.result
+
+    # ------------------------------------------------------------------ incoming
+    def handle_inform(self, msg: Message):
+        """Route an inform to its pending request, else to the ``inform_*`` handlers.
+
+        Parameters
+        ----------
+        msg : Message
+            The inform.
+        """
+        mid = msg.mid
+        if mid is not None:
+            pending = self._async_queue.get(mid)
+        else:
+            pending = None
+            stack = self._async_id_stack.get(msg.name)
+            if stack:
+                candidate = self._async_queue[stack[0]]
+                # A request sent with an id expects informs with that id.
+                if candidate.request.mid is None:
+                    pending = candidate
+        if pending is None:
+            return super().handle_inform(msg)
+        informs = pending.informs
+        if informs is not None:
+            informs.append(msg)
+            return None
+        inform_cb = pending.inform_cb
+        if inform_cb is None:
+            return super().handle_inform(msg)
+        try:
+            if pending.user_data is None:
+                inform_cb(msg)
+            else:
+                inform_cb(msg, *pending.user_data)
+        except Exception:
+            self._logger.error("Callback inform %s FAIL: %s", msg.name, self._format_exc())
+        return None
+
+    def handle_reply(self, msg: Message):
+        """Complete the pending request a reply belongs to, else dispatch it.
+
+        Parameters
+        ----------
+        msg : Message
+            The reply.
+        """
+        mid = msg.mid
+        if mid is not None:
+            pending = self._pop(mid)
+        else:
+            pending = None
+            stack = self._async_id_stack.get(msg.name)
+            if stack and self._async_queue[stack[0]].request.mid is None:
+                pending = self._pop(stack[0])
+        if pending is None:
+            return super().handle_reply(msg)
+        if pending.reply_cb is None and pending.future is None and pending.lock is None:
+            return super().handle_reply(msg)
+        self._complete(pending, msg)
+        return None
+
+    def _handle_timeout(self, mid: bytes) -> None:
+        pending = self._async_queue.get(mid)
+        if pending is None:
+            return
+        pending.timeout_handle = None
+        self._pop(mid)
+        elapsed = self._loop.time() - pending.start
+        self._fail(pending, f"Request {pending.request.name} timed out after {elapsed:f} seconds.")
+
+    def _fail_waiting_requests(self, reason: str) -> None:
+        """Fail every pending request with `reason` (ioloop thread)."""
+        queue = self._async_queue
+        if not queue:
+            return
+        self._reset_async_requests()
+        for pending in queue.values():
+            handle = pending.timeout_handle
+            if handle is not None:
+                handle.cancel()
+        for pending in queue.values():
+            self._fail(pending, reason)
+
+    def _on_connection_lost(self) -> None:
+        self._fail_waiting_requests("Connection closed before reply was received")
+
+    def _on_stopping(self) -> None:
+        self._fail_waiting_requests("Client stopped before reply was received")
+
+    def stop(self, *args, **kwargs):
+        """Stop the client, failing pending requests first.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            See :meth:`DeviceClient.stop`.
+        """
+        return super().stop(*args, **kwargs)
+
+
+def request_check(client: AsyncClient, exception, *msg_parms, **kwargs):
+    """Make a blocking request and raise `exception` unless the reply is ok.
+
+    Parameters
+    ----------
+    client : AsyncClient
+        The (thread-safe) client to use.
+    exception : type
+        Exception class raised when the reply is not ok.
+    *msg_parms
+        Arguments for :meth:`Message.request` (name first).
+    **kwargs
+        ``timeout`` is passed to ``blocking_request``; ``mid`` to ``Message.request``.
+
+    Returns
+    -------
+    reply, informs
+        As returned by ``client.blocking_request``.
+    """
+    timeout = kwargs.get("timeout")
+    mid = kwargs.get("mid")
+    req_msg = Message.request(*msg_parms, mid=mid)
+    if timeout is not None:
+        reply, informs = client.blocking_request(req_msg, timeout=timeout)
+    else:
+        reply, informs = client.blocking_request(req_msg)
+    if not reply.reply_ok():
+        raise exception(f'Unexpected failure reply "{reply}"\n with device at {client.bind_address_string}, request \n"{req_msg}"'
+                        )
+    return reply, informs
+
+
+class CallbackClient(AsyncClient):
+    """Thread-safe :class:`AsyncClient` (thread safety enabled in ``__init__``).
+
+    Parameters are those of :class:`AsyncClient`.
+    """
+
+    def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: float = 5.0,
+                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
+        super().__init__(host, port, tb_limit=tb_limit, logger=logger, timeout=timeout,
+                         auto_reconnect=auto_reconnect)
+        self.enable_thread_safety()
+
+    def setDaemon(self, daemonic: bool) -> None:
+        """Set the daemon flag of the managed ioloop thread (call before start)."""
+        self._ioloop_manager.setDaemon(daemonic)
+
+
+class BlockingClient(CallbackClient):
+    """Thread-safe client for blocking use; same as :class:`CallbackClient`."""
