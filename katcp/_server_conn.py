@@ -597,24 +597,24 @@ class KATCPServer:
 
     # ------------------------------------------------------------- sending
 
-    def get_address(self, conn: Any) -> str:
+    def get_address(self, stream: Any) -> str:
         """Text representation ``host:port`` of the network address of a connection."""
         try:
-            return conn.address
+            return stream.address
         except Exception:
             return "<error>"
 
-    def send_message(self, conn: Any, msg: Message) -> None:
+    def send_message(self, stream: Any, msg: Message) -> None:
         """Send a message to one client (ioloop thread only)."""
-        if conn.closing:
+        if stream.closing:
             self._logger.debug("Not sending %s to closed connection %s", msg.name,
-                               self.get_address(conn))
+                               self.get_address(stream))
             return
-        conn.write(msg)
+        stream.write(msg)
 
-    def send_message_from_thread(self, conn: Any, msg: Message):
+    def send_message_from_thread(self, stream: Any, msg: Message):
         """Thread-safe version of :meth:`send_message` returning a future."""
-        return self.call_from_thread(partial(self.send_message, conn, msg))
+        return self.call_from_thread(partial(self.send_message, stream, msg))
 
     def mass_send_message(self, msg: Message) -> None:
         """Send a message to all connected clients (ioloop thread only).
@@ -636,14 +636,14 @@ class KATCPServer:
         elif self._loop is not None:
             self._post(self.mass_send_message, msg)
 
-    def flush_on_close(self, conn: Any):
+    def flush_on_close(self, stream: Any):
         """Flush the connection's output, close it and refuse further writes.
 
         Returns a future that resolves when the connection is closed.
 
         """
-        conn.close()
-        return asyncio.ensure_future(conn.wait_closed())
+        stream.close()
+        return asyncio.ensure_future(stream.wait_closed())
 
     # ----------------------------------------------- transport handler protocol
 

@@ -11,6 +11,7 @@ from .core import (
     ProtocolFlags,
 )
 from ._server_base import construct_name_filter
+from .kattypes import Int, Str, has_katcp_protocol_flags, request, return_reply
 from ._server_sensors import SensorServerBase, _native
 
 __all__ = ["DeviceServer", "AsyncDeviceServer"]
@@ -146,7 +147,10 @@ class DeviceServer(SensorServerBase):
         req.inform(name, (method.__doc__ or "").strip())
         return req.make_reply("ok", "1")
 
-    def request_request_timeout_hint(self, req, msg):
+    @has_katcp_protocol_flags([ProtocolFlags.REQUEST_TIMEOUT_HINTS])
+    @request(Str(optional=True))
+    @return_reply(Int(min=0))
+    def request_request_timeout_hint(self, req, request):
         """Return timeout hints for requests
 
         KATCP requests should generally take less than 5s to complete, but some
@@ -197,15 +201,12 @@ class DeviceServer(SensorServerBase):
         subset of all the requests, or even no informs at all.
 
         """
-        if len(msg.arguments) > 1:
-            raise FailReply("Too many parameters given.")
         handlers = self._request_handlers
         hints = {}
-        if msg.arguments:
-            name = _native(msg.arguments[0])
-            if name not in handlers:
+        if request is not None:
+            if request not in handlers:
                 raise FailReply("Unknown request method")
-            hints[name] = getattr(handlers[name], "request_timeout_hint", None) or 0
+            hints[request] = getattr(handlers[request], "request_timeout_hint", None) or 0
         else:
             for name, handler in handlers.items():
                 hint = getattr(handler, "request_timeout_hint", None)
@@ -213,10 +214,7 @@ class DeviceServer(SensorServerBase):
                     hints[name] = hint
         for name, hint in sorted(hints.items()):
             req.inform(name, float(hint))
-        return req.make_reply("ok", str(len(hints)))
-
-    request_request_timeout_hint._has_katcp_protocol_flags = [  # type: ignore[attr-defined]
-        ProtocolFlags.REQUEST_TIMEOUT_HINTS]
+        return ("ok", len(hints))
 
     def request_log_level(self, req, msg):
         """Query or set the current logging level.
@@ -574,7 +572,9 @@ class DeviceServer(SensorServerBase):
         return self._run_in_loop(lambda: self._set_sampling(
             client, names_arg, names, strategy, params, bulk, msg))
 
-    def request_sensor_sampling_clear(self, req, msg):
+    @request()
+    @return_reply()
+    def request_sensor_sampling_clear(self, req):
         """Set all sampling strategies for this client to none.
 
         Returns
@@ -590,13 +590,11 @@ class DeviceServer(SensorServerBase):
             !sensor-sampling-clear ok
 
         """
-        if msg.arguments:
-            raise FailReply("Too many parameters given.")
         client = req.client_connection
 
-        def clear() -> Message:
+        def clear() -> tuple:
             self.clear_strategies(client)
-            return req.make_reply("ok")
+            return ("ok",)
 
         return self._run_in_loop(clear)
 

@@ -70,8 +70,12 @@ class FakeKATCPServer:
         """Not supported by the fake: raises :class:`FakeKATCPServerError`."""
         raise FakeKATCPServerError("Fake request handlers cannot mass-inform")
 
-    def flush_on_close(self, stream):
-        """Return an already-resolved future."""
+    def flush_on_close(self, stream=None):
+        """Return an already-resolved future: a fake connection has nothing to flush.
+
+        ``stream`` is accepted so that callers written for :class:`katcp.server.KATCPServer`
+        work too; katcp-python's fake takes no argument.
+        """
         f = Future()
         f.set_result(None)
         return f

@@ -69,15 +69,23 @@ _get_running_loop = asyncio._get_running_loop
 InformCallback = Callable[[Any, Any], Any]
 
 
-def format_inform_v5(sensor, timestamp, status, value):
+def _unpack_reading(reading: tuple) -> tuple:
+    if len(reading) != 3:
+        raise TypeError(f"expected a formatted reading (timestamp, status, value), got "
+                        f"{len(reading)} values")
+    return reading
+
+
+def format_inform_v5(sensor, *reading):
     """Build a KATCP v5 ``#sensor-status`` inform.
 
     Parameters
     ----------
     sensor : :class:`katcp.Sensor`
         Sensor whose name goes into the inform.
-    timestamp, status, value : bytes
-        Formatted reading, as returned by ``sensor.format_reading(reading)``.
+    *reading : bytes
+        Formatted reading ``timestamp, status, value``, as returned by
+        ``sensor.format_reading(reading)``.
 
     Returns
     -------
@@ -86,20 +94,20 @@ def format_inform_v5(sensor, timestamp, status, value):
     """
     from .core import Message
 
+    timestamp, status, value = _unpack_reading(reading)
     return Message.inform("sensor-status", timestamp, "1", sensor.name, status, value)
 
 
-def format_inform_v4(sensor, timestamp, status, value):
+def format_inform_v4(sensor, *reading):
     """Build a KATCP v4 ``#sensor-status`` inform (timestamp in milliseconds).
 
     Parameters
     ----------
     sensor : :class:`katcp.Sensor`
         Sensor whose name goes into the inform.
-    timestamp : bytes or float
-        Timestamp in seconds (v5 formatted); converted to integer milliseconds.
-    status, value : bytes
-        Formatted status and value.
+    *reading : bytes
+        Formatted reading ``timestamp, status, value``; the timestamp is in seconds
+        (v5 formatted) and is converted to integer milliseconds.
 
     Returns
     -------
@@ -108,6 +116,7 @@ def format_inform_v4(sensor, timestamp, status, value):
     """
     from .core import Message
 
+    timestamp, status, value = _unpack_reading(reading)
     timestamp = int(float(timestamp) * _SEC_TO_MS_FAC)
     return Message.inform("sensor-status", timestamp, "1", sensor.name, status, value)
 
