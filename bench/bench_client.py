@@ -9,7 +9,10 @@ that machine load hits both alike (medians of per-block/per-connect samples):
    ``Client`` -> aiokatcp server (goal: ratio <= 0.75);
 2. ``BlockingClient.blocking_request`` RTT from a plain thread -> our server,
    against aiokatcp's async client RTT (goal: ratio <= 1.0);
-3. connect + ``#version-connect`` time (goal: ratio <= 0.75).
+3. connect + ``#version-connect`` time (goal: ratio <= 0.75): from creating the client until
+   the server's protocol is known (its ``#version-connect katcp-protocol`` inform parsed) --
+   ours: ``AsyncClient(...)``, ``start()``, ``await until_protocol()``; aiokatcp:
+   ``await Client.connect(...)`` (constructor + ``wait_connected()``). Closing is not timed.
 
 Usage: ``python bench/bench_client.py [--requests N] [--connects N] [--repeats N]``
 """

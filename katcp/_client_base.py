@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import threading
 import traceback
 from typing import Tuple
 
@@ -26,7 +25,7 @@ from ._client_loop import (
     make_threadsafe_blocking,
 )
 from .codec import LineCodec
-from .connection import open_connection
+from .connection import open_connection, start_connect
 from .core import (
     DeviceMetaclass,
     KatcpClientDisconnected,
@@ -159,13 +158,16 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         self._protocol_flags = None
         self._conn = None
         self._task = None
-        self._run_started = threading.Event()
+        self._run_started = _StateFlag()
+        self._early_sock = None
         self._conn_lost: asyncio.Future | None = None
         self._wakeup: asyncio.Future | None = None
         if self._static_protocol_configuration:
             self.preset_protocol_flags(self._static_protocol_flags)
         #: Version information received from the server (``#version-connect``).
         self.versions = ObjectDict()
+        # Nothing has run on this state yet: start() need not make it again.
+        self._state_fresh = True
 
     # ------------------------------------------------------------------ properties
     @property
@@ -459,18 +461,22 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         """Make one connection attempt; return whether it succeeded."""
         host, port = self._bindaddr
         codec = LineCodec(max_line_length=self.MAX_MSG_SIZE)
+        # The first attempt uses the socket _install() began connecting.
+        sock, self._early_sock = self._early_sock, None
         try:
             if _asyncio_timeout is not None:
                 # asyncio.timeout() needs no extra task, unlike wait_for (< 3.12).
                 async with _asyncio_timeout(self.connect_timeout):
                     await open_connection(
                         self._handler, codec, host, port, max_msg_size=self.MAX_MSG_SIZE,
-                        max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE, logger=self._logger)
+                        max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE, logger=self._logger,
+                        sock=sock)
             else:
                 await open_connection(
                     self._handler, codec, host, port, timeout=self.connect_timeout,
                     max_msg_size=self.MAX_MSG_SIZE,
-                    max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE, logger=self._logger)
+                    max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE, logger=self._logger,
+                    sock=sock)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -494,10 +500,28 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
     def _install(self) -> None:
         """Put the client on its loop (ioloop thread): running, then connect."""
         self.ioloop_thread_id = _get_ident()
+        self._state_fresh = False
         self._stopped.clear()
         self._running.set()
         self._run_started.set()
-        self._task = self._loop.create_task(self._run())
+        # Put the SYN on the wire now rather than one task step (and the set-up of
+        # create_connection) later: the server's greeting then arrives that much sooner.
+        self._early_sock = sock = start_connect(self._loop, *self._bindaddr)
+        self._task = task = self._loop.create_task(self._run())
+        if sock is not None:
+            # Also when the task is cancelled before its first step (loop shut down).
+            task.add_done_callback(lambda _task: self._close_early_sock(sock))
+
+    def _close_early_sock(self, only=None) -> None:
+        """Close the socket _install() began connecting if no attempt took it.
+
+        With ``only``, close it only if it is that socket (not one of a later run).
+        """
+        sock = self._early_sock
+        if sock is None or (only is not None and sock is not only):
+            return
+        self._early_sock = None
+        sock.close()
 
     async def _sleep_interruptibly(self, delay: float) -> None:
         loop = self._loop
@@ -536,6 +560,7 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         except Exception:
             self._logger.exception("Unhandled exception in client loop for %r", self._bindaddr)
         finally:
+            self._close_early_sock()
             self._running.clear()
             self._on_stopping()
             conn = self._conn

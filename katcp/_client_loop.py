@@ -9,14 +9,14 @@ Holds the helpers shared by the clients (:func:`address_to_string`, the
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
-import inspect
 import threading
 from typing import Any, Callable, Tuple
 
 import tornado.gen
 import tornado.ioloop
+
+from .ioloop_manager import _call_in_loop_blocking
 
 _get_ident = threading.get_ident
 _asyncio_timeout = getattr(asyncio, "timeout", None)
@@ -225,30 +225,7 @@ class _ClientLoopMixin:
 
     def _call_in_loop(self, fn: Callable, args, kwargs, timeout: float | None) -> Any:
         """Run ``fn(*args, **kwargs)`` in the ioloop; block for its (awaited) result."""
-        result: concurrent.futures.Future = concurrent.futures.Future()
-
-        def _run() -> None:
-            try:
-                value = fn(*args, **kwargs)
-            except BaseException as exc:
-                result.set_exception(exc)
-                return
-            if inspect.isawaitable(value):
-                fut = asyncio.ensure_future(value)
-
-                def _chain(f) -> None:
-                    if f.cancelled():
-                        result.cancel()
-                    elif f.exception() is not None:
-                        result.set_exception(f.exception())
-                    else:
-                        result.set_result(f.result())
-                fut.add_done_callback(_chain)
-            else:
-                result.set_result(value)
-
-        self._loop.call_soon_threadsafe(_run)
-        return result.result(timeout)
+        return _call_in_loop_blocking(self._loop, fn, args, kwargs, timeout)
 
     def start(self, timeout: float | None = None) -> None:
         """Start the client (in a managed ioloop thread unless :meth:`set_ioloop` was used).
@@ -261,15 +238,11 @@ class _ClientLoopMixin:
         """
         if self._running.is_set():
             raise RuntimeError("Device client already started.")
-        manager = self._ioloop_manager
-        if (manager.managed and self._ioloop is not None
-                and self._ioloop.asyncio_loop.is_closed()):
-            # Restart after stop(): the old managed loop is gone, make a new one.
-            self._ioloop_manager = type(manager)(managed_default=True, logger=self._logger)
-            self._ioloop_manager.setDaemon(getattr(manager, "_daemonize", False))
+        # After stop(), a managed manager hands out a fresh loop for the new run.
         self._ioloop = self._ioloop_manager.get_ioloop()
         self._loop = self._ioloop.asyncio_loop
-        self._init_state_per_run()
+        if not self._state_fresh:
+            self._init_state_per_run()
         self._ioloop_manager.start(timeout)
         if _get_ident() == self.ioloop_thread_id or (
                 not self._ioloop_manager.managed and _running_loop() is self._loop):
@@ -292,9 +265,11 @@ class _ClientLoopMixin:
 
     def _stop_in_loop(self) -> None:
         """Begin stopping (ioloop thread): fail requests, drop connection."""
+        self._state_fresh = False
         self._running.clear()
         self._on_stopping()
         self._disconnect()
+        self._close_early_sock()  # in case the main task never got to run
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)

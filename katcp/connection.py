@@ -26,9 +26,9 @@ The connection owns:
   ``max_write_buffer_size`` bytes are waiting to be sent, is logged and aborted; everyone else
   is served on);
 * coalescing of writes: writes are queued and joined; those made while the messages of one
-  read are handled go out in one ``transport.write`` right after that read, and other writes
-  of one loop iteration in one ``transport.write`` at the end of the iteration (scheduled
-  once with ``call_soon``); a large queue is handed over at once;
+  read (or ``handler.connection_made``) are handled go out in one ``transport.write`` right
+  after it, and other writes of one loop iteration in one ``transport.write`` at the end of
+  the iteration (scheduled once with ``call_soon``); a large queue is handed over at once;
 * close (after flushing), abort, the peer address and :meth:`Connection.wait_closed`.
 
 Use :func:`create_server` and :func:`open_connection` to make connections.
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl as _ssl
 import weakref
@@ -49,6 +50,7 @@ __all__ = [
     "WriteBufferOverflow",
     "create_server",
     "open_connection",
+    "start_connect",
     "format_address",
 ]
 
@@ -236,22 +238,24 @@ class Connection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Record the transport and peer, then tell the handler (asyncio callback)."""
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # pragma: no cover - platform dependent
-                pass
+        # No TCP_NODELAY here: asyncio sets it on every TCP connection (Python >= 3.7).
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = (peer[0], peer[1])
         else:
             self.peer = peer
         self.address = format_address(peer)
+        # Like a read: what the handler writes here (a server's greeting) is sent in one
+        # transport write as soon as it returns, not one loop iteration later.
+        self._in_receive = True
         try:
             self.handler.connection_made(self)
         except Exception:
             self.logger.exception("Handler connection_made failed for %s", self.address)
+        finally:
+            self._in_receive = False
+        if self._pending and not self.closing:
+            self._flush()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         """Return the loop's shared receive buffer (asyncio callback)."""
@@ -483,6 +487,7 @@ async def create_server(
     reuse_address: bool = True,
     logger: logging.Logger | None = None,
     backlog: int = 128,
+    start_serving: bool = True,
 ) -> asyncio.base_events.Server:
     """Listen for connections; each gets a :class:`Connection` with a fresh codec.
 
@@ -510,11 +515,15 @@ async def create_server(
         Logger for the connections.
     backlog : int
         Listen backlog.
+    start_serving : bool
+        Accept connections at once (the default); if False, the socket is bound but
+        connections are only accepted after ``await server.start_serving()`` (or
+        ``serve_forever()``).
 
     Returns
     -------
     server : asyncio.base_events.Server
-        The listening server (already serving).
+        The listening server.
     """
     loop = asyncio.get_running_loop()
     ssl_ctx = _check_ssl(ssl)
@@ -532,8 +541,84 @@ async def create_server(
     if host == "":
         host = None
     return await loop.create_server(
-        factory, host, port, ssl=ssl_ctx, reuse_address=reuse_address, backlog=backlog
+        factory,
+        host,
+        port,
+        ssl=ssl_ctx,
+        reuse_address=reuse_address,
+        backlog=backlog,
+        start_serving=start_serving,
     )
+
+
+def start_connect(
+    loop: asyncio.AbstractEventLoop, host: str, port: int
+) -> socket.socket | None:
+    """Begin a non-blocking TCP connection to a numeric address at once, without the loop.
+
+    Lets a client put its SYN on the wire in the same call that asked for the connection,
+    before any loop iteration; :func:`open_connection` (``sock=``) then finishes the job.
+
+    Parameters
+    ----------
+    loop : asyncio.AbstractEventLoop
+        The loop that will own the connection.
+    host : str
+        Numeric IPv4 or IPv6 address (a host name gives None: it needs a resolver).
+    port : int
+        Port number.
+
+    Returns
+    -------
+    sock : socket.socket or None
+        The connecting socket, or None when this cannot be done up front (host name,
+        a loop that cannot watch sockets, or an immediate error, which the regular
+        :func:`open_connection` path then reports).
+    """
+    if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        return None  # e.g. the proactor loop on Windows cannot wait for writability
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, TypeError, ValueError):
+            continue
+        break
+    else:
+        return None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.connect((host, port))
+    except BlockingIOError:
+        pass
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+async def _until_connected(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait for a socket from :func:`start_connect` to be connected; raise OSError if not."""
+    try:
+        sock.getpeername()
+        return  # connected already (typical on loopback): no loop iteration needed
+    except OSError:
+        pass
+    fut = loop.create_future()
+    fd = sock.fileno()
+
+    def writable() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_writer(fd, writable)
+    try:
+        await fut
+    finally:
+        loop.remove_writer(fd)
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, f"Connect call failed: {os.strerror(err)}")
 
 
 async def open_connection(
@@ -548,6 +633,7 @@ async def open_connection(
     max_write_buffer_size: int = 2**22,
     logger: logging.Logger | None = None,
     server_hostname: str | None = None,
+    sock: socket.socket | None = None,
 ) -> Connection:
     """Connect to ``host:port`` and return the :class:`Connection`.
 
@@ -576,6 +662,9 @@ async def open_connection(
         Logger for the connection.
     server_hostname : str, optional
         Host name to check the server's TLS certificate against (defaults to ``host``).
+    sock : socket.socket, optional
+        A socket already connecting to ``host:port`` (from :func:`start_connect`); it is
+        used instead of a new one, and closed if the connection fails.
 
     Returns
     -------
@@ -603,11 +692,27 @@ async def open_connection(
         kwargs["ssl"] = ssl_ctx
         if server_hostname is not None:
             kwargs["server_hostname"] = server_hostname
+        elif sock is not None:
+            kwargs["server_hostname"] = host
         if timeout is not None:
             kwargs["ssl_handshake_timeout"] = timeout
-    coro = loop.create_connection(lambda: conn, host, port, **kwargs)
+    if sock is None:
+        coro = loop.create_connection(lambda: conn, host, port, **kwargs)
+    else:
+        coro = _connect_sock(loop, sock, lambda: conn, kwargs)
     if timeout is None:
         await coro
     else:
         await asyncio.wait_for(coro, timeout)
     return conn
+
+
+async def _connect_sock(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Callable[[], Any], kwargs: dict
+) -> None:
+    try:
+        await _until_connected(loop, sock)
+        await loop.create_connection(factory, sock=sock, **kwargs)
+    except BaseException:
+        sock.close()
+        raise

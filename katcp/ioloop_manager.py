@@ -27,6 +27,8 @@ from typing import Any, Callable, Dict, Sequence
 import tornado.gen
 import tornado.ioloop
 
+from .object_proxies import ObjectWrapper
+
 __all__ = [
     "IOLoopManager",
     "IOLoopThreadWrapper",
@@ -36,6 +38,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("katcp.ioloop_manager")
+
+# Extra seconds a call made through IOLoopThreadWrapper.decorate_callable() waits beyond
+# its own ``timeout`` argument, so that the callable's timeout fires first.
+_DECORATED_TIMEOUT_MARGIN = 1.0
 
 
 def with_relative_timeout(
@@ -84,6 +90,119 @@ async def _resolve(result: Any) -> Any:
     return result
 
 
+if concurrent.futures.TimeoutError is TimeoutError:  # Python >= 3.11
+    _CallTimeoutError = TimeoutError
+else:  # pragma: no cover - Python < 3.11: catchable as either kind of timeout
+
+    class _CallTimeoutError(concurrent.futures.TimeoutError, TimeoutError):  # type: ignore
+        """A blocking call into an ioloop timed out."""
+
+
+def _settle(target: concurrent.futures.Future, source: asyncio.Future) -> None:
+    """Copy the outcome of ``source`` to ``target`` unless ``target`` already gave up."""
+    try:
+        if source.cancelled():
+            target.cancel()
+        elif source.exception() is not None:
+            target.set_exception(source.exception())
+        else:
+            target.set_result(source.result())
+    except concurrent.futures.InvalidStateError:  # the caller timed out meanwhile
+        pass
+
+
+def _call_in_loop_blocking(
+    aloop: asyncio.AbstractEventLoop,
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Dict[str, Any],
+    timeout: float | None,
+) -> Any:
+    """Call ``fn(*args, **kwargs)`` in ``aloop``'s thread; block until its result is known.
+
+    The one mechanism behind every blocking call into a loop from another thread
+    (:meth:`IOLoopThreadWrapper.call_in_ioloop`, the clients' thread-safe methods).
+    ``fn`` runs as a plain loop callback (no task); only if it returns a future (asyncio,
+    tornado or concurrent) or a coroutine is that waited for in the loop.
+
+    Parameters
+    ----------
+    aloop : asyncio.AbstractEventLoop
+        The loop; must be running in another thread.
+    fn : callable
+        What to call.
+    args : sequence
+        Positional arguments.
+    kwargs : dict
+        Keyword arguments.
+    timeout : float or None
+        Seconds to wait (None: no limit).
+
+    Returns
+    -------
+    result : object
+        What ``fn`` returned, or the result of the future or coroutine it returned.
+
+    Raises
+    ------
+    TimeoutError
+        After ``timeout`` seconds (what ``fn`` is still waiting on is then cancelled).
+    RuntimeError
+        If the loop is closed.
+    Exception
+        Whatever ``fn`` (or its future) raised.
+    """
+    done: concurrent.futures.Future = concurrent.futures.Future()
+    waiting: list = []
+
+    def run() -> None:
+        if done.done():  # the caller gave up before the loop got here
+            return
+        try:
+            value = fn(*args, **kwargs)
+            if isinstance(value, concurrent.futures.Future):
+                value = asyncio.wrap_future(value)
+            if inspect.isawaitable(value):
+                inner = asyncio.ensure_future(value)
+                waiting.append(inner)
+                inner.add_done_callback(functools.partial(_settle, done))
+                return
+        except BaseException as exc:  # handed to the calling thread
+            try:
+                done.set_exception(exc)
+            except concurrent.futures.InvalidStateError:
+                pass
+            return
+        try:
+            done.set_result(value)
+        except concurrent.futures.InvalidStateError:
+            pass
+
+    try:
+        aloop.call_soon_threadsafe(run)
+    except RuntimeError as exc:  # closed loop
+        raise RuntimeError(f"IOLoop is closed: {exc}") from None
+    try:
+        return done.result(timeout)
+    except concurrent.futures.TimeoutError:
+        if done.done() and not done.cancelled():  # finished in the nick of time
+            return done.result()
+        done.cancel()
+
+        def cancel_waiting() -> None:
+            for inner in waiting:
+                inner.cancel()
+
+        try:
+            aloop.call_soon_threadsafe(cancel_waiting)
+        except RuntimeError:
+            pass
+        raise _CallTimeoutError(
+            f"Call to {getattr(fn, '__qualname__', fn)!r} in ioloop timed out "
+            f"after {timeout} seconds"
+        ) from None
+
+
 class StopFuture(concurrent.futures.Future):
     """Thread-safe future (``result(timeout)`` from any thread) that can also be awaited.
 
@@ -113,7 +232,10 @@ class IOLoopManager:
     A managed loop runs in a daemon thread (see :meth:`setDaemon`), so a forgotten
     :meth:`stop` never keeps the interpreter alive; call :meth:`join` to wait for it.
     When a managed loop stops, tasks still pending on it are cancelled and the loop is
-    closed; it cannot be started again.
+    closed.  The manager can then be started again, as in katcp-python: once the stopped
+    loop has finished, :meth:`get_ioloop` (and so :meth:`start`) makes a fresh managed loop,
+    which :meth:`start` runs in a new thread.  Objects that live on the loop must therefore
+    fetch it with :meth:`get_ioloop` again on every start.
     """
 
     def __init__(self, managed_default: bool = True, logger: logging.Logger = log) -> None:
@@ -125,7 +247,16 @@ class IOLoopManager:
         self._ioloop_thread: threading.Thread | None = None
         self._running = threading.Event()
         self._daemonize = True
+        # The managed loop of the current run has stopped (and is closed or closing).
         self._loop_finished = False
+        # stop() was called on the running managed loop of the current run.
+        self._stop_requested = False
+        # Thread of the previous (stopped) run, so that join() still works after a renewal.
+        self._previous_thread: threading.Thread | None = None
+
+    # Seconds get_ioloop() waits for the thread of a stopped managed loop to finish before
+    # it makes the loop of the next run.
+    _RESTART_JOIN_TIMEOUT = 5.0
 
     @property
     def managed(self) -> bool:
@@ -134,6 +265,10 @@ class IOLoopManager:
 
     def get_ioloop(self) -> tornado.ioloop.IOLoop:
         """Return the ioloop, creating (or adopting) it first if none was set.
+
+        After a managed loop has been stopped, this returns a fresh managed loop: the one
+        the next :meth:`start` runs.  (Called from the stopping loop's own thread, e.g. in
+        a stop callback, it still returns the stopping loop.)
 
         Returns
         -------
@@ -144,8 +279,41 @@ class IOLoopManager:
                 self._create_managed_ioloop()
             else:
                 self.set_ioloop(tornado.ioloop.IOLoop.current(), managed=False)
+        elif self._previous_run_over():
+            self._renew_managed_ioloop()
         assert self._ioloop is not None
         return self._ioloop
+
+    def _previous_run_over(self) -> bool:
+        """True if the managed loop has run (or been closed by :meth:`stop`) and stopped.
+
+        A loop asked to stop but still winding down in its thread is waited for (at most
+        ``_RESTART_JOIN_TIMEOUT`` seconds), except from that thread itself.
+        """
+        if not self._ioloop_managed:
+            return False
+        if self._loop_finished:
+            return True
+        thread = self._ioloop_thread
+        if thread is None or not self._stop_requested or thread is threading.current_thread():
+            return False
+        thread.join(self._RESTART_JOIN_TIMEOUT)
+        if not self._loop_finished:
+            self._logger.warning(
+                "Managed ioloop %r did not stop within %s s", self._ioloop,
+                self._RESTART_JOIN_TIMEOUT)
+        return self._loop_finished
+
+    def _renew_managed_ioloop(self) -> None:
+        """Forget the stopped run and create the managed loop of the next one."""
+        if self._ioloop_thread is not None:
+            self._previous_thread = self._ioloop_thread
+        self._ioloop_thread = None
+        self._loop_finished = False
+        self._stop_requested = False
+        self._running.clear()
+        self._ioloop = None
+        self._create_managed_ioloop()
 
     def set_ioloop(
         self, ioloop: tornado.ioloop.IOLoop | None = None, managed: bool | None = None
@@ -169,6 +337,8 @@ class IOLoopManager:
         RuntimeError
             If the manager has already been started.
         """
+        if self._previous_run_over():
+            self._renew_managed_ioloop()
         if self._ioloop_thread is not None or self._running.is_set():
             raise RuntimeError("Cannot set the IOLoop once the manager has been started")
         managed = self._managed_default if managed is None else bool(managed)
@@ -200,7 +370,7 @@ class IOLoopManager:
         RuntimeError
             If the thread has already been started.
         """
-        if self._ioloop_thread is not None:
+        if self._ioloop_thread is not None and not self._previous_run_over():
             raise RuntimeError("Cannot change daemon status after the thread has started")
         self._daemonize = bool(daemonic)
 
@@ -220,26 +390,33 @@ class IOLoopManager:
         Raises
         ------
         RuntimeError
-            If the managed loop has already been started.
+            If the managed loop has already been started and not stopped since.
+
+        Notes
+        -----
+        A managed manager may be started again after :meth:`stop`: it then runs a fresh
+        loop (see :meth:`get_ioloop`) in a new thread.
         """
-        ioloop = self.get_ioloop()
+        ioloop = self.get_ioloop()  # a fresh managed loop if the previous one was stopped
         if self._ioloop_managed:
             if self._ioloop_thread is not None:
                 raise RuntimeError("Managed ioloop has already been started")
             if _loop_is_closed(ioloop):
-                raise RuntimeError("Managed ioloop is closed and cannot be restarted")
+                raise RuntimeError("Managed ioloop is closed (it was not made by this manager)")
             ioloop.add_callback(self._running.set)
             self._run_managed_ioloop()
         else:
             # The caller runs the loop; mark it as running once it gets going.
             if _loop_is_closed(ioloop):
                 raise RuntimeError("IOLoop is closed")
-            ioloop.add_callback(self._running.set)
             try:
-                if asyncio.get_running_loop() is getattr(ioloop, "asyncio_loop", None):
-                    self._running.set()
+                running = asyncio.get_running_loop()
             except RuntimeError:
-                pass
+                running = None
+            if running is not None and running is getattr(ioloop, "asyncio_loop", None):
+                self._running.set()  # running in this very thread: no need to wake it
+            else:
+                ioloop.add_callback(self._running.set)
         if timeout:
             return self._running.wait(timeout)
         return None
@@ -256,8 +433,9 @@ class IOLoopManager:
             except Exception:
                 self._logger.exception("Managed ioloop %r stopped with an error", ioloop)
             finally:
-                self._running.clear()
-                self._loop_finished = True
+                if self._ioloop_thread is threading.current_thread():  # not yet renewed
+                    self._running.clear()
+                    self._loop_finished = True
                 try:
                     self._shutdown_loop(aloop)
                 finally:
@@ -315,11 +493,13 @@ class IOLoopManager:
             self._running.clear()
             stopped.set_result(None)
             return stopped
-        if self._ioloop_managed and self._ioloop_thread is None:
-            # Never started: run the callback on the loop here, then close the loop.
-            self._stop_unstarted(ioloop, callback)
-            stopped.set_result(None)
-            return stopped
+        if self._ioloop_managed:
+            if self._ioloop_thread is None:
+                # Never started: run the callback on the loop here, then close the loop.
+                self._stop_unstarted(ioloop, callback)
+                stopped.set_result(None)
+                return stopped
+            self._stop_requested = True
 
         async def _stop() -> None:
             try:
@@ -333,7 +513,8 @@ class IOLoopManager:
                     # One more iteration so that callbacks scheduled above can run.
                     await asyncio.sleep(0)
                     ioloop.stop()
-                self._running.clear()
+                if self._ioloop is ioloop:
+                    self._running.clear()
             finally:
                 if not stopped.done():
                     stopped.set_result(None)
@@ -386,9 +567,10 @@ class IOLoopManager:
         """
         if not self._ioloop_managed:
             return
-        if self._ioloop_thread is None:
+        thread = self._ioloop_thread or self._previous_thread
+        if thread is None:
             raise RuntimeError("Cannot join if not started")
-        self._ioloop_thread.join(timeout)
+        thread.join(timeout)
 
 
 class IOLoopThreadWrapper:
@@ -472,28 +654,14 @@ class IOLoopThreadWrapper:
         aloop = getattr(self.ioloop, "asyncio_loop", None)
         if aloop is None or aloop.is_closed():
             raise RuntimeError("IOLoop is closed")
-
-        async def run() -> Any:
-            return await _resolve(fn(*args, **kwargs))
-
-        try:
-            future = asyncio.run_coroutine_threadsafe(run(), aloop)
-        except RuntimeError as exc:  # the loop closed under us
-            raise RuntimeError(f"IOLoop is closed: {exc}") from None
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError(
-                f"Call to {getattr(fn, '__qualname__', fn)!r} in ioloop timed out "
-                f"after {timeout} seconds"
-            ) from None
+        return _call_in_loop_blocking(aloop, fn, args, kwargs, timeout)
 
     def decorate_callable(self, callable_: Callable[..., Any]) -> Callable[..., Any]:
         """Wrap ``callable_`` so that calling it runs it in the ioloop via :meth:`call_in_ioloop`.
 
-        A ``timeout`` keyword argument of the call bounds the wait (and is passed on to
-        ``callable_`` as well).
+        A ``timeout`` keyword argument of the call is passed on to ``callable_`` and bounds
+        the wait as well, plus a margin of one second so that the callable's own timeout
+        error (usually more telling) is the one raised.
 
         Parameters
         ----------
@@ -509,6 +677,8 @@ class IOLoopThreadWrapper:
         @functools.wraps(callable_)
         def decorated(*args: Any, **kwargs: Any) -> Any:
             timeout = kwargs.get("timeout")
+            if timeout:
+                timeout = timeout + _DECORATED_TIMEOUT_MARGIN
             return self.call_in_ioloop(callable_, args, kwargs, timeout)
 
         decorated.__doc__ = "\n\n".join(
@@ -526,62 +696,27 @@ class IOLoopThreadWrapper:
         return decorated
 
 
-try:  # katcp.object_proxies provides katcp-python's ObjectWrapper when present
-    from .object_proxies import ObjectWrapper as _ObjectWrapperBase
-except ImportError:  # pragma: no cover - depends on which modules exist
-
-    class _ObjectWrapperBase:  # type: ignore[no-redef]
-        """Transparent proxy to ``__subject__`` that may hold attributes of its own.
-
-        Attributes defined on the wrapper's class (and ``__subject__``) live on the
-        wrapper; everything else is read from and written to the subject.
-        """
-
-        __slots__ = ("__subject__",)
-
-        def __init__(self, subject: Any) -> None:
-            object.__setattr__(self, "__subject__", subject)
-
-        def __getattr__(self, attr: str) -> Any:
-            return getattr(object.__getattribute__(self, "__subject__"), attr)
-
-        def __setattr__(self, attr: str, val: Any) -> None:
-            if attr == "__subject__" or (
-                hasattr(type(self), attr) and not attr.startswith("__")
-            ):
-                object.__setattr__(self, attr, val)
-            else:
-                setattr(self.__subject__, attr, val)
-
-        def __delattr__(self, attr: str) -> None:
-            if hasattr(type(self), attr) and not attr.startswith("__"):
-                object.__delattr__(self, attr)
-            else:
-                delattr(self.__subject__, attr)
-
-        def __repr__(self) -> str:
-            return repr(self.__subject__)
-
-        def __dir__(self) -> list:
-            return dir(self.__subject__)
-
-
-class ThreadSafeMethodAttrWrapper(_ObjectWrapperBase):
-    """Proxy whose callable attributes run in an ioloop, blocking the calling thread.
+class ThreadSafeMethodAttrWrapper(ObjectWrapper):
+    """Proxy whose attributes are read, and methods run, in an ioloop's thread.
 
     Parameters
     ----------
     subject : object
         The object to wrap (it lives on the ioloop).
     ioloop_wrapper : IOLoopThreadWrapper
-        Used to run the subject's methods in the ioloop.
+        Used to reach the subject's ioloop.
 
     Notes
     -----
-    Reading a callable attribute returns a blocking wrapper
-    (:meth:`IOLoopThreadWrapper.decorate_callable`); other attributes are returned as
-    they are.  Subclasses may override :meth:`_getattr` to fetch attributes differently
-    (e.g. in the ioloop).
+    An attribute of the subject is read in the ioloop's thread (:meth:`_getattr`); a
+    callable one is returned as a blocking wrapper
+    (:meth:`IOLoopThreadWrapper.decorate_callable`) that runs it in the ioloop, waits for
+    the future or coroutine it returns and gives its result.  Attribute writes go to the
+    subject directly.  Use from the ioloop's own thread raises :class:`RuntimeError`
+    (the call would wait for itself); use the subject directly there.
+
+    Subclasses keep attributes of their own on the wrapper by defining them on the class
+    (see :class:`katcp.object_proxies.ObjectWrapper`).
     """
 
     # Attributes must be defined on the class, or they would be proxied to the subject.
@@ -592,12 +727,19 @@ class ThreadSafeMethodAttrWrapper(_ObjectWrapperBase):
         super().__init__(subject)
 
     def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):  # special names are the subject's, never fetched in the loop
+            raise AttributeError(attr)
         val = self._getattr(attr)
         if callable(val):
-            assert self._ioloop_wrapper is not None
-            return self._ioloop_wrapper.decorate_callable(val)
+            return self._decorate(val)
         return val
 
     def _getattr(self, attr: str) -> Any:
-        return getattr(self.__subject__, attr)
+        """Read ``attr`` of the subject in the ioloop's thread."""
+        assert self._ioloop_wrapper is not None
+        return self._ioloop_wrapper.call_in_ioloop(getattr, (self.__subject__, attr), {})
 
+    def _decorate(self, callable_: Callable[..., Any]) -> Callable[..., Any]:
+        """Blocking, thread-safe version of ``callable_`` (runs in the ioloop)."""
+        assert self._ioloop_wrapper is not None
+        return self._ioloop_wrapper.decorate_callable(callable_)

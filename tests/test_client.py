@@ -418,6 +418,69 @@ def test_unmanaged_ioloop(aio_server):
     asyncio.run(asyncio.wait_for(main(), 2 * WAIT))
 
 
+def test_connect_begins_in_start_and_early_socket_is_never_leaked(aio_server):
+    async def main():
+        loop = asyncio.get_running_loop()
+        c = AsyncClient("127.0.0.1", aio_server[1], timeout=WAIT)
+        c.set_ioloop(tornado.ioloop.IOLoop.current())
+        c.start()
+        # The TCP connect was issued inside start(), before any loop iteration...
+        early = c._early_sock
+        assert early is not None and early.fileno() != -1
+        await c.until_protocol(timeout=WAIT)
+        # ...and the first connection is made on that very socket.
+        assert c._early_sock is None
+        assert c._conn.transport.get_extra_info("socket").fileno() == early.fileno()
+        reply, _ = await c.future_request(Message.request("echo", "x"))
+        assert reply.arguments == [b"ok", b"x"]
+        c.stop()
+        await c.until_stopped(timeout=WAIT)
+
+        # Stopped before the client's task took its first step: the socket is closed.
+        for _ in range(2):  # and again after a restart
+            c.start()
+            early = c._early_sock
+            assert early is not None
+            c.stop()
+            await c.until_stopped(timeout=WAIT)
+            assert early.fileno() == -1 and c._early_sock is None
+        # A host name cannot be connected up front: the regular path resolves it.
+        named = AsyncClient("localhost", aio_server[1], timeout=WAIT)
+        named.set_ioloop(tornado.ioloop.IOLoop.current())
+        named.start()
+        assert named._early_sock is None
+        await named.until_protocol(timeout=WAIT)
+        named.stop()
+        await named.until_stopped(timeout=WAIT)
+        assert loop.is_running()
+
+    asyncio.run(asyncio.wait_for(main(), 2 * WAIT))
+
+
+def test_early_connect_refused_is_retried():
+    async def main():
+        port = _free_port()
+        c = AsyncClient("127.0.0.1", port, timeout=WAIT)
+        c.auto_reconnect_delay = 0.02
+        c.set_ioloop(tornado.ioloop.IOLoop.current())
+        c.start()
+        assert c._early_sock is not None
+        # Refused: reported as a failed attempt and retried, not raised.
+        await _until(lambda: c._connect_failures >= 2)
+        assert c.running() and not c.is_connected()
+        c.stop()
+        await c.until_stopped(timeout=WAIT)
+
+    asyncio.run(asyncio.wait_for(main(), 2 * WAIT))
+
+
+async def _until(predicate, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
 def test_until_timeouts_raise():
     async def main():
         c = AsyncClient("127.0.0.1", _free_port())
@@ -658,8 +721,15 @@ def test_overlong_line_from_server_fails_pending(caplog):
 
 def test_restart_after_stop(aio_server):
     c = BlockingClient("127.0.0.1", aio_server[1])
+    c.setDaemon(True)
+    manager = c._ioloop_manager
+    loops = []
     for i in range(2):
         c.start(timeout=WAIT)
+        # The same manager runs each start on a fresh loop, in a fresh daemon thread.
+        assert c._ioloop_manager is manager and c.ioloop is manager.get_ioloop()
+        assert manager._ioloop_thread.daemon
+        loops.append(c.ioloop)
         try:
             assert c.wait_protocol(WAIT)
             assert c.blocking_request(Message.request("echo", i))[0].arguments == [
@@ -667,6 +737,7 @@ def test_restart_after_stop(aio_server):
         finally:
             _stop(c)
         assert not c.running() and not c.is_connected()
+    assert loops[0] is not loops[1] and loops[0].asyncio_loop.is_closed()
     with pytest.raises(RuntimeError):
         c.start(timeout=WAIT)
         c.start(timeout=WAIT)

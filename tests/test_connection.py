@@ -151,6 +151,8 @@ def test_request_reply_between_two_connections(codec_class):
         assert sconn.peer == conn.transport.get_extra_info("sockname")[:2]
         sock = conn.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        ssock = sconn.transport.get_extra_info("socket")  # both ends: asyncio sets it
+        assert ssock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         conn.close()
         await conn.wait_closed()
         await shandler.wait(lambda: len(shandler.lost) == 1)
@@ -853,6 +855,7 @@ def test_any_chunking_gives_the_same_messages(messages, cuts, crlf):
     stream = b"".join(bytes(m) + (b"\r\n" if crlf else b"\n") for m in msgs)
     points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
     loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # Python 3.9's asyncio.Event binds to the current loop
     try:
         handler = Recorder()
         conn = Connection(handler, LineCodec(), loop, max_msg_size=10_000)
@@ -868,6 +871,7 @@ def test_any_chunking_gives_the_same_messages(messages, cuts, crlf):
         assert handler.errors == []
         assert conn.address == "127.0.0.1:4242"
     finally:
+        asyncio.set_event_loop(None)
         loop.close()
 
 
@@ -887,4 +891,50 @@ async def test_peer_reset_reports_the_error():
     assert conn.closing
     assert conn.get_write_buffer_size() == 0
     conn.write(req("after-loss"))  # ignored, no error
+    await stop(server)
+
+
+@run
+async def test_create_server_start_serving_false():
+    shandler = echo_handler()
+    server, port = await start(shandler, start_serving=False, max_msg_size=64)
+    assert not server.is_serving()
+    chandler = Recorder()
+    with pytest.raises(OSError):  # bound, not listening yet: refused
+        await open_connection(chandler, LineCodec(), "127.0.0.1", port, timeout=TIMEOUT)
+    await server.start_serving()
+    assert server.is_serving()
+    conn = await open_connection(chandler, LineCodec(), "127.0.0.1", port, timeout=TIMEOUT)
+    conn.write(req("hello", "x"))
+    await chandler.wait(lambda: len(chandler.messages) == 1)
+    assert bytes(chandler.messages[0][1]) == b"!hello ok x"
+    # The server's connections got the options given to create_server.
+    assert shandler.made[0].max_msg_size == 64
+    conn.close()
+    await conn.wait_closed()
+    await stop(server)
+
+
+@run
+async def test_greeting_written_in_connection_made_is_sent_at_once():
+    loop = asyncio.get_running_loop()
+    counting, seen_next = [], []
+
+    def on_made(conn):
+        counting.append(CountingTransport(conn.transport))
+        conn.transport = counting[-1]
+        # Scheduled before the writes: runs before any flush the writes could schedule.
+        loop.call_soon(lambda: seen_next.append(list(counting[-1].writes)))
+        conn.write(Message.inform("version-connect", "katcp-protocol", "5.0-IM"))
+        conn.write(Message.inform("version-connect", "katcp-device", "x"))
+
+    shandler = Recorder(on_made=on_made)
+    server, port = await start(shandler)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = await read_lines(reader, 2)
+    assert lines == [b"#version-connect katcp-protocol 5.0-IM\n",
+                     b"#version-connect katcp-device x\n"]
+    # Handed to the transport in one write when connection_made returned.
+    assert seen_next == [[b"".join(lines)]]
+    writer.close()
     await stop(server)

@@ -84,17 +84,96 @@ def test_stop_before_start_runs_callback_and_closes_loop():
     assert manager.stop(callback=callback).result(WAIT) is None
     assert called == [True]
     assert ioloop.asyncio_loop.is_closed()
-    with pytest.raises(RuntimeError, match="closed"):
-        manager.start()
+    # Started after all: a fresh loop runs.
+    assert manager.start(timeout=WAIT) is True
+    fresh = manager.get_ioloop()
+    assert fresh is not ioloop and not fresh.asyncio_loop.is_closed()
+    assert IOLoopThreadWrapper(fresh).call_in_ioloop(lambda: 7, (), {}, timeout=WAIT) == 7
+    manager.stop().result(WAIT)
+    manager.join(WAIT)
+    assert fresh.asyncio_loop.is_closed()
 
 
 def test_double_stop_while_running(managed):
+    ioloop = managed.get_ioloop()
     first = managed.stop()
     second = managed.stop()
     first.result(WAIT)
     second.result(WAIT)
     managed.join(WAIT)
-    assert managed.get_ioloop().asyncio_loop.is_closed()
+    assert ioloop.asyncio_loop.is_closed()
+
+
+def _thread_of(ioloop):
+    return IOLoopThreadWrapper(ioloop).call_in_ioloop(
+        threading.current_thread, (), {}, timeout=WAIT)
+
+
+def test_managed_manager_restarts_with_fresh_loop_and_thread():
+    manager = IOLoopManager(managed_default=True)
+    manager.setDaemon(True)
+    seen = []
+    for run in range(3):
+        # katcp-python's order: get_ioloop() first, then start().
+        ioloop = manager.get_ioloop()
+        assert manager.start(timeout=WAIT) is True
+        assert manager.get_ioloop() is ioloop
+        thread = _thread_of(ioloop)
+        assert thread.daemon is (run < 2) and thread is not threading.current_thread()
+        with pytest.raises(RuntimeError, match="already been started"):
+            manager.start()
+        with pytest.raises(RuntimeError, match="started"):
+            manager.set_ioloop(tornado.ioloop.IOLoop(make_current=False))
+        manager.stop().result(WAIT)
+        if run == 1:
+            manager.setDaemon(False)  # allowed again between runs
+        manager.join(WAIT)
+        assert not thread.is_alive() and ioloop.asyncio_loop.is_closed()
+        seen.append((ioloop, thread))
+    assert len({id(loop) for loop, _ in seen}) == 3
+    assert len({id(thread) for _, thread in seen}) == 3
+    # The non-daemon setting of the second pause applied to the third run.
+    assert not seen[2][1].daemon
+    # A stopped manager still joins (the last thread) and stops harmlessly.
+    manager.join(WAIT)
+    assert manager.stop().result(WAIT) is None
+
+
+def test_restart_right_after_stop_without_waiting():
+    manager = IOLoopManager(managed_default=True)
+    manager.start(timeout=WAIT)
+    first = manager.get_ioloop()
+    wrapper = IOLoopThreadWrapper(first)
+    cancelled = threading.Event()
+
+    async def forever():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    wrapper.call_in_ioloop(lambda: asyncio.ensure_future(forever()) and None, (), {}, WAIT)
+    manager.stop()  # not waited for: start() waits for the old loop to finish
+    assert manager.start(timeout=WAIT) is True
+    second = manager.get_ioloop()
+    assert second is not first and first.asyncio_loop.is_closed()
+    assert cancelled.is_set()  # the old run's tasks were cancelled before the new run
+    assert manager._running.is_set()  # the old run's shutdown did not clear the new run's flag
+    assert IOLoopThreadWrapper(second).call_in_ioloop(lambda: 1, (), {}, timeout=WAIT) == 1
+    manager.stop().result(WAIT)
+    manager.join(WAIT)
+    assert second.asyncio_loop.is_closed()
+
+
+def test_stop_callback_sees_the_stopping_loop():
+    manager = IOLoopManager(managed_default=True)
+    manager.start(timeout=WAIT)
+    ioloop = manager.get_ioloop()
+    seen = []
+    manager.stop(callback=lambda: seen.append(manager.get_ioloop())).result(WAIT)
+    manager.join(WAIT)
+    assert seen == [ioloop]
 
 
 def test_join_before_start_raises_for_managed():
@@ -150,8 +229,11 @@ def test_set_ioloop_managed_loop_is_run_and_closed():
     manager.stop().result(WAIT)
     manager.join(WAIT)
     assert loop.asyncio_loop.is_closed()
-    with pytest.raises(RuntimeError, match="already been started"):
-        manager.start()
+    # Restartable: the next run gets a fresh managed loop.
+    manager.start(timeout=WAIT)
+    assert manager.get_ioloop() is not loop
+    manager.stop().result(WAIT)
+    manager.join(WAIT)
     other = IOLoopManager()
     other.set_ioloop(loop)
     with pytest.raises(RuntimeError, match="closed"):
@@ -352,11 +434,23 @@ def test_decorate_callable(managed):
     with pytest.raises(TimeoutError):
         wrapper.decorate_callable(hang)(timeout=0.05)
 
+    async def own_timeout(timeout=None):
+        await asyncio.sleep(timeout)
+        raise LookupError("the callable's own timeout")
+
+    # The wait allows a margin beyond the timeout: the callable's own error surfaces.
+    with pytest.raises(LookupError, match="own timeout"):
+        wrapper.decorate_callable(own_timeout)(timeout=0.05)
+
 
 class Subject:
     def __init__(self):
         self.value = 5
         self.threads = []
+
+    @property
+    def reader_thread(self):
+        return threading.current_thread().name
 
     def method(self, x):
         self.threads.append(threading.current_thread().name)
@@ -379,6 +473,19 @@ def test_thread_safe_method_attr_wrapper(managed):
     assert subject.value == 7
     assert proxy.__subject__ is subject
     assert proxy._ioloop_wrapper is wrapper
+    # Attributes are read in the ioloop's thread too.
+    assert proxy.reader_thread.startswith("katcp-ioloop")
+    with pytest.raises(AttributeError):
+        proxy.no_such_attribute  # noqa: B018
+    # From the loop's own thread: a clear error for attributes fetched in the loop, but
+    # special names are looked up on the subject without a hop.
+    def in_loop():
+        assert not hasattr(proxy, "__no_such_special__")
+        with pytest.raises(RuntimeError, match="own ioloop"):
+            proxy.method(1)
+        return True
+
+    assert wrapper.call_in_ioloop(in_loop, (), {}, timeout=WAIT)
 
 
 def test_with_relative_timeout():

@@ -223,39 +223,19 @@ async def start_server(
     def codec_factory() -> StreamCodec:
         return StreamCodec(http_head=tunnel, max_packet_size=DEFAULT_MAX_PACKET_SIZE)
 
-    kwargs: Dict[str, Any] = dict(
+    coro = _transport.create_server(
+        handler,
+        codec_factory,
+        host,
+        port,
         ssl=ssl,
         max_msg_size=DEFAULT_MAX_PACKET_SIZE + 1,
         max_write_buffer_size=2**28,
         logger=logger,
+        start_serving=start_serving,
     )
-    if start_serving:
-        coro = _transport.create_server(handler, codec_factory, host, port, **kwargs)
-    else:
-        coro = _create_server_not_serving(handler, codec_factory, host, port, **kwargs)
     try:
         return await asyncio.wait_for(coro, timeout)
     except asyncio.TimeoutError:
         raise NetworkTimeoutError(f"Timed out binding {host}:{port}") from None
 
-
-async def _create_server_not_serving(
-    handler: Any, codec_factory: Callable[[], Any], host: str, port: int, **kwargs: Any
-) -> asyncio.base_events.Server:
-    # katcp.connection.create_server always starts serving; build the same transport
-    # connections here with start_serving=False.
-    loop = asyncio.get_running_loop()
-
-    def factory() -> Any:
-        return _transport.Connection(
-            handler,
-            codec_factory(),
-            loop,
-            max_msg_size=kwargs["max_msg_size"],
-            max_write_buffer_size=kwargs["max_write_buffer_size"],
-            logger=kwargs["logger"],
-        )
-
-    return await loop.create_server(
-        factory, host or None, port, ssl=kwargs["ssl"], reuse_address=True, start_serving=False
-    )
