@@ -3,7 +3,6 @@ assertions, ioloop helpers and a time-warping AsyncTestCase."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import logging
 import queue
@@ -18,6 +17,7 @@ import tornado.ioloop
 import tornado.locks
 import tornado.testing
 
+from .ioloop_manager import _call_in_loop_blocking
 from .object_proxies import ObjectWrapper
 
 logger = logging.getLogger("katcp.testutils")
@@ -465,28 +465,7 @@ def call_in_ioloop(ioloop, fn, *args, **kwargs):
     (``concurrent.futures.TimeoutError``); exceptions of `fn` are re-raised.
     """
     ioloop_timeout = kwargs.pop("ioloop_timeout", 5)
-    result: concurrent.futures.Future = concurrent.futures.Future()
-
-    async def run():
-        value = fn(*args, **kwargs)
-        if hasattr(value, "__await__"):
-            value = await value
-        return value
-
-    def start():
-        fut = ioloop.asyncio_loop.create_task(run())
-
-        def done(f):
-            if f.cancelled():
-                result.cancel()
-            elif f.exception() is not None:
-                result.set_exception(f.exception())
-            else:
-                result.set_result(f.result())
-        fut.add_done_callback(done)
-
-    ioloop.add_callback(start)
-    return result.result(timeout=ioloop_timeout)
+    return _call_in_loop_blocking(ioloop.asyncio_loop, fn, args, kwargs, ioloop_timeout)
 
 
 class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
