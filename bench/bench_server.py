@@ -23,6 +23,7 @@ Usage::
 
     python bench/bench_server.py [--requests 50000] [--repeat 3]
                                  [--servers async,default,async-py,aiokatcp,transport]
+                                 [--steps kb_per_sensor,kb_per_conn,watchdog,informs]
 
 A server process is started with ``python bench/bench_server.py --serve KIND``.
 """
@@ -53,6 +54,8 @@ KINDS = {
     "aiokatcp": "aiokatcp DeviceServer",
     "transport": "katcp.connection only (watchdog echo)",
 }
+#: Measurements, in the order they run (``--steps`` picks some).
+STEPS = ("kb_per_sensor", "kb_per_conn", "watchdog", "informs")
 #: Measurements a kind supports (default: all).
 KIND_STEPS = {"transport": ("kb_per_conn", "watchdog")}
 #: Extra environment per server kind (``KATCP_CODEC=python``: no Rust codec, as on Windows).
@@ -495,6 +498,8 @@ def run_one(kind: str, args: argparse.Namespace) -> Dict[str, Optional[float]]:
         for name, step in steps:
             if wanted is not None and name not in wanted:
                 continue
+            if args.steps is not None and name not in args.steps:
+                continue
             try:
                 value = step()
             except Exception as exc:  # report and carry on with the other figures
@@ -583,7 +588,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--add-sensors", type=int, default=10000)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--steps", default=None,
+                        help="comma-separated measurements to run (default: all): "
+                             + ",".join(STEPS))
     args = parser.parse_args(argv)
+    if args.steps is not None:
+        args.steps = {s.strip() for s in args.steps.split(",") if s.strip()}
+        unknown = args.steps - set(STEPS)
+        if unknown:
+            parser.error(f"unknown step(s): {', '.join(sorted(unknown))}")
     _raise_fd_limit()
     if args.serve:
         sys.path.insert(0, ROOT)

@@ -39,7 +39,7 @@ from ._server_conn import (
 )
 
 __all__ = ["DeviceServerBase", "MessageHandlerThread", "return_future",
-           "construct_name_filter", "ServerMetaclass"]
+           "construct_name_filter"]
 
 log = logging.getLogger("katcp.server")
 get_ident = threading.get_ident
@@ -118,33 +118,7 @@ def construct_name_filter(pattern: str | None) -> Tuple[bool, Callable[[str], bo
     return True, lambda name: name == pattern
 
 
-class ServerMetaclass(DeviceServerMetaclass):
-    """Device server metaclass: filters handlers by ``PROTOCOL_INFO``.
-
-    Understands the attributes set by katcp-python's decorators
-    (``minimum_katcp_version`` -> ``_minimum_katcp_version``,
-    ``has_katcp_protocol_flags`` -> ``_has_katcp_protocol_flags``) as well as
-    their aliases ``_minimal_protocol_version`` / ``_has_protocol_flags``.
-    """
-
-    def check_protocol(mcs, handler: Any) -> bool:
-        """Return True if the server's protocol flags satisfy the handler's requirements."""
-        info = getattr(mcs, "PROTOCOL_INFO", None)
-        if info is None:
-            return True
-        version = (info.major or 0, info.minor or 0)
-        for attr in ("_minimum_katcp_version", "_minimal_protocol_version"):
-            min_version = getattr(handler, attr, None)
-            if min_version is not None and version < tuple(min_version):
-                return False
-        for attr in ("_has_katcp_protocol_flags", "_has_protocol_flags"):
-            required = getattr(handler, attr, None)
-            if required and not all(info.supports(flag) for flag in required):
-                return False
-        return True
-
-
-class DeviceServerBase(metaclass=ServerMetaclass):
+class DeviceServerBase(metaclass=DeviceServerMetaclass):
     r"""Base class for device servers.
 
     Subclasses should add .request\_* methods for dealing with request messages.
@@ -266,11 +240,7 @@ class DeviceServerBase(metaclass=ServerMetaclass):
             The inform message to send.
 
         """
-        if isinstance(connection, ClientRequestConnection):
-            self._logger.warning("Deprecation warning: do not use self.inform() within a "
-                                 "reply handler context -- use req.inform()")
-            connection = connection.client_connection
-        connection.inform(msg)
+        self._client_of(connection, "inform", "req.inform()").inform(msg)
 
     def mass_inform(self, msg: Message) -> None:
         """Send an inform message to all clients (encoded once).
@@ -298,11 +268,7 @@ class DeviceServerBase(metaclass=ServerMetaclass):
             overridden with the id from orig_req before the reply is sent.
 
         """
-        if isinstance(connection, ClientRequestConnection):
-            self._logger.warning("Deprecation warning: do not use self.reply() within a "
-                                 "reply handler context -- use req.reply(*msg_args)")
-            connection = connection.client_connection
-        connection.reply(reply, orig_req)
+        self._client_of(connection, "reply", "req.reply(*msg_args)").reply(reply, orig_req)
 
     def reply_inform(self, connection: Any, inform: Message, orig_req: Message) -> None:
         """Send an inform as part of the reply to an earlier request.
@@ -318,11 +284,16 @@ class DeviceServerBase(metaclass=ServerMetaclass):
             overridden with the id from orig_req before the inform is sent.
 
         """
+        client = self._client_of(connection, "reply_inform", "req.inform()")
+        client.reply_inform(inform, orig_req)
+
+    def _client_of(self, connection: Any, method: str, instead: str) -> Any:
+        """The client connection, warning if a handler passed its ``req`` instead."""
         if isinstance(connection, ClientRequestConnection):
-            self._logger.warning("Deprecation warning: do not use self.reply_inform() "
-                                 "within a reply handler context -- use req.inform()")
-            connection = connection.client_connection
-        connection.reply_inform(inform, orig_req)
+            self._logger.warning("Deprecation warning: do not use self.%s() within a reply "
+                                 "handler context -- use %s", method, instead)
+            return connection.client_connection
+        return connection
 
     # -------------------------------------------------------------- dispatch
 
@@ -483,11 +454,7 @@ class DeviceServerBase(metaclass=ServerMetaclass):
         if handler is None:
             self._logger.warning("%s INVALID: Unknown inform.", msg.name)
             return
-        try:
-            handler(self, connection, msg)
-        except Exception:
-            reason = "".join(traceback.format_exception(*sys.exc_info(), limit=self._tb_limit))
-            self._logger.error("Inform %s FAIL: %s", msg.name, reason)
+        self._call_handler("Inform", handler, connection, msg)
 
     def handle_reply(self, connection: Any, msg: Message) -> None:
         """Dispatch a reply message to the appropriate method.
@@ -508,11 +475,16 @@ class DeviceServerBase(metaclass=ServerMetaclass):
             connection.inform(self.create_log_inform(
                 "error", f"Unexpected reply {msg.name} received from client.", "root"))
             return
+        self._call_handler("Reply", handler, connection, msg)
+
+    def _call_handler(self, kind: str, handler: Callable, connection: Any,
+                      msg: Message) -> None:
+        # Inform and reply handlers: errors are logged (there is no reply to send).
         try:
             handler(self, connection, msg)
         except Exception:
             reason = "".join(traceback.format_exception(*sys.exc_info(), limit=self._tb_limit))
-            self._logger.error("Reply %s FAIL: %s", msg.name, reason)
+            self._logger.error("%s %s FAIL: %s", kind, msg.name, reason)
 
     # --------------------------------------------------- per-client ordering
 

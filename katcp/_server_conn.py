@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any, Callable, Deque, Dict, Tuple
 
 from .core import Message
+from ._sampling_params import LoopCalls, loop_calls
 
 __all__ = ["ClientConnection", "ThreadsafeClientConnection", "ClientRequestConnection",
            "KATCPServer"]
@@ -147,10 +148,7 @@ class ClientConnection:
             overridden with the id from orig_req before the inform is sent.
 
         """
-        assert inform.mtype == _INFORM
-        assert inform.name == orig_req.name
-        inform.mid = orig_req.mid
-        self._send(inform)
+        self._send_answer(inform, orig_req, _INFORM)
 
     def mass_inform(self, msg: Message) -> None:
         """Send an inform message to all clients.
@@ -176,10 +174,14 @@ class ClientConnection:
             overridden with the id from orig_req before the reply is sent.
 
         """
-        assert reply.mtype == _REPLY
-        assert reply.name == orig_req.name
-        reply.mid = orig_req.mid
-        self._send(reply)
+        self._send_answer(reply, orig_req, _REPLY)
+
+    def _send_answer(self, msg: Message, orig_req: Message, mtype: int) -> None:
+        # A reply or reply inform: same name as the request, and its message id.
+        assert msg.mtype == mtype
+        assert msg.name == orig_req.name
+        msg.mid = orig_req.mid
+        self._send(msg)
 
     def on_client_disconnect_was_called(self) -> None:
         """Prevent multiple calls to on_client_disconnect handler.
@@ -325,15 +327,15 @@ class KATCPServer:
         self.ioloop_thread_id: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: Dict[Any, ClientConnection] = {}
-        self._daemonic = True
-        self._ioloop_manager = self._new_manager()
+        from .ioloop_manager import IOLoopManager
+        # Restartable: a stopped managed loop is replaced by a fresh one on the next start.
+        self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._started_once = False
         self._aio_server = None
         self._install_error: BaseException | None = None
         self._stop_future: concurrent.futures.Future | None = None
-        self._posted: Deque[Tuple[Callable, tuple]] = deque()
+        self._calls: LoopCalls | None = None
         self._join_waiters: list = []
-        self._post_scheduled = False
         self._encode = None
         # Hook set by the device: called (loop thread) with each (client, msg).
         self.submit: Callable[[ClientConnection, Message], None] = self._no_submit
@@ -345,15 +347,8 @@ class KATCPServer:
         """The (host, port) where the server is listening for connections."""
         return self._bindaddr
 
-    def _new_manager(self):
-        from .ioloop_manager import IOLoopManager
-        manager = IOLoopManager(managed_default=True, logger=self._logger)
-        manager.setDaemon(self._daemonic)
-        return manager
-
     def setDaemon(self, daemonic: bool) -> None:
         """Set daemonic state of the managed ioloop thread (call before start)."""
-        self._daemonic = bool(daemonic)
         self._ioloop_manager.setDaemon(daemonic)
 
     def set_ioloop(self, ioloop=None) -> None:
@@ -393,15 +388,13 @@ class KATCPServer:
         """
         if self._running.is_set():
             raise RuntimeError("Server already started")
-        if self._started_once and self.managed:
-            # A managed ioloop thread runs once: a restarted server gets a fresh one.
-            self._ioloop_manager = self._new_manager()
         self._started_once = True
         self._stopped.clear()
         self._stop_future = None
         self._install_error = None
         self.ioloop = self._ioloop_manager.get_ioloop()
         self._loop = self.ioloop.asyncio_loop
+        self._calls = loop_calls(self._loop)
         from .codec import LineCodec
         self._encode = LineCodec().encode
         self._ioloop_manager.start()
@@ -545,27 +538,13 @@ class KATCPServer:
     def _post(self, fn: Callable, *args: Any) -> None:
         """Run ``fn(*args)`` in the ioloop thread, in posting order (thread-safe).
 
-        Consecutive posts share one loop wake-up.
+        Consecutive posts share one loop wake-up. The queue is the loop's, shared
+        with the sampling strategies (:func:`katcp._sampling_params.loop_calls`), so
+        a sensor set in a handler before its reply is sent reports before the reply.
         """
-        self._posted.append((fn, args))
-        if not self._post_scheduled:
-            self._post_scheduled = True
-            try:
-                self._loop.call_soon_threadsafe(self._run_posted)
-            except (RuntimeError, AttributeError):
-                self._post_scheduled = False
-                self._posted.clear()
-                self._logger.debug("ioloop closed: dropping cross-thread call")
-
-    def _run_posted(self) -> None:
-        self._post_scheduled = False
-        posted = self._posted
-        while posted:
-            fn, args = posted.popleft()
-            try:
-                fn(*args)
-            except Exception:
-                self._logger.exception("Error in ioloop callback %r", fn)
+        calls = self._calls
+        if calls is None or not calls.post(fn, *args):
+            self._logger.debug("ioloop closed: dropping cross-thread call")
 
     def call_from_thread(self, fn: Callable[[], Any]):
         """Run ``fn()`` in the ioloop thread and return a future of its result.

@@ -26,7 +26,9 @@ with the semantics of the reference implementations:
 All timing uses the event loop's monotonic clock (``loop.time()`` and
 ``loop.call_at``), never the wall clock, so tests can drive a fake clock.
 Sensor updates may come from any thread: an update that arrives outside the
-loop's thread is handed to the loop with ``call_soon_threadsafe``.
+loop's thread is queued for the loop, and a burst of such updates (for any
+number of strategies) costs the loop a single wake-up; the loop handles them in
+the order they were made.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from functools import wraps
 from typing import Any, Callable, List, Tuple
 
 from ._sampling_params import (
+    LoopCalls,
     _differs,
+    loop_calls,
     _param_bytes,
     _parse_difference,
     _parse_float,
@@ -130,9 +134,9 @@ def update_in_ioloop(update):
     """Decorate an ``update(self, sensor, reading)`` method to run in the loop thread.
 
     When the decorated method is called from a thread other than the one
-    running the strategy's event loop, the call is handed to that loop with
-    ``call_soon_threadsafe`` instead of running at once.  The object must have
-    an ``ioloop`` attribute (a tornado IOLoop or an asyncio loop).
+    running the strategy's event loop, the call is queued for that loop (in
+    order; one wake-up of the loop per burst) instead of running at once.  The
+    object must have an ``ioloop`` attribute (a tornado IOLoop or an asyncio loop).
 
     Parameters
     ----------
@@ -151,7 +155,7 @@ def update_in_ioloop(update):
         if _get_running_loop() is loop:
             update(self, sensor, reading)
         else:
-            loop.call_soon_threadsafe(update, self, sensor, reading)
+            loop_calls(loop).post(update, self, sensor, reading)
 
     return wrapped_update
 
@@ -204,7 +208,7 @@ class SampleStrategy:
     _SAMPLING_TYPE: int | None = None
 
     __slots__ = ("_inform_callback", "_sensor", "_params", "_ioloop", "_loop", "_uloop",
-                 "__weakref__")
+                 "_calls", "__weakref__")
 
     def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
         ioloop = kwargs.pop("ioloop", None)
@@ -224,6 +228,7 @@ class SampleStrategy:
         self._ioloop = ioloop
         self._loop = _resolve_loop(ioloop)
         self._uloop = self._loop
+        self._calls = None  # the loop's cross-thread queue, fetched when first needed
 
     @property
     def ioloop(self):
@@ -306,14 +311,13 @@ class SampleStrategy:
         """Slow path of update(): cancelled, or called outside the loop thread."""
         if self._uloop is _CANCELLED:
             return
-        try:
-            self._loop.call_soon_threadsafe(self._update_in_loop, sensor, reading)
-        except RuntimeError:  # loop closed: nobody is listening any more
+        if not (self._calls or self._loop_calls()).post2(_deliver, self, reading):
             log.debug("Dropping update of %r: event loop is closed", sensor)
 
-    def _update_in_loop(self, sensor, reading) -> None:
-        if self._uloop is not _CANCELLED:
-            self._process(reading)
+    def _loop_calls(self) -> LoopCalls:
+        """The loop's queue of calls from other threads (fetched on first use)."""
+        calls = self._calls = loop_calls(self._loop)
+        return calls
 
     def _process(self, reading) -> None:
         """Decide whether ``reading`` is reported (loop thread only).
@@ -366,7 +370,7 @@ class SampleStrategy:
         if _get_running_loop() is self._loop:
             self._start_in_loop()
         else:
-            self._loop.call_soon_threadsafe(self._start_in_loop)
+            (self._calls or self._loop_calls()).post(self._start_in_loop)
 
     def _start_in_loop(self) -> None:
         if self._uloop is _CANCELLED:
@@ -387,11 +391,8 @@ class SampleStrategy:
             self.detach()
         if _get_running_loop() is self._loop:
             self.cancel_timeouts()
-        else:
-            try:
-                self._loop.call_soon_threadsafe(self.cancel_timeouts)
-            except RuntimeError:  # loop closed: its timers will never run
-                pass
+        else:  # if the loop is closed, its timers will never run anyway
+            (self._calls or self._loop_calls()).post(self.cancel_timeouts)
 
     def cancel_timeouts(self) -> None:
         """Cancel pending loop timers (the base strategy has none)."""
@@ -434,10 +435,6 @@ class SampleNone(SampleStrategy):
             raise ValueError("The 'none' strategy takes no parameters.")
         super().__init__(inform_callback, sensor, **kwargs)
 
-    def get_sampling(self) -> int:
-        """Return :attr:`SampleStrategy.NONE`."""
-        return SampleStrategy.NONE
-
     def start(self) -> None:
         """Nothing to start: ``none`` never reports."""
 
@@ -453,10 +450,6 @@ class SampleAuto(SampleStrategy):
         if params:
             raise ValueError("The 'auto' strategy takes no parameters.")
         super().__init__(inform_callback, sensor, **kwargs)
-
-    def get_sampling(self) -> int:
-        """Return :attr:`SampleStrategy.AUTO`."""
-        return SampleStrategy.AUTO
 
     def update(self, sensor, reading) -> None:
         """Report every reading (sensor observer callback)."""
@@ -496,10 +489,6 @@ class SamplePeriod(SampleStrategy):
         self._period = period
         self._next_time = 0.0
         self._handle: asyncio.TimerHandle | None = None
-
-    def get_sampling(self) -> int:
-        """Return :attr:`SampleStrategy.PERIOD`."""
-        return SampleStrategy.PERIOD
 
     def _start_in_loop(self) -> None:
         if self._uloop is _CANCELLED or self._handle is not None:
@@ -563,10 +552,6 @@ class SampleEventRate(SampleStrategy):
         self._last_time = -math.inf
         self._pending: asyncio.TimerHandle | None = None
         self._long_handle: asyncio.TimerHandle | None = None
-
-    def get_sampling(self) -> int:
-        """Return :attr:`SampleStrategy.EVENT_RATE`."""
-        return SampleStrategy.EVENT_RATE
 
     def _changed(self, reading) -> bool:
         """True if ``reading`` counts as a change from the last one reported."""
@@ -635,11 +620,51 @@ class SampleEventRate(SampleStrategy):
             self._long_handle = None
 
 
-class SampleEvent(SampleEventRate):
+class _ReportEachChange:
+    """Mixin of ``event`` and ``differential``: report every change at once.
+
+    The class's ``_changed(reading)`` tells what counts as a change; there is no
+    rate limit and no timer.
+    """
+
+    __slots__ = ()
+
+    def update(self, sensor, reading) -> None:
+        """Report ``reading`` if it counts as a change (sensor observer callback)."""
+        if _get_running_loop() is self._uloop:  # fast path: inform() inlined
+            if self._changed(reading):
+                self._last = reading
+                try:
+                    self._inform_callback(self._sensor, reading)
+                except Exception:
+                    self._log_inform_error(reading)
+        else:
+            self._update_elsewhere(sensor, reading)
+
+    def _process(self, reading) -> None:
+        if self._changed(reading):
+            self.inform(reading)
+
+    def inform(self, reading) -> None:
+        """Report ``reading`` now (it becomes the reference for the next change).
+
+        Parameters
+        ----------
+        reading : :class:`katcp.core.Reading`
+            The reading to report.
+        """
+        self._last = reading
+        try:
+            self._inform_callback(self._sensor, reading)
+        except Exception:
+            self._log_inform_error(reading)
+
+
+class SampleEvent(_ReportEachChange, SampleEventRate):
     """Strategy ``event``: report whenever the value or the status changes.
 
     The timestamp alone does not count as a change.  This is ``event-rate``
-    without rate limits, with a fast update path of its own.
+    without rate limits or timers.
     """
 
     _SAMPLING_TYPE = SampleStrategy.EVENT
@@ -651,38 +676,8 @@ class SampleEvent(SampleEventRate):
         SampleStrategy.__init__(self, inform_callback, sensor, **kwargs)
         self._init_rate(0.0, AGE_OF_UNIVERSE)
 
-    def get_sampling(self) -> int:
-        """Return :attr:`SampleStrategy.EVENT`."""
-        return SampleStrategy.EVENT
 
-    def update(self, sensor, reading) -> None:
-        """Report ``reading`` if its value or status differs from the last report."""
-        if _get_running_loop() is self._uloop:
-            last = self._last
-            if last is None or reading[2] != last[2] or reading[1] != last[1]:
-                self._last = reading
-                try:
-                    self._inform_callback(self._sensor, reading)
-                except Exception:
-                    self._log_inform_error(reading)
-        else:
-            self._update_elsewhere(sensor, reading)
-
-    def _process(self, reading) -> None:
-        last = self._last
-        if last is None or reading[2] != last[2] or reading[1] != last[1]:
-            self.inform(reading)
-
-    def inform(self, reading) -> None:
-        """Report ``reading`` now."""
-        self._last = reading
-        try:
-            self._inform_callback(self._sensor, reading)
-        except Exception:
-            self._log_inform_error(reading)
-
-
-class SampleDifferential(SampleStrategy):
+class SampleDifferential(_ReportEachChange, SampleStrategy):
     """Strategy ``differential``: report when the value moves by more than ``difference``.
 
     A report is due when ``abs(value - last_reported_value) > difference``
@@ -709,33 +704,9 @@ class SampleDifferential(SampleStrategy):
         self._threshold = threshold
         self._last = None
 
-    def get_sampling(self) -> int:
-        """Return :attr:`SampleStrategy.DIFFERENTIAL`."""
-        return SampleStrategy.DIFFERENTIAL
-
-    def update(self, sensor, reading) -> None:
-        """Report ``reading`` if it passes the differential test."""
-        if _get_running_loop() is self._uloop:
-            if _differs(reading, self._last, self._threshold):
-                self._last = reading
-                try:
-                    self._inform_callback(self._sensor, reading)
-                except Exception:
-                    self._log_inform_error(reading)
-        else:
-            self._update_elsewhere(sensor, reading)
-
-    def _process(self, reading) -> None:
-        if _differs(reading, self._last, self._threshold):
-            self.inform(reading)
-
-    def inform(self, reading) -> None:
-        """Report ``reading`` now (it becomes the reference for the next test)."""
-        self._last = reading
-        try:
-            self._inform_callback(self._sensor, reading)
-        except Exception:
-            self._log_inform_error(reading)
+    def _changed(self, reading) -> bool:
+        """True if ``reading`` passes the differential test against the last report."""
+        return _differs(reading, self._last, self._threshold)
 
 
 class SampleDifferentialRate(SampleEventRate):
@@ -763,12 +734,14 @@ class SampleDifferentialRate(SampleEventRate):
         self._threshold = threshold
         self._init_rate(shortest, longest)
 
-    def get_sampling(self) -> int:
-        """Return :attr:`SampleStrategy.DIFFERENTIAL_RATE`."""
-        return SampleStrategy.DIFFERENTIAL_RATE
-
     def _changed(self, reading) -> bool:
         return _differs(reading, self._last, self._threshold)
+
+
+def _deliver(strategy: SampleStrategy, reading) -> None:
+    """Loop thread: process an update queued by another thread, unless cancelled since."""
+    if strategy._uloop is not _CANCELLED:
+        strategy._process(reading)
 
 
 _STRATEGY_CLASSES = {

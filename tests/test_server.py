@@ -469,3 +469,48 @@ def test_kattypes_decorated_handlers(kind):
             reply, informs = await client.request("help", "typed")
             assert args_of(informs) == [[b"typed", b"?typed number [factor]"]]
     run(main())
+
+
+def test_protocol_decorators_filter_device_server_handlers():
+    """Servers use core's DeviceServerMetaclass, which reads katcp-python's decorators."""
+    from katcp.core import DeviceServerMetaclass
+    from katcp.kattypes import has_katcp_protocol_flags, minimum_katcp_version
+    from katcp.server import DeviceServer, DeviceServerBase
+
+    assert type(DeviceServerBase) is DeviceServerMetaclass
+    assert type(DeviceServer) is DeviceServerMetaclass
+
+    class Versioned(ExampleServer):
+        @minimum_katcp_version(5, 1)
+        def request_newer(self, req, msg):
+            """Needs KATCP 5.1."""
+            return req.make_reply("ok")
+
+        @has_katcp_protocol_flags([ProtocolFlags.REQUEST_TIMEOUT_HINTS])
+        def request_hinted(self, req, msg):
+            """Needs the T flag."""
+            return req.make_reply("ok")
+
+        @minimum_katcp_version(5, 0)
+        @has_katcp_protocol_flags([ProtocolFlags.MULTI_CLIENT])
+        def request_plain(self, req, msg):
+            """Needs what every server has."""
+            return req.make_reply("ok")
+
+    assert "plain" in Versioned._request_handlers
+    assert "newer" not in Versioned._request_handlers
+    assert "hinted" not in Versioned._request_handlers
+
+    class Newer(Versioned):
+        PROTOCOL_INFO = ProtocolFlags(5, 1, [ProtocolFlags.MULTI_CLIENT,
+                                             ProtocolFlags.MESSAGE_IDS,
+                                             ProtocolFlags.REQUEST_TIMEOUT_HINTS])
+
+    assert {"plain", "newer", "hinted"} <= set(Newer._request_handlers)
+
+    class Katcp4(ExampleServer):
+        PROTOCOL_INFO = ProtocolFlags(4, 0, [ProtocolFlags.MULTI_CLIENT])
+
+    # ?version-list is a KATCP v5 request.
+    assert "version-list" not in Katcp4._request_handlers
+    assert "version-list" in ExampleServer._request_handlers

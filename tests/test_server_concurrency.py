@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from katcp.core import Message
+from katcp.core import AsyncReply, Message
 from katcp.server import (
     AsyncDeviceServer,
     DeviceLogger,
@@ -296,6 +296,33 @@ def test_life_cycle():
     srv.join(timeout=TIMEOUT)
 
 
+def test_restarts_reuse_the_ioloop_manager_with_a_fresh_loop():
+    srv = make_threaded()
+    manager = srv._server._ioloop_manager
+    loops = []
+    for run_no in range(3):
+        if run_no == 2:
+            srv.setDaemon(False)  # allowed again between runs; applies to the next run
+        assert srv.start(timeout=TIMEOUT)
+        assert srv._server._ioloop_manager is manager
+        loop_thread = [t for t in threading.enumerate()
+                       if t.ident == srv._server.ioloop_thread_id]
+        assert len(loop_thread) == 1 and loop_thread[0].daemon is (run_no < 2)
+        loops.append(srv.ioloop)
+        c = RawClient(srv.bind_address)
+        c.skip_connect_informs()
+        assert c.request(b"?sensor-sampling an.int event")[-1] == \
+            b"!sensor-sampling ok an.int event"
+        # Set from this thread: handed to this run's loop.
+        srv.get_sensor("an.int").set_value(run_no + 5)
+        assert c.readline().endswith(b" an.int nominal %d" % (run_no + 5))
+        c.close()
+        srv.stop().result(TIMEOUT)
+        srv.join(timeout=TIMEOUT)
+        assert not srv.running() and not loop_thread[0].is_alive()
+    assert len({id(loop) for loop in loops}) == 3
+
+
 def test_bind_failure_is_reported():
     with running(make_threaded()) as srv:
         threads_before = set(threading.enumerate())
@@ -305,6 +332,16 @@ def test_bind_failure_is_reported():
         assert not other.running()
         # No managed ioloop thread is left behind.
         assert set(threading.enumerate()) <= threads_before
+    # Once the port is free, the same server starts (its ioloop manager restarts).
+    assert other.start(timeout=TIMEOUT)
+    try:
+        c = RawClient(other.bind_address)
+        c.skip_connect_informs()
+        assert c.request(b"?watchdog") == [b"!watchdog ok"]
+        c.close()
+    finally:
+        other.stop().result(TIMEOUT)
+        other.join(timeout=TIMEOUT)
 
 
 def test_handle_message_api_and_server_level_inform_reply():
@@ -319,6 +356,52 @@ def test_handle_message_api_and_server_level_inform_reply():
         assert [c.readline() for _ in range(3)] == [
             b"#hello there", b"#watchdog[5] x", b"!watchdog[5] ok"]
         c.close()
+
+
+class HandlerCallsServer(ExampleServer):
+    """Inform and reply handlers (one of each fails) and a handler misusing ``req``."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.handled = []
+
+    def inform_note(self, conn, msg):
+        self.handled.append(("inform", msg.arguments))
+
+    def inform_broken(self, conn, msg):
+        raise ValueError("broken inform handler")
+
+    def reply_answer(self, conn, msg):
+        self.handled.append(("reply", msg.arguments))
+
+    def reply_broken(self, conn, msg):
+        raise ValueError("broken reply handler")
+
+    def request_old_style(self, req, msg):
+        """Use the server-level inform/reply with the req (deprecated)."""
+        self.inform(req, Message.inform("note", "a"))
+        self.reply_inform(req, Message.inform("old-style", "b"), msg)
+        self.reply(req, Message.reply("old-style", "ok"), msg)
+        raise AsyncReply()
+
+
+def test_inform_and_reply_handlers_and_deprecated_req_use(caplog):
+    with running(make_threaded(HandlerCallsServer)) as srv, \
+            caplog.at_level(logging.WARNING, logger="katcp.server"):
+        c = RawClient(srv.bind_address)
+        c.skip_connect_informs()
+        c.send(b"#note 1\n#broken\n!answer ok\n!broken\n")
+        assert c.request(b"?old-style[7]") == [b"#note a", b"#old-style[7] b",
+                                                b"!old-style[7] ok"]
+        assert srv.handled == [("inform", [b"1"]), ("reply", [b"ok"])]
+        c.close()
+    text = caplog.text
+    assert "Inform broken FAIL:" in text and "broken inform handler" in text
+    assert "Reply broken FAIL:" in text and "broken reply handler" in text
+    for method, instead in [("inform", "req.inform()"), ("reply_inform", "req.inform()"),
+                            ("reply", "req.reply(*msg_args)")]:
+        assert (f"Deprecation warning: do not use self.{method}() within a reply handler "
+                f"context -- use {instead}") in text
 
 
 def test_device_logger_levels_and_python_mirror(caplog):

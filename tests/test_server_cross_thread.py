@@ -1,0 +1,327 @@
+"""Calls handed to the ioloop from other threads (`katcp._sampling_params.LoopCalls`).
+
+The device server (replies and informs from its handler thread) and the sampling
+strategies (sensors set outside the loop thread) share one queue per loop: calls run
+in the order they were posted, a burst costs one wake-up of the loop, a producer that
+never pauses cannot starve the loop, and a cancelled strategy reports nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+
+from katcp._sampling_params import LoopCalls, loop_calls
+from katcp.kattypes import Int, request, return_reply
+from katcp.sampling import SampleStrategy
+from test_sampling import NOMINAL, WARN, FakeClockLoop, int_sensor, make, run
+from test_server_support import TIMEOUT, ExampleServer, RawClient, running
+
+
+class WakeCountingLoop(FakeClockLoop):
+    """FakeClockLoop that counts its cross-thread wake-ups."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wakeups = 0
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        self.wakeups += 1
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("auto", ()), ("event", ()), ("differential", ("1",)), ("event-rate", ("0", "100")),
+])
+def test_burst_of_thread_updates_costs_one_wakeup_and_keeps_order(name, params):
+    loop = WakeCountingLoop()
+
+    async def body(loop):
+        sensors = [int_sensor(0) for _ in range(3)]
+        made = [make(name, sensor, loop, *params) for sensor in sensors for _ in range(4)]
+        for strat, _ in made:
+            strat.start()
+
+        def setter():
+            for value in range(1, 51):
+                for sensor in sensors:
+                    sensor.set(float(value), NOMINAL, (value * 7) % 101 - 50)
+
+        worker = threading.Thread(target=setter)
+        worker.start()
+        worker.join(5)  # the loop is blocked meanwhile: the whole burst is queued
+        assert not worker.is_alive()
+        await loop.settle()
+        assert loop.wakeups == 1  # 600 updates of 12 strategies, one wake-up
+        expected = [0] + [(v * 7) % 101 - 50 for v in range(1, 51)]
+        for strat, rec in made:
+            assert rec.values == expected
+            assert {t for t, _, _ in rec.calls} == {loop.time()}
+            strat.cancel()
+
+    try:
+        loop.run_until_complete(body(loop))
+    finally:
+        loop.close()
+
+
+def test_cancel_drops_queued_thread_updates():
+    async def body(loop):
+        sensor = int_sensor(0)
+        kept, kept_rec = make("auto", sensor, loop)
+        dropped, dropped_rec = make("auto", sensor, loop)
+        kept.start()
+        dropped.start()
+        worker = threading.Thread(target=lambda: [sensor.set(2.0, WARN, v)
+                                                  for v in range(1, 6)])
+        worker.start()
+        worker.join(5)
+        dropped.cancel()  # updates already queued for it must not be reported
+        await loop.settle()
+        assert dropped_rec.values == [0]
+        assert kept_rec.values == [0, 1, 2, 3, 4, 5]
+        kept.cancel()
+        sensor.set(3.0, WARN, 9)
+        await loop.settle()
+        assert kept_rec.values == [0, 1, 2, 3, 4, 5]
+
+    run(body)
+
+
+def test_thread_start_update_and_cancel_keep_their_order():
+    async def body(loop):
+        sensor = int_sensor(0)
+        strat, rec = make("auto", sensor, loop)
+
+        def worker():
+            strat.start()  # queued: attaches (and reports 0) in the loop
+            sensor.set(2.0, NOMINAL, 1)  # not attached yet: not seen
+            strat.cancel()
+
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join(5)
+        await loop.settle()
+        assert rec.values == []  # cancelled before the queued start ran
+        strat2, rec2 = make("auto", sensor, loop)
+        t = threading.Thread(target=strat2.start)
+        t.start()
+        t.join(5)
+        await loop.settle()
+        t = threading.Thread(target=lambda: [sensor.set(3.0, NOMINAL, v) for v in (4, 5)])
+        t.start()
+        t.join(5)
+        await loop.settle()
+        assert rec2.values == [1, 4, 5]
+        strat2.cancel()
+
+    run(body)
+
+
+# ------------------------------------------------------------------- LoopCalls
+
+
+def on_loop(body):
+    """Run ``body(loop)`` on a loop that counts its cross-thread wake-ups."""
+    loop = WakeCountingLoop()
+    try:
+        return loop.run_until_complete(body(loop))
+    finally:
+        loop.close()
+
+
+async def settle(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_loop_calls_is_shared_per_loop():
+    async def body(loop):
+        import tornado.ioloop
+
+        calls = loop_calls(loop)
+        assert loop_calls(loop) is calls
+        assert isinstance(calls, LoopCalls)
+        other = asyncio.new_event_loop()
+        try:
+            assert loop_calls(other) is not calls
+        finally:
+            other.close()
+        # A strategy on the tornado IOLoop wrapping this loop uses the same queue.
+        strategy = SampleStrategy.get_strategy("auto", lambda s, r: None, None,
+                                               ioloop=tornado.ioloop.IOLoop.current())
+        assert strategy._loop is loop
+
+    on_loop(body)
+
+
+def test_posts_from_threads_run_in_order_with_one_wakeup_per_burst():
+    async def body(loop):
+        calls = loop_calls(loop)
+        seen = []
+        loop_thread = threading.get_ident()
+
+        def record(tag, i):
+            assert threading.get_ident() == loop_thread
+            seen.append((tag, i))
+
+        def producer(tag):
+            for i in range(500):
+                if i % 2:
+                    assert calls.post(record, tag, i)
+                else:
+                    assert calls.post2(record, tag, i)
+
+        threads = [threading.Thread(target=producer, args=(tag,)) for tag in "abc"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)  # blocks the loop: everything is queued meanwhile
+        await settle()
+        assert loop.wakeups <= 3  # at most one per producer thread that raced
+        for tag in "abc":
+            assert [i for t, i in seen if t == tag] == list(range(500))
+        assert len(seen) == 1500
+
+        # A new burst after the queue ran empty wakes the loop again, once.
+        before = loop.wakeups
+        t = threading.Thread(target=lambda: [calls.post(record, "d", i) for i in range(100)])
+        t.start()
+        t.join(TIMEOUT)
+        await settle()
+        assert loop.wakeups == before + 1
+        assert [i for tag, i in seen if tag == "d"] == list(range(100))
+
+    on_loop(body)
+
+
+def test_calls_posted_while_running_wait_for_the_next_iteration():
+    async def body(loop):
+        calls = loop_calls(loop)
+        runs = []
+        ticks = 0
+
+        def repost(n):
+            runs.append((n, ticks))
+            if n < 5:
+                calls.post(repost, n + 1)  # from the loop thread, during a run
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        t = threading.Thread(target=calls.post, args=(repost, 0))
+        t.start()
+        t.join(TIMEOUT)
+        await settle(20)
+        task.cancel()
+        assert [n for n, _ in runs] == [0, 1, 2, 3, 4, 5]
+        # Each re-posted call ran in a later loop iteration: other work ran in between.
+        tick_values = [tick for _, tick in runs]
+        assert all(b > a for a, b in zip(tick_values, tick_values[1:]))
+
+    on_loop(body)
+
+
+def test_failing_call_is_logged_and_the_rest_run(caplog):
+    async def body(loop):
+        calls = loop_calls(loop)
+        seen = []
+
+        def boom(x):
+            raise RuntimeError(f"boom {x}")
+
+        def cancelled(x):
+            raise asyncio.CancelledError()
+
+        def worker():
+            calls.post(seen.append, 1)
+            calls.post(boom, 2)
+            calls.post(seen.append, 3)
+            calls.post(cancelled, 4)  # a BaseException does not stall the queue
+            calls.post(seen.append, 5)
+
+        with caplog.at_level(logging.ERROR, logger="katcp"):
+            t = threading.Thread(target=worker)
+            t.start()
+            t.join(TIMEOUT)
+            await settle()
+            assert seen == [1, 3, 5]
+            t = threading.Thread(target=calls.post, args=(seen.append, 6))
+            t.start()
+            t.join(TIMEOUT)
+            await settle()
+        assert seen == [1, 3, 5, 6]
+        assert "boom 2" in caplog.text
+        assert "handed to the event loop" in caplog.text and "boom" in caplog.messages[0]
+
+    on_loop(body)
+
+
+def test_posting_to_a_closed_loop_drops_the_call():
+    loop = asyncio.new_event_loop()
+    calls = loop_calls(loop)
+    loop.close()
+    seen = []
+    assert calls.post(seen.append, 1) is False
+    assert calls.post2(lambda a, b: seen.append(a), 1, 2) is False
+    assert len(calls._calls) == 0 and seen == []
+
+
+def test_queue_of_a_loop_closed_with_a_pending_wakeup_does_not_grow():
+    loop = asyncio.new_event_loop()
+    calls = loop_calls(loop)
+    assert calls.post(print, "never")  # wake-up scheduled, but the loop never runs
+    loop.close()
+    results = [calls.post2(max, i, i) for i in range(5000)]
+    assert False in results  # noticed that the loop is closed
+    assert len(calls._calls) < 3 * 4096
+
+
+# ------------------------------------------------------------------------- server
+
+
+class BumpServer(ExampleServer):
+    @request(Int(), Int())
+    @return_reply(Int())
+    def request_bump(self, req, first, count):
+        """Set an.int to first, first + 1, ... (count values); reply with the last."""
+        sensor = self.get_sensor("an.int")
+        for value in range(first, first + count):
+            sensor.set_value(value % 11)
+        return ("ok", (first + count - 1) % 11)
+
+
+@pytest.mark.parametrize("pipelined", [1, 40])
+def test_handler_thread_sensor_informs_precede_the_reply(pipelined):
+    """Informs of sensors set in a handler reach the client before that handler's reply."""
+    with running(BumpServer("127.0.0.1", 0)) as srv:
+        client = RawClient(srv.bind_address)
+        try:
+            client.skip_connect_informs()
+            assert client.request(b"?sensor-sampling an.int auto")[-1].startswith(
+                b"!sensor-sampling ok")
+            client.send(b"".join(b"?bump[%d] %d 3\n" % (i, 3 * i)
+                                 for i in range(1, pipelined + 1)))
+            lines = []
+            while len([line for line in lines if line.startswith(b"!bump")]) < pipelined:
+                lines.append(client.readline())
+        finally:
+            client.close()
+    # For every request: its three informs, then its reply.
+    statuses, i = [], 0
+    for line in lines:
+        if line.startswith(b"#sensor-status"):
+            statuses.append(int(line.split()[-1]))
+        else:
+            i += 1
+            assert line == b"!bump[%d] ok %d" % (i, (3 * i + 2) % 11)
+            assert statuses[-3:] == [(3 * i + k) % 11 for k in range(3)]
+    assert i == pipelined
