@@ -341,7 +341,7 @@ class SensorServerBase(DeviceServerBase):
             try:
                 params = [float(params[0]) * MS_TO_SEC_FAC] + list(params[1:])
             except ValueError as exc:
-                raise FailReply(f"Invalid strategy requested: {exc}.") from None
+                raise FailReply(f"Invalid strategy requested: {str(exc).rstrip('.')}.") from None
         from .sampling import SampleNone, SampleStrategy
         callback = self._inform_callback(client)
         new: Dict[Any, Any] = {}
@@ -351,7 +351,7 @@ class SensorServerBase(DeviceServerBase):
                 new[sensor] = SampleStrategy.get_strategy(
                     strategy, callback, sensor, *params, ioloop=self._server.ioloop)
         except (ValueError, TypeError) as exc:
-            raise FailReply(f"Invalid strategy requested: {exc}.") from None
+            raise FailReply(f"Invalid strategy requested: {str(exc).rstrip('.')}.") from None
         client_strategies = self._strategies.get(client)
         if client_strategies is None:
             raise FailReply("Client connection is closed.")
