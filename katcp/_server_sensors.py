@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+from threading import get_ident
 from typing import Any, Callable, Dict, List, Union
 
 from . import version as _version
@@ -15,7 +16,7 @@ from .core import (
     Message,
 )
 from ._server_base import DeviceServerBase
-from ._server_conn import ClientConnection
+from ._server_conn import ClientConnection, ThreadsafeClientConnection
 from ._server_logger import DeviceLogger
 
 __all__ = ["SensorServerBase"]
@@ -30,6 +31,23 @@ def _native(value: Union[str, bytes]) -> str:
 def _strategy_names():
     from .sampling import SampleStrategy
     return SampleStrategy.SAMPLING_LOOKUP_REV
+
+
+def _plain_send(client_conn: Any) -> bool:
+    """Whether the connection sends straight to its transport (so bytes may be written).
+
+    True for our own connection classes in the ioloop thread; False for test fakes and
+    subclasses with their own ``_send``, which get `Message` objects as before.
+
+    """
+    if not isinstance(client_conn, ClientConnection) \
+            or "_send" in getattr(client_conn, "__dict__", ()):
+        return False
+    send = type(client_conn)._send
+    if send is ClientConnection._send:
+        return True
+    return (send is ThreadsafeClientConnection._send
+            and get_ident() == client_conn._server.ioloop_thread_id)
 
 
 class SensorServerBase(DeviceServerBase):
@@ -57,6 +75,7 @@ class SensorServerBase(DeviceServerBase):
         self._status_cache: Any = (None, None, b"")
         from .codec import LineCodec
         self._encode = LineCodec().encode
+        self._greeting_cache: Any = None
         self.setup_sensors()
 
     # ---------------------------------------------------------- connections
@@ -82,20 +101,57 @@ class SensorServerBase(DeviceServerBase):
         self._client_conns.add(client_conn)
         self._strategies[client_conn] = {}
         info = self.PROTOCOL_INFO
-        if info.major >= VERSION_CONNECT_KATCP_MAJOR:
-            client_conn.inform(Message.inform("version-connect", "katcp-protocol", str(info)))
-            client_conn.inform(Message.inform("version-connect", "katcp-library",
-                                              *self._library_version()))
-            client_conn.inform(Message.inform("version-connect", "katcp-device",
-                                              self.version(), self.build_state()))
+        greeting = self._greeting_bytes()
+        if greeting is not None and _plain_send(client_conn):
+            # One encoding per server, the same bytes for every client.
+            conn = client_conn._conn
+            if not conn.closing:
+                conn.write_bytes(greeting)
         else:
-            client_conn.inform(Message.inform("version", self.version()))
-            client_conn.inform(Message.inform("build-state", self.build_state()))
+            for msg in self._greeting_messages():
+                client_conn.inform(msg)
         if others and info.multi_client:
             connected = Message.inform("client-connected", client_conn.address)
             for other in others:
                 other.inform(connected)
         return self._done_future()
+
+    def _greeting_messages(self) -> List[Message]:
+        """The informs sent to every new client (``#version-connect``, or v4's pair)."""
+        if self.PROTOCOL_INFO.major >= VERSION_CONNECT_KATCP_MAJOR:
+            return [
+                Message.inform("version-connect", "katcp-protocol", str(self.PROTOCOL_INFO)),
+                Message.inform("version-connect", "katcp-library", *self._library_version()),
+                Message.inform("version-connect", "katcp-device",
+                               self.version(), self.build_state()),
+            ]
+        return [Message.inform("version", self.version()),
+                Message.inform("build-state", self.build_state())]
+
+    def _greeting_bytes(self) -> bytes | None:
+        """The encoded greeting, built once and rebuilt if the version information changes.
+
+        The cache is keyed on the contents of ``PROTOCOL_INFO``, ``VERSION_INFO`` and
+        ``BUILD_INFO`` (which may be reassigned or changed on the instance). Returns None, so that the greeting is
+        built for each client, when a subclass overrides :meth:`version`,
+        :meth:`build_state` or :meth:`_library_version`.
+
+        """
+        cls = type(self)
+        if (cls.version is not SensorServerBase.version
+                or cls.build_state is not SensorServerBase.build_state
+                or cls._library_version is not SensorServerBase._library_version):
+            return None
+        info = self.PROTOCOL_INFO
+        key = (info, info.major, info.minor, frozenset(info.flags),
+               tuple(self.VERSION_INFO), tuple(self.BUILD_INFO))
+        cached = self._greeting_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        encode = self._encode
+        data = b"".join(encode(msg) for msg in self._greeting_messages())
+        self._greeting_cache = (key, data)
+        return data
 
     @staticmethod
     def _library_version():
