@@ -676,8 +676,10 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
 
         Returns
         -------
-        stopped : Future
-            Resolves when the server is stopped.
+        stopped : `katcp.ioloop_manager.StopFuture`
+            Resolves when the server is stopped: a `concurrent.futures.Future`
+            (``stopped.result(timeout)`` from another thread) that may also be
+            awaited in a coroutine (``await server.stop()``).
 
         """
         stopped = self._server.stop(timeout)

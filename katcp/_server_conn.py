@@ -474,16 +474,20 @@ class KATCPServer:
 
         Returns
         -------
-        stopped : Future
-            Resolves when the server is stopped.
+        stopped : `katcp.ioloop_manager.StopFuture`
+            Resolves when the server is stopped: a `concurrent.futures.Future`
+            (``stopped.result(timeout)`` from another thread) that may also be
+            awaited in a coroutine (``await server.stop()``).
 
         """
+        from .ioloop_manager import StopFuture
+
         if timeout and not self._in_thread_of_loop():
             self._running.wait(timeout)
         if self._stop_future is not None:
             return self._stop_future  # already stopping or stopped
         if self._loop is None:
-            f: concurrent.futures.Future = concurrent.futures.Future()
+            f = StopFuture()
             f.set_result(None)
             return f
 
@@ -641,6 +645,9 @@ class KATCPServer:
             return
         if ready is None or not _is_future(ready):
             self._client_ready(conn, client, None)
+        elif ready.done():
+            # The usual case (the default hooks return resolved futures): no extra callback.
+            self._client_ready(conn, client, ready)
         elif isinstance(ready, asyncio.Future):
             ready.add_done_callback(partial(self._client_ready, conn, client))
         else:

@@ -62,7 +62,7 @@ async def main():
 
     rx.stop()
     await rx.until_stopped(timeout=5)
-    await asyncio.wrap_future(server.stop())
+    await server.stop()
 
 
 asyncio.run(main())

@@ -86,8 +86,8 @@ async def main():
 
     client.stop()
     await client.until_stopped(timeout=5)
-    # stop() returns a thread-safe concurrent.futures.Future: wrap it to await it.
-    await asyncio.wrap_future(server.stop())
+    # stop() returns a thread-safe concurrent.futures.Future that can also be awaited.
+    await server.stop()
 
 
 asyncio.run(main())
