@@ -146,7 +146,9 @@ def _call_in_loop_blocking(
     Raises
     ------
     TimeoutError
-        After ``timeout`` seconds (what ``fn`` is still waiting on is then cancelled).
+        After ``timeout`` seconds (what ``fn`` is still waiting on is then cancelled); the
+        message names this timeout.  A ``TimeoutError`` raised by ``fn`` (or its future)
+        itself is re-raised unchanged, with its own message.
     RuntimeError
         If the loop is closed.
     Exception
@@ -182,12 +184,10 @@ def _call_in_loop_blocking(
         aloop.call_soon_threadsafe(run)
     except RuntimeError as exc:  # closed loop
         raise RuntimeError(f"IOLoop is closed: {exc}") from None
-    try:
-        return done.result(timeout)
-    except concurrent.futures.TimeoutError:
-        if done.done() and not done.cancelled():  # finished in the nick of time
-            return done.result()
-        done.cancel()
+    # Wait first, then look at the outcome: a TimeoutError raised by ``fn`` itself (with its
+    # own message) must reach the caller as is, not be taken for this wait expiring.
+    concurrent.futures.wait((done,), timeout)
+    if not done.done() and done.cancel():  # our wait expired (else: settled just now)
 
         def cancel_waiting() -> None:
             for inner in waiting:
@@ -198,9 +198,10 @@ def _call_in_loop_blocking(
         except RuntimeError:
             pass
         raise _CallTimeoutError(
-            f"Call to {getattr(fn, '__qualname__', fn)!r} in ioloop timed out "
-            f"after {timeout} seconds"
-        ) from None
+            f"Call to {getattr(fn, '__qualname__', fn)!r} in ioloop timed out: no result "
+            f"within the wrapper's timeout of {timeout} seconds"
+        )
+    return done.result()
 
 
 class StopFuture(concurrent.futures.Future):
@@ -638,7 +639,8 @@ class IOLoopThreadWrapper:
         ------
         TimeoutError
             If the result is not available within ``timeout`` (the call is then cancelled
-            if it is still waiting on a future).
+            if it is still waiting on a future); the message names ``timeout``.  A
+            ``TimeoutError`` raised by ``fn`` (or its future) is re-raised as is.
         RuntimeError
             If called from the ioloop's own thread (it would wait for itself forever), or
             if the ioloop is closed.
