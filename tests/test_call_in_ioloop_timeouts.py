@@ -104,7 +104,8 @@ def test_threadsafe_resource_until_synced_reports_its_own_timeout(managed):
         wrapper.call_in_ioloop(res.start, (), {}, timeout=WAIT)
         safe = ThreadSafeKATCPClientResourceWrapper(res, wrapper)
         t0 = time.monotonic()
-        with pytest.raises(TimeoutError) as info:
+        # tornado.util.TimeoutError is asyncio.TimeoutError (a TimeoutError from Python 3.11 on)
+        with pytest.raises(asyncio.TimeoutError) as info:
             safe.until_synced(timeout=0.2)
         assert time.monotonic() - t0 < 1.0  # the call's timeout, not the wrapper's 1.2 s
         message = str(info.value)
