@@ -57,7 +57,8 @@ _SYMBOL_TYPES = {b"?": REQUEST, b"!": REPLY, b"#": INFORM}
 #: Largest message id allowed by the protocol.
 MAX_MID = 2**31 - 1
 
-_ESCAPE_LOOKUP = {
+#: Escape character (after the backslash) -> the byte it stands for.
+ESCAPE_LOOKUP = {
     b"\\": b"\\",
     b"_": b" ",
     b"0": b"\0",
@@ -67,7 +68,7 @@ _ESCAPE_LOOKUP = {
     b"t": b"\t",
     b"@": b"",
 }
-_REVERSE_ESCAPE_LOOKUP = {v: b"\\" + k for k, v in _ESCAPE_LOOKUP.items() if v}
+_REVERSE_ESCAPE_LOOKUP = {v: b"\\" + k for k, v in ESCAPE_LOOKUP.items() if v}
 
 # Head of a line: type, name, optional id, then whitespace or end of line.
 # Argument bytes are checked with fast ``in`` scans instead of a regex.
@@ -92,7 +93,7 @@ _NAME_CACHE: Dict[bytes, str] = {}
 
 def _unescape_repl(match: "re.Match[bytes]") -> bytes:
     try:
-        return _ESCAPE_LOOKUP[match.group(1)]
+        return ESCAPE_LOOKUP[match.group(1)]
     except KeyError:
         char = match.group(1)
         if not char:

@@ -32,6 +32,7 @@ from ._core_meta import (
     DeviceServerMetaclass,
     convert_method_name,
 )
+from . import codec
 from .codec import KatcpSyntaxError, format_message, parse_line
 
 __all__ = [
@@ -272,7 +273,7 @@ class Message:
     __slots__ = ("mtype", "name", "arguments", "mid")
 
     # Message types
-    REQUEST, REPLY, INFORM = 0, 1, 2
+    REQUEST, REPLY, INFORM = codec.REQUEST, codec.REPLY, codec.INFORM
 
     ## Reply codes
     OK = b"ok"
@@ -283,16 +284,7 @@ class Message:
     TYPE_SYMBOLS = {REQUEST: b"?", REPLY: b"!", INFORM: b"#"}
     TYPE_SYMBOL_LOOKUP = {b"?": REQUEST, b"!": REPLY, b"#": INFORM}
 
-    ESCAPE_LOOKUP = {
-        b"\\": b"\\",
-        b"_": b" ",
-        b"0": b"\0",
-        b"n": b"\n",
-        b"r": b"\r",
-        b"e": b"\x1b",
-        b"t": b"\t",
-        b"@": b"",
-    }
+    ESCAPE_LOOKUP = codec.ESCAPE_LOOKUP
     REVERSE_ESCAPE_LOOKUP = {v: k for k, v in ESCAPE_LOOKUP.items() if v}
     ESCAPE_RE = re.compile(b"[\\\\ \\0\\n\\r\\x1b\\t]")
 
