@@ -62,7 +62,7 @@ def test_wrapper_timeout_names_the_wrappers_timeout_and_cancels(managed):
     async def forever():
         started.append(True)
         try:
-            await asyncio.sleep(60)
+            await asyncio.get_running_loop().create_future()  # never resolves
         except asyncio.CancelledError:
             cancelled.set()
             raise
