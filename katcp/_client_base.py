@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import traceback
 from typing import Tuple
 
@@ -136,6 +137,13 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         self._static_protocol_configuration = False
         self._static_protocol_flags = None
         self._last_msg_id = 0
+        #: Guards the pending requests, the message id counter and
+        #: ``_xthread_calls`` against the threads that send requests directly.
+        self._request_lock = threading.Lock()
+        #: Calls scheduled into the ioloop by other threads and not yet run.
+        self._xthread_calls = 0
+        #: Counts runs (start()s), to tell stale scheduled calls apart.
+        self._xthread_run = 0
         self._ioloop = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ioloop_thread_id: int | None = None
@@ -348,7 +356,8 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         KatcpClientDisconnected
             If not connected.
         """
-        mid = self._get_mid_and_update_msg(msg, use_mid)
+        with self._request_lock:
+            mid = self._get_mid_and_update_msg(msg, use_mid)
         self.send_request(msg)
         return mid
 
@@ -414,6 +423,8 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         if self._conn is not None and self._conn is not conn:
             self._conn.abort()
         self._conn = conn
+        # Lets threads send requests without waking the ioloop (blocking_request).
+        conn.enable_threadsafe_writes()
         self._conn_lost = self._loop.create_future()
         if self._connect_failures >= 5:
             self._logger.warning("Reconnected to %s", self.bind_address_string)
@@ -500,6 +511,10 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
     def _install(self) -> None:
         """Put the client on its loop (ioloop thread): running, then connect."""
         self.ioloop_thread_id = _get_ident()
+        with self._request_lock:
+            # Calls scheduled into the loop of an earlier run are not counted any more.
+            self._xthread_calls = 0
+            self._xthread_run += 1
         self._state_fresh = False
         self._stopped.clear()
         self._running.set()

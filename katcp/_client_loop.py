@@ -208,9 +208,29 @@ class _ClientLoopMixin:
             loop = self._loop
             if loop is None or _get_ident() == self.ioloop_thread_id:
                 return meth(*args, **kwargs)
-            loop.call_soon_threadsafe(functools.partial(meth, *args, **kwargs))
+            self._schedule_from_thread(meth, *args, **kwargs)
         wrapped.make_threadsafe = False
         return wrapped
+
+    def _schedule_from_thread(self, fn: Callable, *args, **kwargs) -> None:
+        """Run ``fn(*args, **kwargs)`` in the ioloop soon (from another thread).
+
+        While such calls are on their way, requests of other threads are not
+        sent from those threads directly, so that a thread's calls reach the
+        wire in the order it made them.
+        """
+        with self._request_lock:
+            self._xthread_calls += 1
+            run = self._xthread_run
+        self._loop.call_soon_threadsafe(self._run_scheduled, run, fn, args, kwargs)
+
+    def _run_scheduled(self, run: int, fn: Callable, args, kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        finally:
+            with self._request_lock:
+                if run == self._xthread_run:  # not left over from an earlier run
+                    self._xthread_calls -= 1
 
     def _make_threadsafe_blocking(self, meth: Callable) -> Callable:
         @functools.wraps(meth)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, List, Tuple
 
 from ._client_base import DeviceClient, log
@@ -24,7 +25,8 @@ class _Pending:
     """
 
     __slots__ = ("request", "mid", "reply_cb", "inform_cb", "user_data",
-                 "timeout_handle", "start", "future", "informs", "lock", "result", "exc")
+                 "timeout_handle", "start", "future", "informs", "lock", "result", "exc",
+                 "cancelled")
 
     def __init__(self, request: Message, reply_cb=None, inform_cb=None, user_data=None) -> None:
         self.request = request
@@ -39,6 +41,8 @@ class _Pending:
         self.lock = None
         self.result = None
         self.exc = None
+        #: Set (under the client's request lock) when a blocked thread gave up waiting.
+        self.cancelled = False
 
 
 class AsyncClient(DeviceClient):
@@ -86,11 +90,14 @@ class AsyncClient(DeviceClient):
         #: request name -> list of mids, oldest first
         self._async_id_stack = {}
 
+    # The pending requests are shared with threads that send requests directly
+    # (blocking_request): _push and _pop are called holding ``_request_lock``.
     def _push(self, mid: bytes, pending: _Pending, timeout: float | None) -> None:
         pending.mid = mid
         loop = self._loop
         pending.start = loop.time()
         if timeout is not None:
+            # (ioloop thread only: blocked threads time out themselves)
             pending.timeout_handle = loop.call_later(timeout, self._handle_timeout, mid)
         self._async_queue[mid] = pending
         name = pending.request.name
@@ -114,9 +121,10 @@ class AsyncClient(DeviceClient):
         return pending
 
     def _msg_id_for_name(self, msg_name: str) -> bytes | None:
-        stack = self._async_id_stack.get(msg_name)
-        if stack:
-            return stack[0]
+        with self._request_lock:
+            stack = self._async_id_stack.get(msg_name)
+            if stack:
+                return stack[0]
         return None
 
     def _complete(self, pending: _Pending, msg: Message) -> None:
@@ -148,26 +156,33 @@ class AsyncClient(DeviceClient):
 
     # ------------------------------------------------------------------ requests
     def _start_request(self, msg: Message, pending: _Pending, timeout: float | None,
-                       use_mid: bool | None) -> None:
+                       use_mid: bool | None, timer: bool = True) -> None:
         """Register and send a request (ioloop thread).
 
         A failure to send (not connected, ids not supported) completes the
         request with a fail reply; any other error goes to the waiting thread
-        or future, or is raised for callback requests.
+        or future, or is raised for callback requests. With ``timer`` False
+        no timeout is set (a blocked thread keeps its own).
         """
         if timeout is None:
             timeout = self._request_timeout
         mid = None
         try:
-            mid = self._get_mid_and_update_msg(msg, use_mid)
-            self._push(mid, pending, timeout)
+            with self._request_lock:
+                if pending.cancelled:
+                    return
+                mid = self._get_mid_and_update_msg(msg, use_mid)
+                self._push(mid, pending, timeout if timer else None)
             self.send_request(msg)
         except KatcpClientError as exc:
-            if self._pop(mid) is not None:
+            with self._request_lock:
+                popped = self._pop(mid)
+            if popped is not None:
                 self._fail(pending, str(exc))
         except Exception as exc:
             if mid is not None:
-                self._pop(mid)
+                with self._request_lock:
+                    self._pop(mid)
             if pending.lock is not None:
                 pending.exc = exc
                 pending.lock.release()
@@ -176,6 +191,37 @@ class AsyncClient(DeviceClient):
                     pending.future.set_exception(exc)
             else:
                 raise
+
+    def _start_request_direct(self, msg: Message, pending: _Pending,
+                              use_mid: bool | None) -> bool:
+        """Register and send a request from the calling thread, not the ioloop.
+
+        Only the reply then crosses threads. Returns False, having done
+        nothing, when the request must go through the ioloop instead: not
+        connected, no message id (replies would be matched by name, which
+        needs the ioloop's ordering), calls of other threads still on their way
+        to the ioloop, or an unusual request the ioloop path reports on.
+        """
+        conn = self._conn
+        if conn is None or conn.closing or not conn.threadsafe_writes:
+            return False
+        if use_mid is None:
+            use_mid = self._server_supports_ids
+        if msg.mtype != Message.REQUEST or not self._server_supports_ids:
+            return False
+        if msg.mid is None and not use_mid:
+            return False
+        with self._request_lock:
+            if self._xthread_calls > 0 or self._conn is not conn or conn.closing:
+                return False
+            mid = self._get_mid_and_update_msg(msg, use_mid)
+            self._push(mid, pending, None)
+        data = conn.codec.encode(msg)
+        if self._logger.isEnabledFor(logging.DEBUG):
+            self._logger.debug("Sending to %s: %r", self.bind_address_string, data)
+        # If the connection drops from here on, the ioloop fails the request.
+        conn.write_threadsafe(data)
+        return True
 
     @make_threadsafe
     def callback_request(self, msg: Message, reply_cb: Callable | None = None,
@@ -236,7 +282,7 @@ class AsyncClient(DeviceClient):
                 if not fut.done():
                     fut.set_exception(exc)
         else:
-            loop.call_soon_threadsafe(self._start_request, msg, pending, timeout, use_mid)
+            self._schedule_from_thread(self._start_request, msg, pending, timeout, use_mid)
         return fut
 
     def blocking_request(self, msg: Message, timeout: float | None = None,
@@ -272,11 +318,25 @@ class AsyncClient(DeviceClient):
         lock = threading.Lock()
         lock.acquire()
         pending.lock = lock
-        self._loop.call_soon_threadsafe(self._start_request, msg, pending, timeout, use_mid)
-        wait = -1 if timeout is None else timeout + 1.0
-        if not lock.acquire(timeout=wait):
-            raise RuntimeError("Unexpected error: Async request handler did not call "
-                               "reply handler within timeout period")
+        start = time.monotonic()
+        # One thread hand-off per request: the request is sent from this thread
+        # and only the reply is passed over by the ioloop.
+        if not self._start_request_direct(msg, pending, use_mid):
+            self._loop.call_soon_threadsafe(self._start_request, msg, pending, None, use_mid,
+                                            False)
+        if not lock.acquire(timeout=-1 if timeout is None else timeout):
+            with self._request_lock:
+                pending.cancelled = True
+                mid = pending.mid
+                # Unless the ioloop is completing it this very moment, it is ours to end.
+                mine = mid is None or self._pop(mid) is not None
+            if mine:
+                elapsed = time.monotonic() - start
+                reply = Message.reply(msg.name, "fail",
+                                      f"Request {msg.name} timed out after {elapsed:f} seconds.",
+                                      mid=msg.mid)
+                return (reply, pending.informs)
+            lock.acquire()
         if pending.exc is not None:
             raise pending.exc
         return pending.result
@@ -295,12 +355,13 @@ class AsyncClient(DeviceClient):
             pending = self._async_queue.get(mid)
         else:
             pending = None
-            stack = self._async_id_stack.get(msg.name)
-            if stack:
-                candidate = self._async_queue[stack[0]]
-                # A request sent with an id expects informs with that id.
-                if candidate.request.mid is None:
-                    pending = candidate
+            with self._request_lock:
+                stack = self._async_id_stack.get(msg.name)
+                if stack:
+                    candidate = self._async_queue[stack[0]]
+                    # A request sent with an id expects informs with that id.
+                    if candidate.request.mid is None:
+                        pending = candidate
         if pending is None:
             return super().handle_inform(msg)
         informs = pending.informs
@@ -328,13 +389,14 @@ class AsyncClient(DeviceClient):
             The reply.
         """
         mid = msg.mid
-        if mid is not None:
-            pending = self._pop(mid)
-        else:
-            pending = None
-            stack = self._async_id_stack.get(msg.name)
-            if stack and self._async_queue[stack[0]].request.mid is None:
-                pending = self._pop(stack[0])
+        with self._request_lock:
+            if mid is not None:
+                pending = self._pop(mid)
+            else:
+                pending = None
+                stack = self._async_id_stack.get(msg.name)
+                if stack and self._async_queue[stack[0]].request.mid is None:
+                    pending = self._pop(stack[0])
         if pending is None:
             return super().handle_reply(msg)
         if pending.reply_cb is None and pending.future is None and pending.lock is None:
@@ -343,20 +405,22 @@ class AsyncClient(DeviceClient):
         return None
 
     def _handle_timeout(self, mid: bytes) -> None:
-        pending = self._async_queue.get(mid)
-        if pending is None:
-            return
-        pending.timeout_handle = None
-        self._pop(mid)
+        with self._request_lock:
+            pending = self._async_queue.get(mid)
+            if pending is None:
+                return
+            pending.timeout_handle = None
+            self._pop(mid)
         elapsed = self._loop.time() - pending.start
         self._fail(pending, f"Request {pending.request.name} timed out after {elapsed:f} seconds.")
 
     def _fail_waiting_requests(self, reason: str) -> None:
         """Fail every pending request with `reason` (ioloop thread)."""
-        queue = self._async_queue
-        if not queue:
-            return
-        self._reset_async_requests()
+        with self._request_lock:
+            queue = self._async_queue
+            if not queue:
+                return
+            self._reset_async_requests()
         for pending in queue.values():
             handle = pending.timeout_handle
             if handle is not None:

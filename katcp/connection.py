@@ -29,7 +29,10 @@ The connection owns:
   read (or ``handler.connection_made``) are handled go out in one ``transport.write`` right
   after it, and other writes of one loop iteration in one ``transport.write`` at the end of
   the iteration (scheduled once with ``call_soon``); a large queue is handed over at once;
-* close (after flushing), abort, the peer address and :meth:`Connection.wait_closed`.
+* close (after flushing), abort, the peer address and :meth:`Connection.wait_closed`;
+* writes from other threads (:meth:`Connection.write_threadsafe`, once enabled): sent on the
+  socket by the calling thread while nothing is queued, otherwise queued for the ioloop, so
+  that a blocked client thread does not wait for the ioloop to send its request.
 
 Use :func:`create_server` and :func:`open_connection` to make connections.
 """
@@ -41,6 +44,7 @@ import logging
 import os
 import socket
 import ssl as _ssl
+import threading
 import weakref
 from typing import Any, Callable, List, Tuple
 
@@ -197,6 +201,10 @@ class Connection(asyncio.BufferedProtocol):
         "_close_exc",
         "_in_receive",
         "_paused",
+        "_send_lock",
+        "_direct_sock",
+        "_foreign",
+        "_backlog",
         "__weakref__",
     )
 
@@ -229,6 +237,11 @@ class Connection(asyncio.BufferedProtocol):
         self._close_exc: BaseException | None = None
         self._in_receive = False
         self._paused = False
+        # Thread-safe writes (see enable_threadsafe_writes); off for server connections.
+        self._send_lock: threading.Lock | None = None
+        self._direct_sock: socket.socket | None = None
+        self._foreign: List[bytes] | Tuple[()] = ()
+        self._backlog = False
 
     def __repr__(self) -> str:
         state = "closing" if self.closing else "open"
@@ -285,6 +298,13 @@ class Connection(asyncio.BufferedProtocol):
         """Tell the handler, exactly once (asyncio callback)."""
         if self._lost:
             return
+        lock = self._send_lock
+        if lock is not None:
+            # The transport closes the socket once this returns: a thread sending on it
+            # directly finishes first, and no thread starts to afterwards.
+            with lock:
+                self._lost = True
+                self._foreign.clear()  # type: ignore[union-attr]
         self._lost = True
         self.closing = True
         self._pending.clear()
@@ -404,7 +424,21 @@ class Connection(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         self._flush_handle = None
+        lock = self._send_lock
+        if lock is None:
+            self._write_out()
+        else:
+            with lock:
+                self._write_out()
+
+    def _write_out(self) -> None:
+        """Hand queued output to the transport (ioloop thread, holding the send lock if any)."""
         pending = self._pending
+        foreign = self._foreign
+        if foreign:
+            # Output queued by other threads goes first; that of this thread keeps its order.
+            pending[:0] = foreign
+            foreign.clear()  # type: ignore[union-attr]
         if not pending or self._lost:
             return
         data = pending[0] if len(pending) == 1 else b"".join(pending)
@@ -415,10 +449,86 @@ class Connection(asyncio.BufferedProtocol):
             return
         transport.write(data)
         size = transport.get_write_buffer_size()
+        # Other threads may send on the socket directly only while the transport holds
+        # nothing back; the transport's buffer is read here, in the ioloop thread, only.
+        self._backlog = size > 0
         if size > self.max_write_buffer_size and not self.closing:
             exc = WriteBufferOverflow(self.max_write_buffer_size, size)
             self.logger.warning("Aborting connection %s: %s", self.address, exc)
             self._abort(exc)
+
+    # ------------------------------------------------------------------ other threads
+    def enable_threadsafe_writes(self) -> None:
+        """Allow :meth:`write_threadsafe` from threads other than the ioloop's.
+
+        Call in the ioloop thread once connected.  On a plain TCP connection of asyncio's
+        selector loop, other threads then send on the socket themselves while nothing is
+        queued, without waking the ioloop; otherwise (TLS, other loops) their output is
+        handed to the ioloop.
+        """
+        if self._send_lock is not None:
+            return
+        self._foreign = []
+        self._send_lock = threading.Lock()
+        transport = self.transport
+        if transport is None or not isinstance(
+            self.loop, asyncio.selector_events.BaseSelectorEventLoop
+        ):
+            return
+        if type(transport).__name__ != "_SelectorSocketTransport":
+            return  # e.g. TLS: the socket carries records, not our bytes
+        sock = transport.get_extra_info("socket")
+        # asyncio hands out a TransportSocket wrapper; sending needs the socket itself.
+        sock = getattr(sock, "_sock", sock)
+        if isinstance(sock, socket.socket):
+            self._direct_sock = sock
+
+    @property
+    def threadsafe_writes(self) -> bool:
+        """Whether :meth:`write_threadsafe` may be used (see :meth:`enable_threadsafe_writes`)."""
+        return self._send_lock is not None
+
+    def write_threadsafe(self, data: bytes) -> None:
+        """Send already-encoded bytes from any thread.
+
+        Needs :meth:`enable_threadsafe_writes`.  While nothing is queued for the connection
+        the bytes are sent on the socket at once, in the calling thread; otherwise they are
+        queued behind what is waiting and the ioloop is asked to send them.  Either way the
+        output of each thread keeps its order and messages never interleave.  Writing to a
+        closing connection is silently ignored, as with :meth:`write`.
+
+        Parameters
+        ----------
+        data : bytes
+            Encoded data, complete messages only.
+        """
+        lock = self._send_lock
+        if lock is None:
+            raise RuntimeError("enable_threadsafe_writes() was not called")
+        if not data:
+            return
+        with lock:
+            if self.closing or self._lost:
+                return
+            foreign: List[bytes] = self._foreign  # type: ignore[assignment]
+            sock = self._direct_sock
+            if sock is not None and not foreign and not self._backlog and not self._pending:
+                try:
+                    sent = sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    # Let the ioloop meet the error through the transport and report it.
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
+                # The ioloop must hand the rest to the transport before anyone sends again.
+                self._backlog = True
+            foreign.append(data)
+            if len(foreign) > 1:
+                return  # a flush is already on its way
+        self.loop.call_soon_threadsafe(self._flush)
 
     def flush(self) -> None:
         """Hand any queued output to the transport now instead of at the end of the iteration."""
@@ -428,7 +538,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def get_write_buffer_size(self) -> int:
         """Number of bytes written but not yet sent (queued here plus in the transport)."""
-        size = self._pending_size
+        size = self._pending_size + sum(map(len, self._foreign))
         if self.transport is not None and not self._lost:
             size += self.transport.get_write_buffer_size()
         return size
@@ -455,6 +565,8 @@ class Connection(asyncio.BufferedProtocol):
         self.closing = True
         self._pending.clear()
         self._pending_size = 0
+        if self._foreign:
+            self._foreign.clear()  # type: ignore[union-attr]
         if self.transport is not None and not self._lost:
             self.transport.abort()
 

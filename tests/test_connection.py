@@ -6,11 +6,9 @@ import asyncio
 import functools
 import gc
 import logging
-import shutil
 import socket
 import ssl
 import struct
-import subprocess
 
 import pytest
 from hypothesis import given, settings
@@ -654,36 +652,9 @@ def test_ssl_argument_type_checked():
     asyncio.run(main())
 
 
-@pytest.fixture(scope="module")
-def cert_files(tmp_path_factory):
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl command not available to make a self-signed certificate")
-    d = tmp_path_factory.mktemp("tls")
-    key, cert = d / "key.pem", d / "cert.pem"
-    result = subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-         "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        capture_output=True,
-        timeout=30,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"openssl could not make a certificate: {result.stderr.decode()[:200]}")
-    return str(cert), str(key)
-
-
-def _tls_contexts(cert, key):
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
-    client_ctx = ssl.create_default_context(cafile=cert)
-    return server_ctx, client_ctx
-
-
-def test_tls_round_trip(cert_files):
+def test_tls_round_trip(tls_contexts):
     async def main():
-        server_ctx, client_ctx = _tls_contexts(*cert_files)
+        server_ctx, client_ctx = tls_contexts
         shandler = echo_handler()
         server, port = await start(shandler, ssl=server_ctx)
         chandler = Recorder()
@@ -717,9 +688,9 @@ def test_tls_round_trip(cert_files):
     asyncio.run(asyncio.wait_for(main(), TIMEOUT + 5))
 
 
-def test_tls_oversized_line_and_slow_reader(cert_files):
+def test_tls_oversized_line_and_slow_reader(tls_contexts):
     async def main():
-        server_ctx, client_ctx = _tls_contexts(*cert_files)
+        server_ctx, client_ctx = tls_contexts
         shandler = Recorder(on_message=echo, on_error=log_error)
         server, port = await start(shandler, ssl=server_ctx, max_msg_size=500,
                                    max_write_buffer_size=100_000)

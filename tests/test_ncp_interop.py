@@ -500,47 +500,6 @@ def test_handler_error_replies(server_mod):
     run(main())
 
 
-@pytest.fixture(scope="module")
-def tls_contexts(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1 made with the openssl command."""
-    import shutil
-    import ssl
-    import subprocess
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl command not available to make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    result = subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        capture_output=True,
-        timeout=30,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"openssl could not make a certificate: {result.stderr.decode()[-200:]}")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(str(cert), str(key))
-    client_ctx = ssl.create_default_context(cafile=str(cert))
-    return server_ctx, client_ctx
-
-
 def test_authenticate_callback_error_refuses_client():
     def authenticate(username, password):
         raise RuntimeError("database down")

@@ -1,0 +1,230 @@
+"""blocking_request from plain threads: the request is sent by the calling thread.
+
+Only the reply crosses threads (one hand-off per request). These tests hold
+the client's ioloop still to show which requests leave without it, and that
+ordering, timeouts and disconnects still behave.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from katcp.client import BlockingClient
+from katcp.core import Message, ProtocolFlags
+from katcp.server import DeviceServer
+
+WAIT = 10.0
+
+
+class MarkServer(DeviceServer):
+    VERSION_INFO = ("mark-server", 1, 0)
+    BUILD_INFO = ("mark-server", 1, 0, "")
+
+    def setup_sensors(self):
+        self.marks = []
+        self.marked = threading.Condition()
+
+    def request_mark(self, req, msg):
+        """Record the argument; reply with it."""
+        with self.marked:
+            self.marks.append(msg.arguments[0])
+            self.marked.notify_all()
+        return req.make_reply("ok", *msg.arguments)
+
+    def wait_marks(self, n, timeout=WAIT):
+        with self.marked:
+            return self.marked.wait_for(lambda: len(self.marks) >= n, timeout)
+
+
+class MarkServerV4(MarkServer):
+    PROTOCOL_INFO = ProtocolFlags(4, 0, [ProtocolFlags.MULTI_CLIENT])
+
+
+def _server(cls):
+    server = cls("127.0.0.1", 0)
+    server.start(timeout=WAIT)
+    return server
+
+
+@pytest.fixture
+def server():
+    s = _server(MarkServer)
+    yield s
+    s.stop(timeout=WAIT)
+    s.join(timeout=WAIT)
+
+
+def _client(port):
+    c = BlockingClient("127.0.0.1", port, timeout=WAIT)
+    c.auto_reconnect_delay = 0.05
+    c.start(timeout=WAIT)
+    assert c.wait_protocol(WAIT)
+    return c
+
+
+@pytest.fixture
+def client(server):
+    c = _client(server.bind_address[1])
+    yield c
+    c.stop(timeout=WAIT)
+    c.join(timeout=WAIT)
+
+
+class LoopHold:
+    """Keep a client's ioloop busy until released."""
+
+    def __init__(self, client):
+        self._release = threading.Event()
+        held = threading.Event()
+
+        def hold():
+            held.set()
+            self._release.wait(WAIT)
+
+        client.ioloop.add_callback(hold)
+        assert held.wait(WAIT)
+
+    def release(self):
+        self._release.set()
+
+
+def _in_thread(fn):
+    out = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    return t, out
+
+
+def test_request_leaves_while_the_ioloop_is_busy(server, client):
+    hold = LoopHold(client)
+    try:
+        t, out = _in_thread(lambda: client.blocking_request(Message.request("mark", "a")))
+        # The server has the request although the client's ioloop never ran.
+        assert server.wait_marks(1)
+    finally:
+        hold.release()
+    t.join(WAIT)
+    reply, informs = out[0]
+    assert reply.arguments == [b"ok", b"a"] and reply.mid is not None and informs == []
+
+
+def test_without_message_ids_requests_go_through_the_ioloop():
+    """A v4 server: replies are matched by name, so the ioloop keeps the order."""
+    server = _server(MarkServerV4)
+    c = _client(server.bind_address[1])
+    try:
+        hold = LoopHold(c)
+        try:
+            t, out = _in_thread(lambda: c.blocking_request(Message.request("mark", "v4")))
+            assert not server.wait_marks(1, timeout=0.2)
+        finally:
+            hold.release()
+        t.join(WAIT)
+        assert out[0][0].arguments == [b"ok", b"v4"] and out[0][0].mid is None
+        assert server.marks == [b"v4"]
+    finally:
+        c.stop(timeout=WAIT)
+        c.join(timeout=WAIT)
+        server.stop(timeout=WAIT)
+        server.join(timeout=WAIT)
+
+
+def test_a_thread_keeps_its_order_after_a_scheduled_call(server, client):
+    """callback_request then blocking_request from one thread reach the server in order."""
+    hold = LoopHold(client)
+    got = []
+
+    def calls():
+        client.callback_request(Message.request("mark", "first"), reply_cb=got.append)
+        return client.blocking_request(Message.request("mark", "second"))
+
+    try:
+        t, out = _in_thread(calls)
+        # "second" must not overtake "first", which waits for the ioloop.
+        assert not server.wait_marks(1, timeout=0.2)
+    finally:
+        hold.release()
+    t.join(WAIT)
+    assert out[0][0].arguments == [b"ok", b"second"]
+    assert server.wait_marks(2) and server.marks == [b"first", b"second"]
+    assert got and got[0].arguments == [b"ok", b"first"]
+
+
+def test_timeout_while_the_ioloop_is_busy(server, client):
+    """The calling thread times out by itself: a stuck ioloop cannot hang it."""
+    hold = LoopHold(client)
+    try:
+        t0 = time.monotonic()
+        reply, informs = client.blocking_request(Message.request("mark", "late"), timeout=0.2)
+        elapsed = time.monotonic() - t0
+    finally:
+        hold.release()
+    assert 0.15 < elapsed < 5
+    assert reply.arguments[0] == b"fail" and b"timed out after" in reply.arguments[1]
+    assert informs == []
+    assert server.wait_marks(1)
+    # The late reply is dropped harmlessly and the client carries on.
+    assert client.blocking_request(Message.request("mark", "next"))[0].arguments == [b"ok",
+                                                                                    b"next"]
+    assert not client._async_queue
+
+
+def test_many_threads_each_get_their_own_replies(server, client):
+    n, threads = 150, 6
+    errors = []
+
+    def worker(k):
+        for i in range(n):
+            tag = f"{k}-{i}"
+            reply, _ = client.blocking_request(Message.request("mark", tag))
+            if reply.arguments != [b"ok", tag.encode()]:
+                errors.append((tag, reply))
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(WAIT)
+        assert not t.is_alive()
+    assert errors == []
+    assert len(server.marks) == n * threads
+    assert not client._async_queue
+
+
+def test_every_request_ends_while_the_connection_keeps_dropping(server, client):
+    """Threads fire requests while the connection is dropped under them: none hangs."""
+    stop = threading.Event()
+    results = []
+    lock = threading.Lock()
+
+    def worker(k):
+        i = 0
+        while not stop.is_set():
+            tag = f"{k}-{i}"
+            reply, _ = client.blocking_request(Message.request("mark", tag), timeout=WAIT)
+            with lock:
+                results.append((tag, reply))
+            if not reply.reply_ok():
+                client.wait_protocol(WAIT)
+            i += 1
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for _ in range(5):
+        time.sleep(0.05)
+        client.disconnect()
+        assert client.wait_protocol(WAIT)
+    time.sleep(0.05)
+    stop.set()
+    for t in ts:
+        t.join(WAIT)
+        assert not t.is_alive()
+    ok = [(tag, r) for tag, r in results if r.reply_ok()]
+    failed = [r for _, r in results if not r.reply_ok()]
+    assert ok and all(r.arguments == [b"ok", tag.encode()] for tag, r in ok)
+    assert all(r.arguments[0] == b"fail" for r in failed)
+    assert not client._async_queue
