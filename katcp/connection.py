@@ -34,12 +34,17 @@ The connection owns:
   socket by the calling thread while nothing is queued, otherwise queued for the ioloop, so
   that a blocked client thread does not wait for the ioloop to send its request.
 
-Use :func:`create_server` and :func:`open_connection` to make connections.
+Use :func:`create_server` and :func:`open_connection` to make connections.  A plain TCP server
+on asyncio's selector loop makes each connection's transport in the accept callback itself, so
+a greeting written in ``handler.connection_made`` goes out one loop iteration after the accept
+rather than two (asyncio's own path starts a task per connection first).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import inspect
 import logging
 import os
 import socket
@@ -652,7 +657,7 @@ async def create_server(
 
     if host == "":
         host = None
-    return await loop.create_server(
+    server = await loop.create_server(
         factory,
         host,
         port,
@@ -661,6 +666,84 @@ async def create_server(
         backlog=backlog,
         start_serving=start_serving,
     )
+    if start_serving and ssl_ctx is None and _can_accept_directly(loop):
+        for sock in server.sockets:
+            _accept_directly(loop, server, _listening_socket(sock), factory, backlog)
+    return server
+
+
+#: Seconds to stop accepting after running out of file descriptors (as asyncio does).
+ACCEPT_RETRY_DELAY = 1.0
+
+
+def _can_accept_directly(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether :func:`_accept_directly` can be used on ``loop`` (asyncio's selector loops)."""
+    if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        return False
+    make = getattr(loop, "_make_socket_transport", None)
+    if make is None:
+        return False
+    try:
+        params = inspect.signature(make).parameters
+    except (TypeError, ValueError):
+        return False
+    return all(name in params for name in ("sock", "protocol", "waiter", "extra", "server"))
+
+
+def _listening_socket(sock: Any) -> socket.socket:
+    # asyncio hands out TransportSocket wrappers; accept() needs the socket itself.
+    return getattr(sock, "_sock", sock)
+
+
+def _accept_directly(
+    loop: asyncio.AbstractEventLoop,
+    server: asyncio.base_events.Server,
+    sock: socket.socket,
+    factory: Callable[[], Any],
+    backlog: int,
+) -> None:
+    """Accept on ``sock`` with the transport made in the accept callback itself.
+
+    asyncio's own accept path makes the transport in a task started for each connection, a
+    loop iteration later, so a server's greeting goes out two iterations after the accept.
+    Here it goes out in the next one.  Replaces asyncio's reader on the listening socket;
+    ``server.close()`` removes it as it would asyncio's, and the transports are attached to
+    ``server`` as asyncio's are.  Plain TCP on asyncio's selector loops only (see
+    :func:`_can_accept_directly`); TLS servers keep asyncio's path.
+    """
+    fd = sock.fileno()
+
+    def on_readable() -> None:
+        for _ in range(backlog):
+            try:
+                conn, addr = sock.accept()
+                conn.setblocking(False)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # The socket stays readable: stop watching it for a while, as asyncio
+                    # does, instead of spinning; the server keeps serving its connections.
+                    log.error("Cannot accept connections on %s for now: %s",
+                              format_address(sock.getsockname()), exc)
+                    loop.remove_reader(fd)
+                    loop.call_later(ACCEPT_RETRY_DELAY, resume)
+                    return
+                raise  # the loop logs it and carries on
+            try:
+                loop._make_socket_transport(  # type: ignore[attr-defined]
+                    conn, factory(), waiter=None, extra={"peername": addr}, server=server
+                )
+            except Exception:
+                log.exception("Could not set up the connection from %s", format_address(addr))
+                conn.close()
+
+    def resume() -> None:
+        if server.is_serving() and sock.fileno() == fd:
+            loop.add_reader(fd, on_readable)
+
+    # Replaces the reader asyncio registered for this socket.
+    loop.add_reader(fd, on_readable)
 
 
 def start_connect(
