@@ -168,12 +168,14 @@ class AsyncClient(DeviceClient):
             timeout = self._request_timeout
         mid = None
         try:
+            # Registered and written under the lock, like the requests that
+            # threads send directly: the wire order is the registration order.
             with self._request_lock:
                 if pending.cancelled:
                     return
                 mid = self._get_mid_and_update_msg(msg, use_mid)
                 self._push(mid, pending, timeout if timer else None)
-            self.send_request(msg)
+                self.send_request(msg)
         except KatcpClientError as exc:
             with self._request_lock:
                 popped = self._pop(mid)
@@ -196,31 +198,32 @@ class AsyncClient(DeviceClient):
                               use_mid: bool | None) -> bool:
         """Register and send a request from the calling thread, not the ioloop.
 
-        Only the reply then crosses threads. Returns False, having done
-        nothing, when the request must go through the ioloop instead: not
-        connected, no message id (replies would be matched by name, which
-        needs the ioloop's ordering), calls of other threads still on their way
-        to the ioloop, or an unusual request the ioloop path reports on.
+        Only the reply then crosses threads. The request is registered and
+        written under the request lock, as the ioloop does, so requests go on
+        the wire in the order they are registered (replies without ids are
+        matched by that order). Returns False, having done nothing, when the
+        request must go through the ioloop instead: not connected, calls of
+        this client made by other threads still on their way to the ioloop
+        (they were made first), or an unusual request the ioloop path
+        reports on.
         """
         conn = self._conn
         if conn is None or conn.closing or not conn.threadsafe_writes:
             return False
-        if use_mid is None:
-            use_mid = self._server_supports_ids
-        if msg.mtype != Message.REQUEST or not self._server_supports_ids:
+        if msg.mtype != Message.REQUEST:
             return False
-        if msg.mid is None and not use_mid:
-            return False
+        if (msg.mid or use_mid) and not self._server_supports_ids:
+            return False  # the ioloop path fails it: ids not supported
         with self._request_lock:
             if self._xthread_calls > 0 or self._conn is not conn or conn.closing:
                 return False
             mid = self._get_mid_and_update_msg(msg, use_mid)
             self._push(mid, pending, None)
-        data = conn.codec.encode(msg)
+            data = conn.codec.encode(msg)
+            # If the connection drops from here on, the ioloop fails the request.
+            conn.write_threadsafe(data)
         if self._logger.isEnabledFor(logging.DEBUG):
             self._logger.debug("Sending to %s: %r", self.bind_address_string, data)
-        # If the connection drops from here on, the ioloop fails the request.
-        conn.write_threadsafe(data)
         return True
 
     @make_threadsafe

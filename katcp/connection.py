@@ -208,7 +208,7 @@ class Connection(asyncio.BufferedProtocol):
         "_paused",
         "_send_lock",
         "_direct_sock",
-        "_foreign",
+        "_xflush",
         "_backlog",
         "__weakref__",
     )
@@ -243,9 +243,9 @@ class Connection(asyncio.BufferedProtocol):
         self._in_receive = False
         self._paused = False
         # Thread-safe writes (see enable_threadsafe_writes); off for server connections.
-        self._send_lock: threading.Lock | None = None
+        self._send_lock: threading.RLock | None = None
         self._direct_sock: socket.socket | None = None
-        self._foreign: List[bytes] | Tuple[()] = ()
+        self._xflush = False
         self._backlog = False
 
     def __repr__(self) -> str:
@@ -309,7 +309,7 @@ class Connection(asyncio.BufferedProtocol):
             # directly finishes first, and no thread starts to afterwards.
             with lock:
                 self._lost = True
-                self._foreign.clear()  # type: ignore[union-attr]
+                self._pending.clear()
         self._lost = True
         self.closing = True
         self._pending.clear()
@@ -400,6 +400,9 @@ class Connection(asyncio.BufferedProtocol):
         if self.closing:
             return
         data = self.codec.encode(msg)
+        if self._send_lock is not None:
+            self._write_locked(data)
+            return
         # Same as write_bytes(data), inlined: this is the hot path of every reply.
         self._pending.append(data)
         size = self._pending_size + len(data)
@@ -419,12 +422,27 @@ class Connection(asyncio.BufferedProtocol):
         """
         if self.closing or not data:
             return
+        if self._send_lock is not None:
+            self._write_locked(data)
+            return
         self._pending.append(data)
         size = self._pending_size + len(data)
         self._pending_size = size
         if size >= FLUSH_THRESHOLD:
             self._flush()
         elif not self._in_receive and self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _write_locked(self, data: bytes) -> None:
+        """write_bytes() once other threads may write too (ioloop thread)."""
+        with self._send_lock:  # type: ignore[union-attr]
+            self._pending.append(data)
+            size = self._pending_size + len(data)
+            self._pending_size = size
+            if size >= FLUSH_THRESHOLD:
+                self._write_out()
+                return
+        if not self._in_receive and self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
@@ -434,16 +452,12 @@ class Connection(asyncio.BufferedProtocol):
             self._write_out()
         else:
             with lock:
+                self._xflush = False
                 self._write_out()
 
     def _write_out(self) -> None:
         """Hand queued output to the transport (ioloop thread, holding the send lock if any)."""
         pending = self._pending
-        foreign = self._foreign
-        if foreign:
-            # Output queued by other threads goes first; that of this thread keeps its order.
-            pending[:0] = foreign
-            foreign.clear()  # type: ignore[union-attr]
         if not pending or self._lost:
             return
         data = pending[0] if len(pending) == 1 else b"".join(pending)
@@ -473,8 +487,8 @@ class Connection(asyncio.BufferedProtocol):
         """
         if self._send_lock is not None:
             return
-        self._foreign = []
-        self._send_lock = threading.Lock()
+        # Re-entrant: a flush that overflows the write buffer aborts, which clears the queue.
+        self._send_lock = threading.RLock()
         transport = self.transport
         if transport is None or not isinstance(
             self.loop, asyncio.selector_events.BaseSelectorEventLoop
@@ -498,9 +512,10 @@ class Connection(asyncio.BufferedProtocol):
 
         Needs :meth:`enable_threadsafe_writes`.  While nothing is queued for the connection
         the bytes are sent on the socket at once, in the calling thread; otherwise they are
-        queued behind what is waiting and the ioloop is asked to send them.  Either way the
-        output of each thread keeps its order and messages never interleave.  Writing to a
-        closing connection is silently ignored, as with :meth:`write`.
+        queued behind what is waiting and the ioloop is asked to send them.  Writes of all
+        threads, the ioloop's included, go out in the order they were made and never
+        interleave.  Writing to a closing connection is silently ignored, as with
+        :meth:`write`.
 
         Parameters
         ----------
@@ -515,9 +530,8 @@ class Connection(asyncio.BufferedProtocol):
         with lock:
             if self.closing or self._lost:
                 return
-            foreign: List[bytes] = self._foreign  # type: ignore[assignment]
             sock = self._direct_sock
-            if sock is not None and not foreign and not self._backlog and not self._pending:
+            if sock is not None and not self._pending and not self._backlog:
                 try:
                     sent = sock.send(data)
                 except (BlockingIOError, InterruptedError):
@@ -530,9 +544,11 @@ class Connection(asyncio.BufferedProtocol):
                 data = data[sent:]
                 # The ioloop must hand the rest to the transport before anyone sends again.
                 self._backlog = True
-            foreign.append(data)
-            if len(foreign) > 1:
+            self._pending.append(data)
+            self._pending_size += len(data)
+            if self._xflush:
                 return  # a flush is already on its way
+            self._xflush = True
         self.loop.call_soon_threadsafe(self._flush)
 
     def flush(self) -> None:
@@ -543,7 +559,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def get_write_buffer_size(self) -> int:
         """Number of bytes written but not yet sent (queued here plus in the transport)."""
-        size = self._pending_size + sum(map(len, self._foreign))
+        size = self._pending_size
         if self.transport is not None and not self._lost:
             size += self.transport.get_write_buffer_size()
         return size
@@ -568,10 +584,12 @@ class Connection(asyncio.BufferedProtocol):
         if exc is not None and self._close_exc is None:
             self._close_exc = exc
         self.closing = True
+        lock = self._send_lock
+        if lock is not None:
+            with lock:
+                self._pending.clear()
         self._pending.clear()
         self._pending_size = 0
-        if self._foreign:
-            self._foreign.clear()  # type: ignore[union-attr]
         if self.transport is not None and not self._lost:
             self.transport.abort()
 

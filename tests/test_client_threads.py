@@ -111,25 +111,67 @@ def test_request_leaves_while_the_ioloop_is_busy(server, client):
     assert reply.arguments == [b"ok", b"a"] and reply.mid is not None and informs == []
 
 
-def test_without_message_ids_requests_go_through_the_ioloop():
-    """A v4 server: replies are matched by name, so the ioloop keeps the order."""
-    server = _server(MarkServerV4)
-    c = _client(server.bind_address[1])
+@pytest.fixture
+def v4_server():
+    s = _server(MarkServerV4)
+    yield s
+    s.stop(timeout=WAIT)
+    s.join(timeout=WAIT)
+
+
+def test_without_message_ids_too_the_request_leaves_from_the_thread(v4_server):
+    c = _client(v4_server.bind_address[1])
     try:
+        assert not c.protocol_flags.supports(ProtocolFlags.MESSAGE_IDS)
         hold = LoopHold(c)
         try:
             t, out = _in_thread(lambda: c.blocking_request(Message.request("mark", "v4")))
-            assert not server.wait_marks(1, timeout=0.2)
+            assert v4_server.wait_marks(1)
         finally:
             hold.release()
         t.join(WAIT)
         assert out[0][0].arguments == [b"ok", b"v4"] and out[0][0].mid is None
-        assert server.marks == [b"v4"]
     finally:
         c.stop(timeout=WAIT)
         c.join(timeout=WAIT)
-        server.stop(timeout=WAIT)
-        server.join(timeout=WAIT)
+
+
+def test_without_message_ids_same_name_requests_of_many_threads_match(v4_server):
+    """Replies are matched by name, oldest first: the wire order must be the order in
+    which requests were registered, whether threads or the ioloop sent them."""
+    c = _client(v4_server.bind_address[1])
+    n, threads = 100, 6
+    errors = []
+    callback_replies = []
+
+    def worker(k):
+        for i in range(n):
+            tag = f"{k}-{i}"
+            if i % 10 == 0:
+                # Also requests sent by the ioloop, in between.
+                c.ioloop.add_callback(c.callback_request, Message.request("mark", f"cb{tag}"),
+                                      reply_cb=callback_replies.append)
+            reply, _ = c.blocking_request(Message.request("mark", tag))
+            if reply.arguments != [b"ok", tag.encode()]:
+                errors.append((tag, reply))
+
+    try:
+        ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(WAIT)
+            assert not t.is_alive()
+        assert errors == []
+        deadline = time.monotonic() + WAIT
+        while len(callback_replies) < threads * n // 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(m.arguments[1] for m in callback_replies) == sorted(
+            f"cb{k}-{i}".encode() for k in range(threads) for i in range(0, n, 10))
+        assert not c._async_queue
+    finally:
+        c.stop(timeout=WAIT)
+        c.join(timeout=WAIT)
 
 
 def test_a_thread_keeps_its_order_after_a_scheduled_call(server, client):
