@@ -327,7 +327,7 @@ class AsyncClient(DeviceClient):
         if not self._start_request_direct(msg, pending, use_mid):
             self._loop.call_soon_threadsafe(self._start_request, msg, pending, None, use_mid,
                                             False)
-        if not lock.acquire(timeout=-1 if timeout is None else timeout):
+        if not lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
             with self._request_lock:
                 pending.cancelled = True
                 mid = pending.mid

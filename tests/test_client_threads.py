@@ -270,3 +270,15 @@ def test_every_request_ends_while_the_connection_keeps_dropping(server, client):
     assert ok and all(r.arguments == [b"ok", tag.encode()] for tag, r in ok)
     assert all(r.arguments[0] == b"fail" for r in failed)
     assert not client._async_queue
+
+
+@pytest.mark.parametrize("timeout", [0, -1.5])
+def test_zero_or_negative_timeout_fails_at_once(server, client, timeout):
+    hold = LoopHold(client)
+    try:
+        reply, informs = client.blocking_request(Message.request("mark", "now"),
+                                                 timeout=timeout)
+    finally:
+        hold.release()
+    assert reply.arguments[0] == b"fail" and b"timed out after" in reply.arguments[1]
+    assert client.blocking_request(Message.request("mark", "next"))[0].reply_ok()
