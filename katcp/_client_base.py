@@ -139,7 +139,7 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         self._last_msg_id = 0
         #: Guards the pending requests, the message id counter and
         #: ``_xthread_calls`` against the threads that send requests directly.
-        self._request_lock = threading.Lock()
+        self._request_lock = threading.RLock()  # re-entrant: send_request may be overridden
         #: Calls scheduled into the ioloop by other threads and not yet run.
         self._xthread_calls = 0
         #: Counts runs (start()s), to tell stale scheduled calls apart.

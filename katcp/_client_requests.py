@@ -219,7 +219,11 @@ class AsyncClient(DeviceClient):
                 return False
             mid = self._get_mid_and_update_msg(msg, use_mid)
             self._push(mid, pending, None)
-            data = conn.codec.encode(msg)
+            try:
+                data = conn.codec.encode(msg)
+            except Exception:
+                self._pop(mid)
+                raise
             # If the connection drops from here on, the ioloop fails the request.
             conn.write_threadsafe(data)
         if self._logger.isEnabledFor(logging.DEBUG):
