@@ -215,9 +215,9 @@ class _ClientLoopMixin:
     def _schedule_from_thread(self, fn: Callable, *args, **kwargs) -> None:
         """Run ``fn(*args, **kwargs)`` in the ioloop soon (from another thread).
 
-        While such calls are on their way, requests of other threads are not
-        sent from those threads directly, so that a thread's calls reach the
-        wire in the order it made them.
+        While such calls are on their way, no thread sends requests directly
+        (they go through the ioloop, behind these calls), so that the calls of
+        a thread reach the wire in the order it made them.
         """
         with self._request_lock:
             self._xthread_calls += 1
