@@ -4,7 +4,8 @@ Run from the work tree: ``.venv/bin/python bench/bench_ncp.py [--quick]``.
 
 Figures: encode/decode packets per second for a control packet (1 field, 4 params) and a data
 packet (one f32 array of 4096 items), and request round-trip time over loopback (client sends a
-request, server replies; both ends of the same library). Ratios > 1 mean katcp.ncp is faster
+request, server replies; both ends of the same library), plus the RTT of
+``katcp.ncp.blocking`` from a plain thread against ncplib's async RTT. Ratios > 1 mean katcp.ncp is faster
 (for RTT, katcp/ncplib time is printed: < 1 means katcp.ncp is faster).
 """
 
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import os
 import sys
+import threading
 import time
 import warnings
 from array import array
@@ -129,12 +131,56 @@ async def _rtt(mod, n):
         await server.wait_closed()
 
 
+def _blocking_rtt(n):
+    """katcp.ncp.blocking request RTT from this plain thread; the server runs in another."""
+    from katcp.ncp import blocking
+
+    async def handler(conn):
+        async for field in conn:
+            field.send(ACKN=1)
+            field.send(ECHO=field["SAMP"])
+
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder = {}
+
+    async def serve():
+        holder["server"] = await kncp.start_server(handler, "127.0.0.1", 0, timeout=10)
+        holder["stop"] = asyncio.Event()
+        started.set()
+        await holder["stop"].wait()
+        holder["server"].close()
+        await holder["server"].wait_closed()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    started.wait(10)
+    port = holder["server"].sockets[0].getsockname()[1]
+    try:
+        with blocking.connect("127.0.0.1", port, timeout=10) as node:
+            for _ in range(50):
+                node.request("DSPC", "TIME", SAMP=1)
+            t0 = time.perf_counter()
+            for i in range(n):
+                assert node.request("DSPC", "TIME", SAMP=i)["ECHO"] == i
+            return (time.perf_counter() - t0) / n
+    finally:
+        loop.call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+
+
 def bench_rtt(n, rounds=3):
     k = min(asyncio.run(_rtt(kncp, n)) for _ in range(rounds))
     nn = min(asyncio.run(_rtt(ncplib, n)) for _ in range(rounds))
     print(
         f"{'request RTT (ACKN + reply)':28s} {k * 1e6:11.1f} us {nn * 1e6:11.1f} us "
         f"{k / nn:6.2f}x (katcp/ncplib time, best of {rounds})"
+    )
+    b = min(_blocking_rtt(n) for _ in range(rounds))
+    print(
+        f"{'blocking request RTT':28s} {b * 1e6:11.1f} us {nn * 1e6:11.1f} us "
+        f"{b / nn:6.2f}x (katcp.ncp.blocking from a plain thread / ncplib async, best of "
+        f"{rounds})"
     )
 
 

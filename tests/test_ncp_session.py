@@ -426,6 +426,8 @@ def test_blocking_client(server_thread):
                 node.request("DSPC", "ERR")
             with pytest.raises(ncp.NetworkTimeoutError):
                 node.request("DSPC", "SLOW", timeout=0.1)
+            # The abandoned request is cancelled; the connection serves on.
+            assert node.request("DSPC", "TIME", SAMP=7)["SAMP"] == 7
             with pytest.raises(TypeError):
                 node.send("DSPC", "TIME", X=object())
             assert not node.is_closing()
