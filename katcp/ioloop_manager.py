@@ -98,17 +98,79 @@ else:  # pragma: no cover - Python < 3.11: catchable as either kind of timeout
         """A blocking call into an ioloop timed out."""
 
 
-def _settle(target: concurrent.futures.Future, source: asyncio.Future) -> None:
-    """Copy the outcome of ``source`` to ``target`` unless ``target`` already gave up."""
-    try:
-        if source.cancelled():
-            target.cancel()
-        elif source.exception() is not None:
-            target.set_exception(source.exception())
+class _LoopCall:
+    """One blocking call into a loop: run in the loop's thread, waited for by the caller.
+
+    The caller waits on a bare lock that the loop thread releases with the outcome (lighter
+    than a concurrent future on the path of every blocking request); ``_guard`` makes
+    "settled" and "given up" exclude each other.
+    """
+
+    __slots__ = ("fn", "args", "kwargs", "value", "exc", "inner", "_done", "_guard", "_state")
+
+    _PENDING, _SETTLED, _ABANDONED = 0, 1, 2
+
+    def __init__(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any]):
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.value: Any = None
+        self.exc: BaseException | None = None
+        self.inner: asyncio.Future | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._guard = threading.Lock()
+        self._state = self._PENDING
+
+    def run(self) -> None:
+        """Call ``fn`` (loop thread); wait in the loop for a future or coroutine it returns."""
+        if self._state != self._PENDING:  # the caller gave up before the loop got here
+            return
+        try:
+            value = self.fn(*self.args, **self.kwargs)
+            if isinstance(value, concurrent.futures.Future):
+                value = asyncio.wrap_future(value)
+            if inspect.isawaitable(value):
+                self.inner = inner = asyncio.ensure_future(value)
+                inner.add_done_callback(self._inner_done)
+                return
+        except BaseException as exc:  # handed to the calling thread
+            self._settle(None, exc)
+            return
+        self._settle(value, None)
+
+    def _inner_done(self, inner: asyncio.Future) -> None:
+        if inner.cancelled():
+            self._settle(None, concurrent.futures.CancelledError())
+        elif inner.exception() is not None:
+            self._settle(None, inner.exception())
         else:
-            target.set_result(source.result())
-    except concurrent.futures.InvalidStateError:  # the caller timed out meanwhile
-        pass
+            self._settle(inner.result(), None)
+
+    def _settle(self, value: Any, exc: BaseException | None) -> None:
+        with self._guard:
+            if self._state != self._PENDING:
+                return  # the caller timed out meanwhile
+            self._state = self._SETTLED
+        self.value = value
+        self.exc = exc
+        self._done.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait for the outcome (calling thread); False if ``timeout`` expired first."""
+        if self._done.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            return True
+        with self._guard:
+            if self._state == self._PENDING:
+                self._state = self._ABANDONED
+                return False
+        self._done.acquire()  # settled just as we gave up: the outcome is on its way
+        return True
+
+    def cancel_waiting(self) -> None:
+        """Cancel what ``fn`` returned and is still being waited for (loop thread)."""
+        if self.inner is not None:
+            self.inner.cancel()
 
 
 def _call_in_loop_blocking(
@@ -154,54 +216,24 @@ def _call_in_loop_blocking(
     Exception
         Whatever ``fn`` (or its future) raised.
     """
-    done: concurrent.futures.Future = concurrent.futures.Future()
-    waiting: list = []
-
-    def run() -> None:
-        if done.done():  # the caller gave up before the loop got here
-            return
-        try:
-            value = fn(*args, **kwargs)
-            if isinstance(value, concurrent.futures.Future):
-                value = asyncio.wrap_future(value)
-            if inspect.isawaitable(value):
-                inner = asyncio.ensure_future(value)
-                waiting.append(inner)
-                inner.add_done_callback(functools.partial(_settle, done))
-                return
-        except BaseException as exc:  # handed to the calling thread
-            try:
-                done.set_exception(exc)
-            except concurrent.futures.InvalidStateError:
-                pass
-            return
-        try:
-            done.set_result(value)
-        except concurrent.futures.InvalidStateError:
-            pass
-
+    call = _LoopCall(fn, args, kwargs)
     try:
-        aloop.call_soon_threadsafe(run)
+        aloop.call_soon_threadsafe(call.run)
     except RuntimeError as exc:  # closed loop
         raise RuntimeError(f"IOLoop is closed: {exc}") from None
-    # Wait first, then look at the outcome: a TimeoutError raised by ``fn`` itself (with its
-    # own message) must reach the caller as is, not be taken for this wait expiring.
-    concurrent.futures.wait((done,), timeout)
-    if not done.done() and done.cancel():  # our wait expired (else: settled just now)
-
-        def cancel_waiting() -> None:
-            for inner in waiting:
-                inner.cancel()
-
+    if not call.wait(timeout):
         try:
-            aloop.call_soon_threadsafe(cancel_waiting)
+            aloop.call_soon_threadsafe(call.cancel_waiting)
         except RuntimeError:
             pass
         raise _CallTimeoutError(
             f"Call to {getattr(fn, '__qualname__', fn)!r} in ioloop timed out: no result "
             f"within the wrapper's timeout of {timeout} seconds"
         )
-    return done.result()
+    # A TimeoutError raised by ``fn`` itself (with its own message) reaches the caller as is.
+    if call.exc is not None:
+        raise call.exc
+    return call.value
 
 
 class StopFuture(concurrent.futures.Future):
