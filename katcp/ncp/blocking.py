@@ -17,13 +17,12 @@ network timeout.
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any, Awaitable, Iterator, Mapping, TypeVar
 
-from ..ioloop_manager import IOLoopManager
+from ..ioloop_manager import IOLoopManager, _call_in_loop_blocking, _CallTimeoutError
 from .client import connect as _async_connect
 from .connection import Connection, Field, Response
-from .errors import ConnectionClosed, NetworkTimeoutError
+from .errors import ConnectionClosed, NCPError, NetworkTimeoutError
 
 __all__ = ["connect", "BlockingConnection", "BlockingResponse"]
 
@@ -46,35 +45,12 @@ class _Runner:
         if running is self.loop:
             coro.close()  # type: ignore[attr-defined]
             raise RuntimeError("blocking NCP calls cannot be made from the ioloop's own thread")
-        # A bare lock and a done callback: lighter than run_coroutine_threadsafe's
-        # concurrent.futures machinery on the path of every blocking request.
-        done = threading.Lock()
-        done.acquire()
-        state: dict = {}
-
-        def start() -> None:
-            if state.get("abandoned"):
-                coro.close()  # type: ignore[attr-defined]
-                done.release()
-                return
-            task = self.loop.create_task(coro)  # type: ignore[arg-type]
-            state["task"] = task
-            task.add_done_callback(lambda _task: done.release())
-
-        self.loop.call_soon_threadsafe(start)
-        if not done.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
-            def abandon() -> None:
-                state["abandoned"] = True
-                task = state.get("task")
-                if task is not None:
-                    task.cancel()
-
-            self.loop.call_soon_threadsafe(abandon)
-            raise NetworkTimeoutError(f"No result within {timeout} s")
-        task = state.get("task")
-        if task is None:  # pragma: no cover - only when abandoned, which raised above
-            raise NetworkTimeoutError(f"No result within {timeout} s")
-        return task.result()
+        try:
+            return _call_in_loop_blocking(self.loop, lambda: coro, (), {}, timeout)
+        except _CallTimeoutError as exc:
+            if isinstance(exc, NCPError):
+                raise  # the session's own timeout
+            raise NetworkTimeoutError(f"No result within {timeout} s") from None
 
     def stop(self) -> None:
         if self.owned:
