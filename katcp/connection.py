@@ -303,17 +303,11 @@ class Connection(asyncio.BufferedProtocol):
         """Tell the handler, exactly once (asyncio callback)."""
         if self._lost:
             return
-        lock = self._send_lock
-        if lock is not None:
-            # The transport closes the socket once this returns: a thread sending on it
-            # directly finishes first, and no thread starts to afterwards.
-            with lock:
-                self._lost = True
-                self._pending.clear()
         self._lost = True
         self.closing = True
-        self._pending.clear()
-        self._pending_size = 0
+        # The transport closes the socket once this returns: taking the send lock lets a
+        # thread sending on it directly finish first; none starts afterwards (``_lost``).
+        self._drop_pending()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -476,6 +470,16 @@ class Connection(asyncio.BufferedProtocol):
             self.logger.warning("Aborting connection %s: %s", self.address, exc)
             self._abort(exc)
 
+    def _drop_pending(self) -> None:
+        """Discard queued output (under the send lock once other threads may write)."""
+        lock = self._send_lock
+        if lock is None:
+            self._pending.clear()
+        else:
+            with lock:
+                self._pending.clear()
+        self._pending_size = 0
+
     # ------------------------------------------------------------------ other threads
     def enable_threadsafe_writes(self) -> None:
         """Allow :meth:`write_threadsafe` from threads other than the ioloop's.
@@ -496,9 +500,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         if type(transport).__name__ != "_SelectorSocketTransport":
             return  # e.g. TLS: the socket carries records, not our bytes
-        sock = transport.get_extra_info("socket")
-        # asyncio hands out a TransportSocket wrapper; sending needs the socket itself.
-        sock = getattr(sock, "_sock", sock)
+        sock = _raw_socket(transport.get_extra_info("socket"))
         if isinstance(sock, socket.socket):
             self._direct_sock = sock
 
@@ -584,12 +586,7 @@ class Connection(asyncio.BufferedProtocol):
         if exc is not None and self._close_exc is None:
             self._close_exc = exc
         self.closing = True
-        lock = self._send_lock
-        if lock is not None:
-            with lock:
-                self._pending.clear()
-        self._pending.clear()
-        self._pending_size = 0
+        self._drop_pending()
         if self.transport is not None and not self._lost:
             self.transport.abort()
 
@@ -686,7 +683,7 @@ async def create_server(
     )
     if start_serving and ssl_ctx is None and _can_accept_directly(loop):
         for sock in server.sockets:
-            _accept_directly(loop, server, _listening_socket(sock), factory, backlog)
+            _accept_directly(loop, server, _raw_socket(sock), factory, backlog)
     return server
 
 
@@ -708,8 +705,8 @@ def _can_accept_directly(loop: asyncio.AbstractEventLoop) -> bool:
     return all(name in params for name in ("sock", "protocol", "waiter", "extra", "server"))
 
 
-def _listening_socket(sock: Any) -> socket.socket:
-    # asyncio hands out TransportSocket wrappers; accept() needs the socket itself.
+def _raw_socket(sock: Any) -> Any:
+    """The socket inside asyncio's TransportSocket wrapper (sending/accepting needs it)."""
     return getattr(sock, "_sock", sock)
 
 
