@@ -1,0 +1,182 @@
+"""Connecting: :func:`~katcp.connection.open_connection` and :func:`~katcp.connection.start_connect`.
+
+(See :mod:`katcp.connection`.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl as _ssl
+from typing import Any, Callable
+
+from ._conn_protocol import Connection, _check_ssl
+
+
+def start_connect(
+    loop: asyncio.AbstractEventLoop, host: str, port: int
+) -> socket.socket | None:
+    """Begin a non-blocking TCP connection to a numeric address at once, without the loop.
+
+    Lets a client put its SYN on the wire in the same call that asked for the connection,
+    before any loop iteration; :func:`open_connection` (``sock=``) then finishes the job.
+
+    Parameters
+    ----------
+    loop : asyncio.AbstractEventLoop
+        The loop that will own the connection.
+    host : str
+        Numeric IPv4 or IPv6 address (a host name gives None: it needs a resolver).
+    port : int
+        Port number.
+
+    Returns
+    -------
+    sock : socket.socket or None
+        The connecting socket, or None when this cannot be done up front (host name,
+        a loop that cannot watch sockets, or an immediate error, which the regular
+        :func:`open_connection` path then reports).
+    """
+    if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        return None  # e.g. the proactor loop on Windows cannot wait for writability
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, TypeError, ValueError):
+            continue
+        break
+    else:
+        return None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.connect((host, port))
+    except BlockingIOError:
+        pass
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+async def _until_connected(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait for a socket from :func:`start_connect` to be connected; raise OSError if not."""
+    try:
+        sock.getpeername()
+        return  # connected already (typical on loopback): no loop iteration needed
+    except OSError:
+        pass
+    fut = loop.create_future()
+    fd = sock.fileno()
+
+    def writable() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_writer(fd, writable)
+    try:
+        await fut
+    finally:
+        loop.remove_writer(fd)
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, f"Connect call failed: {os.strerror(err)}")
+
+
+async def open_connection(
+    handler: Any,
+    codec: Any,
+    host: str,
+    port: int,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    timeout: float | None = None,
+    max_msg_size: int = 2**20,
+    max_write_buffer_size: int = 2**22,
+    logger: logging.Logger | None = None,
+    server_hostname: str | None = None,
+    sock: socket.socket | None = None,
+) -> Connection:
+    """Connect to ``host:port`` and return the :class:`Connection`.
+
+    ``handler.connection_made(conn)`` has been called by the time this returns.
+
+    Parameters
+    ----------
+    handler : object
+        Receives the connection's callbacks.
+    codec : object
+        The codec for this connection.
+    host : str
+        Host name or address (IPv4 or IPv6).
+    port : int
+        Port number.
+    ssl : ssl.SSLContext, optional
+        Client-side TLS context.
+    timeout : float, optional
+        Seconds allowed for connecting (and the TLS handshake); raises
+        :class:`asyncio.TimeoutError` when exceeded.
+    max_msg_size : int
+        Maximum size in bytes of one incoming message.
+    max_write_buffer_size : int
+        Maximum unsent output in bytes before the connection is aborted.
+    logger : logging.Logger, optional
+        Logger for the connection.
+    server_hostname : str, optional
+        Host name to check the server's TLS certificate against (defaults to ``host``).
+    sock : socket.socket, optional
+        A socket already connecting to ``host:port`` (from :func:`start_connect`); it is
+        used instead of a new one, and closed if the connection fails.
+
+    Returns
+    -------
+    conn : Connection
+
+    Raises
+    ------
+    OSError
+        The connection was refused or could not be made.
+    asyncio.TimeoutError
+        Connecting took longer than ``timeout``.
+    """
+    loop = asyncio.get_running_loop()
+    ssl_ctx = _check_ssl(ssl)
+    conn = Connection(
+        handler,
+        codec,
+        loop,
+        max_msg_size=max_msg_size,
+        max_write_buffer_size=max_write_buffer_size,
+        logger=logger,
+    )
+    kwargs: dict = {}
+    if ssl_ctx is not None:
+        kwargs["ssl"] = ssl_ctx
+        if server_hostname is not None:
+            kwargs["server_hostname"] = server_hostname
+        elif sock is not None:
+            kwargs["server_hostname"] = host
+        if timeout is not None:
+            kwargs["ssl_handshake_timeout"] = timeout
+    if sock is None:
+        coro = loop.create_connection(lambda: conn, host, port, **kwargs)
+    else:
+        coro = _connect_sock(loop, sock, lambda: conn, kwargs)
+    if timeout is None:
+        await coro
+    else:
+        await asyncio.wait_for(coro, timeout)
+    return conn
+
+
+async def _connect_sock(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Callable[[], Any], kwargs: dict
+) -> None:
+    try:
+        await _until_connected(loop, sock)
+        await loop.create_connection(factory, sock=sock, **kwargs)
+    except BaseException:
+        sock.close()
+        raise

@@ -1,0 +1,559 @@
+"""The :class:`~katcp.connection.Connection` protocol and its errors (see :mod:`katcp.connection`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl as _ssl
+import threading
+import weakref
+from typing import Any, List, Tuple
+
+log = logging.getLogger("katcp.connection")
+
+#: Size of the receive buffer shared by all connections of one event loop.
+READ_BUFFER_SIZE = 65536
+#: Pending (not yet handed to the transport) output above which a write is flushed at once.
+FLUSH_THRESHOLD = 65536
+
+# One receive buffer per event loop.  asyncio calls get_buffer(), recv_into() and
+# buffer_updated() back to back in the loop's thread, and buffer_updated() copies what it
+# needs, so the buffer can be shared by every connection of that loop.
+_loop_buffers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _buffer_for_loop(loop: asyncio.AbstractEventLoop) -> memoryview:
+    buf = _loop_buffers.get(loop)
+    if buf is None:
+        buf = memoryview(bytearray(READ_BUFFER_SIZE))
+        _loop_buffers[loop] = buf
+    return buf
+
+
+class MessageTooLong(ValueError):
+    """An incoming message exceeded the connection's maximum message size.
+
+    Parameters
+    ----------
+    limit : int
+        The maximum message size in bytes (available as the ``limit`` attribute).
+    size : int, optional
+        Number of bytes buffered when the limit was detected (``size`` attribute).
+    """
+
+    def __init__(self, limit: int, size: int | None = None) -> None:
+        self.limit = limit
+        self.size = size
+        if size is None:
+            text = f"Message exceeds maximum message size of {limit} bytes"
+        else:
+            text = (
+                f"Message exceeds maximum message size of {limit} bytes "
+                f"({size} bytes received without a message terminator)"
+            )
+        super().__init__(text)
+
+
+class WriteBufferOverflow(ConnectionError):
+    """The peer did not read its output fast enough; the connection was aborted.
+
+    Parameters
+    ----------
+    limit : int
+        The write-buffer limit in bytes (``limit`` attribute).
+    size : int
+        Number of unsent bytes when the limit was passed (``size`` attribute).
+    """
+
+    def __init__(self, limit: int, size: int) -> None:
+        self.limit = limit
+        self.size = size
+        super().__init__(
+            f"Write buffer of {size} bytes exceeds limit of {limit} bytes: "
+            "peer is not reading fast enough"
+        )
+
+
+def format_address(peer: Any) -> str:
+    """Format a socket address as ``"host:port"`` (IPv6 hosts as ``"[host]:port"``).
+
+    Parameters
+    ----------
+    peer : tuple or str or None
+        Address as returned by ``socket.getpeername()``.
+
+    Returns
+    -------
+    address : str
+    """
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        if ":" in str(host):
+            return f"[{host}]:{port}"
+        return f"{host}:{port}"
+    return str(peer)
+
+
+class Connection(asyncio.BufferedProtocol):
+    """One stream connection, decoded by a codec and delivered to a handler.
+
+    Created by :func:`create_server` and :func:`open_connection`, never by users.
+
+    Parameters
+    ----------
+    handler : object
+        Receives ``connection_made``, ``message_received``, ``decode_error`` and
+        ``connection_lost`` callbacks (see the module docstring).
+    codec : object
+        Sans-I/O codec with ``feed(data) -> list``, ``encode(msg) -> bytes`` and
+        ``buffer_size``.
+    loop : asyncio.AbstractEventLoop
+        The event loop the connection runs on.
+    max_msg_size : int
+        Largest unterminated message (bytes) accepted before the connection is closed.
+    max_write_buffer_size : int
+        Largest amount of unsent output (bytes) tolerated before the connection is aborted.
+    logger : logging.Logger, optional
+        Where problems are logged.
+
+    Attributes
+    ----------
+    codec, handler, loop
+        As given.
+    peer : tuple
+        ``(host, port)`` of the remote end (``None`` until connected).
+    address : str
+        ``"host:port"`` of the remote end (IPv6 as ``"[host]:port"``).
+    closing : bool
+        True once :meth:`close` or :meth:`abort` was called or the connection was lost.
+    transport : asyncio.Transport
+        The underlying transport (``None`` until connected).
+    """
+
+    __slots__ = (
+        "codec",
+        "handler",
+        "loop",
+        "peer",
+        "address",
+        "closing",
+        "transport",
+        "max_msg_size",
+        "max_write_buffer_size",
+        "logger",
+        "_buf",
+        "_pending",
+        "_pending_size",
+        "_flush_handle",
+        "_lost",
+        "_closed_future",
+        "_close_exc",
+        "_in_receive",
+        "_paused",
+        "_send_lock",
+        "_direct_sock",
+        "_xflush",
+        "_backlog",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        handler: Any,
+        codec: Any,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_msg_size: int = 2**20,
+        max_write_buffer_size: int = 2**22,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.handler = handler
+        self.codec = codec
+        self.loop = loop
+        self.peer: Tuple[Any, ...] | None = None
+        self.address = "<not connected>"
+        self.closing = False
+        self.transport: asyncio.Transport | None = None
+        self.max_msg_size = max_msg_size
+        self.max_write_buffer_size = max_write_buffer_size
+        self.logger = logger if logger is not None else log
+        self._buf = _buffer_for_loop(loop)
+        self._pending: List[bytes] = []
+        self._pending_size = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._lost = False
+        self._closed_future: asyncio.Future | None = None
+        self._close_exc: BaseException | None = None
+        self._in_receive = False
+        self._paused = False
+        # Thread-safe writes (see enable_threadsafe_writes); off for server connections.
+        self._send_lock: threading.RLock | None = None
+        self._direct_sock: socket.socket | None = None
+        self._xflush = False
+        self._backlog = False
+
+    def __repr__(self) -> str:
+        state = "closing" if self.closing else "open"
+        return f"<{type(self).__name__} {self.address} {state}>"
+
+    # ------------------------------------------------------------------ asyncio protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Record the transport and peer, then tell the handler (asyncio callback)."""
+        self.transport = transport  # type: ignore[assignment]
+        # No TCP_NODELAY here: asyncio sets it on every TCP connection (Python >= 3.7).
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = (peer[0], peer[1])
+        else:
+            self.peer = peer
+        self.address = format_address(peer)
+        # Like a read: what the handler writes here (a server's greeting) is sent in one
+        # transport write as soon as it returns, not one loop iteration later.
+        self._in_receive = True
+        try:
+            self.handler.connection_made(self)
+        except Exception:
+            self.logger.exception("Handler connection_made failed for %s", self.address)
+        finally:
+            self._in_receive = False
+        if self._pending and not self.closing:
+            self._flush()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Return the loop's shared receive buffer (asyncio callback)."""
+        return self._buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Decode ``nbytes`` fresh bytes and deliver the results (asyncio callback)."""
+        if self.closing:
+            return
+        self._receive(bytes(self._buf[:nbytes]))
+
+    def data_received(self, data: bytes) -> None:
+        """Decode ``data`` and deliver the results (used by non-buffered transports)."""
+        if self.closing:
+            return
+        self._receive(bytes(data))
+
+    def eof_received(self) -> bool | None:
+        """The peer closed its side: send what is queued, then close ours as well."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush()
+        self.closing = True
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Tell the handler, exactly once (asyncio callback)."""
+        if self._lost:
+            return
+        self._lost = True
+        self.closing = True
+        # The transport closes the socket once this returns: taking the send lock lets a
+        # thread sending on it directly finish first; none starts afterwards (``_lost``).
+        self._drop_pending()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._close_exc is not None:
+            exc = self._close_exc
+        try:
+            self.handler.connection_lost(self, exc)
+        except Exception:
+            self.logger.exception("Handler connection_lost failed for %s", self.address)
+        fut = self._closed_future
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    # ------------------------------------------------------------------ receiving
+    def _receive(self, data: bytes) -> None:
+        try:
+            items = self.codec.feed(data)
+        except Exception as exc:  # a codec must not raise, but never let it kill us
+            self.logger.exception("Codec failed on data from %s", self.address)
+            self._protocol_error(exc)
+            return
+        handler = self.handler
+        self._in_receive = True
+        try:
+            for item in items:
+                if self.closing:
+                    break
+                try:
+                    if isinstance(item, Exception):
+                        handler.decode_error(self, item)
+                    else:
+                        handler.message_received(self, item)
+                except Exception:
+                    self.logger.exception("Handler failed on %r from %s", item, self.address)
+            # A pending message of max_msg_size bytes cannot be completed within the limit
+            # (its terminator counts), matching the KATCP codec's own limit check.  (Checked
+            # once per read, whatever the codec: binary codecs have no terminator byte.)
+            if not self.closing:
+                size = self.codec.buffer_size
+                if size >= self.max_msg_size:
+                    exc = MessageTooLong(self.max_msg_size, size)
+                    try:
+                        handler.decode_error(self, exc)
+                    except Exception:
+                        self.logger.exception("Handler decode_error failed for %s", self.address)
+                    self._protocol_error(exc)
+        finally:
+            self._in_receive = False
+        if self._pending and not self.closing:
+            self._flush()
+
+    def _protocol_error(self, exc: BaseException) -> None:
+        if self.closing:
+            return
+        self.logger.warning("Closing connection %s: %s", self.address, exc)
+        if self._close_exc is None:
+            self._close_exc = exc
+        self.close()
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket until :meth:`resume_reading` (back-pressure)."""
+        if not self._paused and self.transport is not None and not self.closing:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Resume reading from the socket after :meth:`pause_reading`."""
+        if self._paused and self.transport is not None and not self.closing:
+            self._paused = False
+            self.transport.resume_reading()
+
+    # ------------------------------------------------------------------ sending
+    def write(self, msg: Any) -> None:
+        """Encode ``msg`` with the codec and queue it for sending.
+
+        Writes issued within one loop iteration are sent with one transport write.  Writing to
+        a closing connection is silently ignored.
+
+        Parameters
+        ----------
+        msg : object
+            A message the codec can encode.
+        """
+        if self.closing:
+            return
+        data = self.codec.encode(msg)
+        if self._send_lock is not None:
+            self._write_locked(data)
+            return
+        # Same as write_bytes(data), inlined: this is the hot path of every reply.
+        self._pending.append(data)
+        size = self._pending_size + len(data)
+        self._pending_size = size
+        if size >= FLUSH_THRESHOLD:
+            self._flush()
+        elif not self._in_receive and self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def write_bytes(self, data: bytes) -> None:
+        """Queue already-encoded bytes for sending (e.g. one sensor update shared by many).
+
+        Parameters
+        ----------
+        data : bytes
+            Encoded data, complete messages only.
+        """
+        if self.closing or not data:
+            return
+        if self._send_lock is not None:
+            self._write_locked(data)
+            return
+        self._pending.append(data)
+        size = self._pending_size + len(data)
+        self._pending_size = size
+        if size >= FLUSH_THRESHOLD:
+            self._flush()
+        elif not self._in_receive and self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _write_locked(self, data: bytes) -> None:
+        """write_bytes() once other threads may write too (ioloop thread)."""
+        with self._send_lock:  # type: ignore[union-attr]
+            self._pending.append(data)
+            size = self._pending_size + len(data)
+            self._pending_size = size
+            if size >= FLUSH_THRESHOLD:
+                self._write_out()
+                return
+        if not self._in_receive and self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        lock = self._send_lock
+        if lock is None:
+            self._write_out()
+        else:
+            with lock:
+                self._xflush = False
+                self._write_out()
+
+    def _write_out(self) -> None:
+        """Hand queued output to the transport (ioloop thread, holding the send lock if any)."""
+        pending = self._pending
+        if not pending or self._lost:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._pending_size = 0
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        size = transport.get_write_buffer_size()
+        # Other threads may send on the socket directly only while the transport holds
+        # nothing back; the transport's buffer is read here, in the ioloop thread, only.
+        self._backlog = size > 0
+        if size > self.max_write_buffer_size and not self.closing:
+            exc = WriteBufferOverflow(self.max_write_buffer_size, size)
+            self.logger.warning("Aborting connection %s: %s", self.address, exc)
+            self._abort(exc)
+
+    def _drop_pending(self) -> None:
+        """Discard queued output (under the send lock once other threads may write)."""
+        lock = self._send_lock
+        if lock is None:
+            self._pending.clear()
+        else:
+            with lock:
+                self._pending.clear()
+        self._pending_size = 0
+
+    # ------------------------------------------------------------------ other threads
+    def enable_threadsafe_writes(self) -> None:
+        """Allow :meth:`write_threadsafe` from threads other than the ioloop's.
+
+        Call in the ioloop thread once connected.  On a plain TCP connection of asyncio's
+        selector loop, other threads then send on the socket themselves while nothing is
+        queued, without waking the ioloop; otherwise (TLS, other loops) their output is
+        handed to the ioloop.
+        """
+        if self._send_lock is not None:
+            return
+        # Re-entrant: a flush that overflows the write buffer aborts, which clears the queue.
+        self._send_lock = threading.RLock()
+        transport = self.transport
+        if transport is None or not isinstance(
+            self.loop, asyncio.selector_events.BaseSelectorEventLoop
+        ):
+            return
+        if type(transport).__name__ != "_SelectorSocketTransport":
+            return  # e.g. TLS: the socket carries records, not our bytes
+        sock = _raw_socket(transport.get_extra_info("socket"))
+        if isinstance(sock, socket.socket):
+            self._direct_sock = sock
+
+    @property
+    def threadsafe_writes(self) -> bool:
+        """Whether :meth:`write_threadsafe` may be used (see :meth:`enable_threadsafe_writes`)."""
+        return self._send_lock is not None
+
+    def write_threadsafe(self, data: bytes) -> None:
+        """Send already-encoded bytes from any thread.
+
+        Needs :meth:`enable_threadsafe_writes`.  While nothing is queued for the connection
+        the bytes are sent on the socket at once, in the calling thread; otherwise they are
+        queued behind what is waiting and the ioloop is asked to send them.  Writes of all
+        threads, the ioloop's included, go out in the order they were made and never
+        interleave.  Writing to a closing connection is silently ignored, as with
+        :meth:`write`.
+
+        Parameters
+        ----------
+        data : bytes
+            Encoded data, complete messages only.
+        """
+        lock = self._send_lock
+        if lock is None:
+            raise RuntimeError("enable_threadsafe_writes() was not called")
+        if not data:
+            return
+        with lock:
+            if self.closing or self._lost:
+                return
+            sock = self._direct_sock
+            if sock is not None and not self._pending and not self._backlog:
+                try:
+                    sent = sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    # Let the ioloop meet the error through the transport and report it.
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
+                # The ioloop must hand the rest to the transport before anyone sends again.
+                self._backlog = True
+            self._pending.append(data)
+            self._pending_size += len(data)
+            if self._xflush:
+                return  # a flush is already on its way
+            self._xflush = True
+        self.loop.call_soon_threadsafe(self._flush)
+
+    def flush(self) -> None:
+        """Hand any queued output to the transport now instead of at the end of the iteration."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush()
+
+    def get_write_buffer_size(self) -> int:
+        """Number of bytes written but not yet sent (queued here plus in the transport)."""
+        size = self._pending_size
+        if self.transport is not None and not self._lost:
+            size += self.transport.get_write_buffer_size()
+        return size
+
+    # ------------------------------------------------------------------ closing
+    def close(self) -> None:
+        """Send whatever was written, then close the connection.  Idempotent."""
+        if self.closing:
+            return
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush()
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Close the connection at once, discarding unsent output.  Idempotent."""
+        self._abort(None)
+
+    def _abort(self, exc: BaseException | None) -> None:
+        if exc is not None and self._close_exc is None:
+            self._close_exc = exc
+        self.closing = True
+        self._drop_pending()
+        if self.transport is not None and not self._lost:
+            self.transport.abort()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is lost (``handler.connection_lost`` has been called)."""
+        if self._lost:
+            return
+        if self._closed_future is None:
+            self._closed_future = self.loop.create_future()
+        await asyncio.shield(self._closed_future)
+
+
+def _check_ssl(ssl: Any) -> _ssl.SSLContext | None:
+    if ssl is None or ssl is False:
+        return None
+    if isinstance(ssl, _ssl.SSLContext):
+        return ssl
+    raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}")
+
+
+def _raw_socket(sock: Any) -> Any:
+    """The socket inside asyncio's TransportSocket wrapper (sending/accepting needs it)."""
+    return getattr(sock, "_sock", sock)
