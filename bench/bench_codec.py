@@ -36,6 +36,7 @@ import aiokatcp  # noqa: E402
 import katcp_codec  # noqa: E402
 
 from katcp import codec  # noqa: E402
+from katcp._protocol import grammar  # noqa: E402
 from katcp.core import MessageParser  # noqa: E402
 
 KB_ARG = bytes(c for c in range(33, 127) if c != 0x5C) * 11  # 1023 bytes, no escapes
@@ -162,7 +163,7 @@ def main():
     wire_lines = [line + b"\n" for line in lines]
     n = len(lines)
     kp = _KP()
-    backends = [("python", codec._py_parse_checked, codec.PyLineCodec)]
+    backends = [("python", grammar._py_parse_checked, codec.PyLineCodec)]
     if codec.HAVE_RUST_CODEC:
         backends.insert(0, ("katcp-codec", codec.rust_parse_line, codec.RustLineCodec))
 

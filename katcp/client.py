@@ -7,17 +7,15 @@ detection, dispatch of incoming messages to ``reply_*``/``inform_*``/
 :class:`CallbackClient` and :class:`BlockingClient` are its thread-safe forms.
 """
 
-from ._client_base import (
+from katcp._client.base import (
     FLOAT_TS_KATCP_MAJOR,
     SEC_TO_MS_FAC,
     SEC_TS_KATCP_MAJOR,
     DeviceClient,
-    address_to_string,
     log,
-    make_threadsafe,
-    make_threadsafe_blocking,
 )
-from ._client_requests import AsyncClient, BlockingClient, CallbackClient, request_check
+from katcp._client.loop import address_to_string, make_threadsafe, make_threadsafe_blocking
+from katcp._client.requests import AsyncClient, BlockingClient, CallbackClient, request_check
 
 __all__ = [
     "FLOAT_TS_KATCP_MAJOR",

@@ -35,8 +35,8 @@ The connection owns:
   that a blocked client thread does not wait for the ioloop to send its request.
 
 Use :func:`create_server` and :func:`open_connection` to make connections.  (The code lives in
-``_conn_protocol`` (the protocol), ``_conn_listen`` (servers) and ``_conn_dial`` (clients);
-import it from here.)  A plain TCP server
+:mod:`katcp._transport`: ``protocol``, ``listen`` (servers) and ``dial`` (clients); import it
+from here.)  A plain TCP server
 on asyncio's selector loop makes each connection's transport in the accept callback itself, so
 a greeting written in ``handler.connection_made`` goes out one loop iteration after the accept
 rather than two (asyncio's own path starts a task per connection first).
@@ -44,11 +44,11 @@ rather than two (asyncio's own path starts a task per connection first).
 
 from __future__ import annotations
 
-from ._conn_dial import open_connection, start_connect
-from ._conn_listen import create_server
-from ._conn_protocol import FLUSH_THRESHOLD as FLUSH_THRESHOLD  # noqa: F401 (public constant)
-from ._conn_protocol import READ_BUFFER_SIZE as READ_BUFFER_SIZE  # noqa: F401 (public constant)
-from ._conn_protocol import (
+from katcp._transport.dial import open_connection, start_connect
+from katcp._transport.listen import create_server
+from katcp._transport.protocol import FLUSH_THRESHOLD as FLUSH_THRESHOLD  # noqa: F401 (public constant)
+from katcp._transport.protocol import READ_BUFFER_SIZE as READ_BUFFER_SIZE  # noqa: F401 (public constant)
+from katcp._transport.protocol import (
     Connection,
     MessageTooLong,
     WriteBufferOverflow,

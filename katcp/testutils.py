@@ -19,8 +19,8 @@ third-party ``mock`` package is not needed).
   :func:`add_mid_to_msg_str`, :func:`list_to_native_strings`.
 """
 
-from ._testutils_client import BlockingTestClient, MessageRecorder, list_to_native_strings
-from ._testutils_misc import (
+from katcp._testutils.client import BlockingTestClient, MessageRecorder, list_to_native_strings
+from katcp._testutils.misc import (
     AsyncWaitingMock,
     AtomicIaddCallback,
     SensorComparisonMixin,
@@ -39,7 +39,7 @@ from ._testutils_misc import (
     wait_sensor,
     wait_sensor_async,
 )
-from ._testutils_server import (
+from katcp._testutils.server import (
     AsyncDeviceTestServer,
     ClientConnectionTest,
     DeviceTestSensor,

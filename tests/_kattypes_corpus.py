@@ -9,9 +9,21 @@ test_kattypes.test_matches_katcp_python_093).
 
 
 def run():
-    from katcp.kattypes import (Address, Bool, Discrete, DiscreteMulti, Float, Int, Lru,
-                                StrictTimestamp, Str, Struct, Timestamp, TimestampOrNow)
     from katcp.core import Sensor
+    from katcp.kattypes import (
+        Address,
+        Bool,
+        Discrete,
+        DiscreteMulti,
+        Float,
+        Int,
+        Lru,
+        Str,
+        StrictTimestamp,
+        Struct,
+        Timestamp,
+        TimestampOrNow,
+    )
 
     out = []
 

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 
+import peers
 import pytest
 import tornado.ioloop
 
@@ -30,8 +31,6 @@ from katcp.core import (
     ProtocolFlags,
 )
 from katcp.server import DeviceServer
-
-import peers
 
 WAIT = 10.0  # generous bound for every wait; tests normally take milliseconds
 

@@ -7,7 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from katcp import codec
-from katcp.core import KatcpSyntaxError, Message, _new_message
+from katcp._protocol import grammar
+from katcp._protocol.message import _new_message
+from katcp.core import KatcpSyntaxError, Message
 
 HAVE_RUST = codec.HAVE_RUST_CODEC
 needs_rust = pytest.mark.skipif(not HAVE_RUST, reason="katcp-codec not importable")
@@ -20,7 +22,7 @@ SETTINGS = settings(
 )
 
 CODEC_CLASSES = [pytest.param(codec.PyLineCodec, id="python")]
-LINE_PARSERS = [pytest.param(codec._py_parse_checked, id="python")]
+LINE_PARSERS = [pytest.param(grammar._py_parse_checked, id="python")]
 FORMATTERS = [pytest.param(codec.py_format_message, id="python")]
 if HAVE_RUST:
     CODEC_CLASSES.append(pytest.param(codec.RustLineCodec, id="rust"))
@@ -188,7 +190,7 @@ def test_stream_never_raises(codec_cls, data, cuts):
 @given(line=st.one_of(lines_no_terminator, junk_bytes, st.binary(max_size=40)))
 def test_differential_line_api(line):
     results = []
-    for parse in (codec._py_parse_checked, codec.rust_parse_line):
+    for parse in (grammar._py_parse_checked, codec.rust_parse_line):
         try:
             results.append(parse(line, _new_message))
         except KatcpSyntaxError as exc:

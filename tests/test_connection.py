@@ -23,7 +23,6 @@ from katcp.connection import (
     format_address,
     open_connection,
 )
-
 from katcp.core import Message
 
 TIMEOUT = 10.0

@@ -187,7 +187,7 @@ def test_fake_container():
 
 
 def test_fake_container_agg_sensors_progress_log_and_new_requests(caplog, monkeypatch):
-    from katcp import _resource_container
+    from katcp._resource import container as _resource_container
 
     monkeypatch.setattr(_resource_container, "PROGRESS_LOG_MIN_CHILDREN", 2)
     monkeypatch.setattr(_resource_container, "PROGRESS_LOG_INTERVAL", 0.0)

@@ -339,7 +339,7 @@ def test_many_interface_changes_at_once():
 
 
 def test_state_tracker_timeout_forgets_waiter():
-    from katcp._inspecting_state import StateTracker
+    from katcp._resource.inspecting_state import StateTracker
 
     async def main():
         t = StateTracker("a")

@@ -10,11 +10,10 @@ import asyncio
 import re
 
 import pytest
+from reference_data import reference_path
 
 from katcp import ncp
 from katcp.ncp import packets, tunnel
-
-from reference_data import reference_path
 
 pytestmark = pytest.mark.timeout(30)
 

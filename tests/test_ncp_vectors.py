@@ -10,11 +10,10 @@ from array import array
 from datetime import datetime
 
 import pytest
+from reference_data import reference_path
 
 from katcp.ncp import packets, values
 from katcp.ncp.errors import DecodeError, DecodeWarning, NCPWarning
-
-from reference_data import reference_path
 
 VECTORS_PATH = reference_path("ncp-vectors/vectors.jsonl")
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import katcp.sensor as sensor_module
+import katcp._protocol.sensor as sensor_module
 from katcp.core import KatcpSyntaxError, KatcpTypeError
 from katcp.sensor import Reading, Sensor
 

@@ -8,7 +8,7 @@ import doctest
 import aiokatcp
 import pytest
 
-from katcp import sensortree
+from katcp._protocol import sensortree
 from katcp.sensor import Sensor
 from katcp.sensortree import AggregateSensorTree, BooleanSensorTree, GenericSensorTree
 from katcp.server import DeviceServer

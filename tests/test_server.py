@@ -13,11 +13,11 @@ import queue
 
 import aiokatcp
 import pytest
+from test_server_support import TIMEOUT, ExampleAsyncServer, ExampleServer, run
 
 from katcp.core import ProtocolFlags
 from katcp.kattypes import Float, Int, Str, request, return_reply
 from katcp.sensor import Sensor
-from test_server_support import TIMEOUT, ExampleAsyncServer, ExampleServer, run
 
 KINDS = ["threaded", "async"]
 

@@ -10,15 +10,6 @@ import threading
 import time
 
 import pytest
-
-from katcp.core import AsyncReply, Message
-from katcp.server import (
-    AsyncDeviceServer,
-    DeviceLogger,
-    DeviceServer,
-    construct_name_filter,
-    return_future,
-)
 from test_server_support import (
     TIMEOUT,
     ExampleAsyncServer,
@@ -29,6 +20,15 @@ from test_server_support import (
     parse,
     run,
     running,
+)
+
+from katcp.core import AsyncReply, Message
+from katcp.server import (
+    AsyncDeviceServer,
+    DeviceLogger,
+    DeviceServer,
+    construct_name_filter,
+    return_future,
 )
 
 

@@ -1,4 +1,4 @@
-"""Calls handed to the ioloop from other threads (`katcp._sampling_params.LoopCalls`).
+"""Calls handed to the ioloop from other threads (`katcp._aio.loopcalls.LoopCalls`).
 
 The device server (replies and informs from its handler thread) and the sampling
 strategies (sensors set outside the loop thread) share one queue per loop: calls run
@@ -13,12 +13,12 @@ import logging
 import threading
 
 import pytest
-
-from katcp._sampling_params import LoopCalls, loop_calls
-from katcp.kattypes import Int, request, return_reply
-from katcp.sampling import SampleStrategy
 from test_sampling import NOMINAL, WARN, FakeClockLoop, int_sensor, make, run
 from test_server_support import TIMEOUT, ExampleServer, RawClient, running
+
+from katcp._aio.loopcalls import LoopCalls, loop_calls
+from katcp.kattypes import Int, request, return_reply
+from katcp.sampling import SampleStrategy
 
 
 class WakeCountingLoop(FakeClockLoop):

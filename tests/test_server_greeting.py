@@ -7,10 +7,10 @@ must follow changes of the version information and overridden version methods.
 from __future__ import annotations
 
 import pytest
+from test_server_support import ExampleServer, RawClient, running
 
 from katcp.core import ProtocolFlags
 from katcp.server import ClientConnection
-from test_server_support import ExampleServer, RawClient, running
 
 
 def greeting(server) -> list:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from test_server_support import TIMEOUT, ExampleServer, run, running
+
 from katcp.client import BlockingClient
 from katcp.core import Message
 from katcp.inspecting_client import InspectingClientAsync
 from katcp.sensor import Sensor
-from test_server_support import TIMEOUT, ExampleServer, run, running
 
 
 def test_blocking_client_requests():

@@ -8,9 +8,6 @@ import threading
 import time
 
 import pytest
-
-from katcp.core import ProtocolFlags
-from katcp.server import DeviceServer
 from test_server_support import (
     ExampleServer,
     RawClient,
@@ -18,6 +15,9 @@ from test_server_support import (
     parse,
     running,
 )
+
+from katcp.core import ProtocolFlags
+from katcp.server import DeviceServer
 
 
 def frames(traceback_text: str) -> int:

@@ -3,12 +3,12 @@
 import json
 
 import pytest
-
-from katcp import codec
-from katcp.core import KatcpSyntaxError, Message, MessageParser, _new_message
-
 from reference_data import reference_path
 
+from katcp import codec
+from katcp._protocol import grammar
+from katcp._protocol.message import _new_message
+from katcp.core import KatcpSyntaxError, Message, MessageParser
 
 
 def _load():
@@ -19,7 +19,7 @@ def _load():
 VECTORS = _load()
 MTYPES = {"request": Message.REQUEST, "reply": Message.REPLY, "inform": Message.INFORM}
 
-LINE_PARSERS = [pytest.param(codec._py_parse_checked, id="python")]
+LINE_PARSERS = [pytest.param(grammar._py_parse_checked, id="python")]
 CODECS = [pytest.param(codec.PyLineCodec, id="python")]
 if codec.HAVE_RUST_CODEC:
     LINE_PARSERS.append(pytest.param(codec.rust_parse_line, id="rust"))

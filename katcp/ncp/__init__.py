@@ -35,12 +35,12 @@ from .client import connect
 from .connection import Connection, Field, Response
 from .errors import (
     AuthenticationError,
-    EncodeRangeError,
     CommandError,
     CommandWarning,
     ConnectionClosed,
     DecodeError,
     DecodeWarning,
+    EncodeRangeError,
     NCPError,
     NCPWarning,
     NetworkError,

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Iterator, Mapping, TypeVar
 
-from ..ioloop_manager import IOLoopManager, _call_in_loop_blocking, _CallTimeoutError
+from .._aio.loopcalls import CallTimeoutError, call_blocking
+from ..ioloop_manager import IOLoopManager
 from .client import connect as _async_connect
 from .connection import Connection, Field, Response
 from .errors import ConnectionClosed, NCPError, NetworkTimeoutError
@@ -46,8 +47,8 @@ class _Runner:
             coro.close()  # type: ignore[attr-defined]
             raise RuntimeError("blocking NCP calls cannot be made from the ioloop's own thread")
         try:
-            return _call_in_loop_blocking(self.loop, lambda: coro, (), {}, timeout)
-        except _CallTimeoutError as exc:
+            return call_blocking(self.loop, lambda: coro, (), {}, timeout)
+        except CallTimeoutError as exc:
             if isinstance(exc, NCPError):
                 raise  # the session's own timeout
             raise NetworkTimeoutError(f"No result within {timeout} s") from None

@@ -10,10 +10,11 @@ from typing import Any, Dict
 import tornado.gen
 import tornado.ioloop
 
-from katcp import resource
-from katcp._inspecting_state import with_optional_timeout
-from katcp._resource_helpers import in_ioloop_thread, list_sensors, until_some
-from katcp.resource import escape_name
+from katcp._resource import resource
+from katcp._resource.client import KATCPClientResource
+from katcp._resource.helpers import in_ioloop_thread, list_sensors, until_some
+from katcp._resource.inspecting_state import with_optional_timeout
+from katcp._resource.resource import escape_name
 
 log = logging.getLogger("katcp.resource_client")
 
@@ -250,6 +251,9 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     logger : logging.Logger
     """
 
+    _names_sensors_by_child = True
+
+
     def __init__(self, resources_spec, logger=log):
         super().__init__()
         self._resources_spec = resources_spec
@@ -279,8 +283,6 @@ class KATCPClientResourceContainer(resource.KATCPResource):
 
     def client_resource_factory(self, res_spec, parent, logger):
         """Return a :class:`KATCPClientResource` (override for testing)."""
-        from katcp.resource_client import KATCPClientResource
-
         return KATCPClientResource(res_spec, parent=parent, logger=logger)
 
     # -- properties --------------------------------------------------------

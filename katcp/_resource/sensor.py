@@ -10,8 +10,8 @@ from typing import Any, Callable, Dict, Tuple
 import tornado.gen
 from tornado.concurrent import Future
 
-from katcp.core import Sensor
-from katcp.resource import (
+from katcp._protocol.sensor import Sensor
+from katcp._resource.resource import (
     _NOMINAL,
     _STATUS_NAMES,
     _UNKNOWN,

@@ -1,7 +1,7 @@
 """Request/inform/reply decorators of :mod:`katcp.kattypes`.
 
-Import these from :mod:`katcp.kattypes`; this module only keeps that one
-below the size at which it would hold two jobs.
+They turn a handler's typed signature (:mod:`katcp._protocol.kattypes`) into message
+unpacking and reply packing.  Users import them from :mod:`katcp.kattypes`.
 
 KATCP major version
 -------------------
@@ -19,8 +19,9 @@ import inspect
 from functools import update_wrapper, wraps
 from typing import Any, Callable, List, Optional, Sequence
 
-from .core import DEFAULT_KATCP_MAJOR, Message, convert_method_name
-from .kattypes import KatcpType, Str, _check_multiple, pack_types, unpack_types
+from katcp._protocol.kattypes import KatcpType, Str, _check_multiple, pack_types, unpack_types
+from katcp._protocol.message import DEFAULT_KATCP_MAJOR, Message
+from katcp._protocol.metaclass import convert_method_name
 
 __all__ = [
     "request", "inform", "unpack_message", "return_reply", "send_reply", "make_reply",

@@ -7,8 +7,10 @@ import threading
 import time
 from typing import Any, Iterable, List
 
-from .client import BlockingClient, make_threadsafe
-from .core import Message
+from katcp._client.loop import make_threadsafe
+from katcp._client.requests import BlockingClient
+from katcp._protocol.message import Message
+from katcp._server.requests import DeviceServer
 
 
 def _native(value: Any) -> str:
@@ -385,7 +387,6 @@ class BlockingTestClient(BlockingClient):
         exclude_defaults : bool, optional
             Ignore the requests every :class:`katcp.DeviceServer` has.
         """
-        from .server import DeviceServer
 
         def to_bytes(value):
             return value if isinstance(value, bytes) else str(value).encode("utf-8")

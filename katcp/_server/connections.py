@@ -17,8 +17,11 @@ from collections import deque
 from functools import partial
 from typing import Any, Callable, Deque, Dict, Tuple
 
-from .core import Message
-from ._sampling_params import LoopCalls, loop_calls
+from katcp._aio.ioloop import IOLoopManager, StopFuture
+from katcp._aio.loopcalls import LoopCalls, loop_calls
+from katcp._protocol.linecodec import LineCodec
+from katcp._protocol.message import Message
+from katcp._transport.listen import create_server
 
 __all__ = ["ClientConnection", "ThreadsafeClientConnection", "ClientRequestConnection",
            "KATCPServer"]
@@ -327,7 +330,6 @@ class KATCPServer:
         self.ioloop_thread_id: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: Dict[Any, ClientConnection] = {}
-        from .ioloop_manager import IOLoopManager
         # Restartable: a stopped managed loop is replaced by a fresh one on the next start.
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._started_once = False
@@ -395,7 +397,6 @@ class KATCPServer:
         self.ioloop = self._ioloop_manager.get_ioloop()
         self._loop = self.ioloop.asyncio_loop
         self._calls = loop_calls(self._loop)
-        from .codec import LineCodec
         self._encode = LineCodec().encode
         self._ioloop_manager.start()
         in_loop_thread = self._in_thread_of_loop()
@@ -425,7 +426,6 @@ class KATCPServer:
             return False
 
     async def _install(self) -> None:
-        from .connection import create_server
         self.ioloop_thread_id = get_ident()
         host, port = self._bindaddr
         try:
@@ -445,7 +445,6 @@ class KATCPServer:
         self._running.set()
 
     def _codec_factory(self):
-        from .codec import LineCodec
         return LineCodec(max_line_length=self.MAX_MSG_SIZE)
 
     async def _uninstall(self) -> None:
@@ -480,7 +479,6 @@ class KATCPServer:
             awaited in a coroutine (``await server.stop()``).
 
         """
-        from .ioloop_manager import StopFuture
 
         if timeout and not self._in_thread_of_loop():
             self._running.wait(timeout)
@@ -543,7 +541,7 @@ class KATCPServer:
         """Run ``fn(*args)`` in the ioloop thread, in posting order (thread-safe).
 
         Consecutive posts share one loop wake-up. The queue is the loop's, shared
-        with the sampling strategies (:func:`katcp._sampling_params.loop_calls`), so
+        with the sampling strategies (:func:`katcp._aio.loopcalls.loop_calls`), so
         a sensor set in a handler before its reply is sent reports before the reply.
         """
         calls = self._calls

@@ -10,7 +10,7 @@ import socket
 import ssl as _ssl
 from typing import Any, Callable
 
-from ._conn_protocol import Connection, _check_ssl, _raw_socket, format_address, log
+from katcp._transport.protocol import Connection, _check_ssl, _raw_socket, format_address, log
 
 
 async def create_server(

@@ -6,8 +6,9 @@ import concurrent.futures
 from threading import get_ident
 from typing import Any, Callable, Dict, List, Union
 
-from . import version as _version
-from .core import (
+from katcp import version as _version
+from katcp._protocol.linecodec import LineCodec
+from katcp._protocol.message import (
     MS_TO_SEC_FAC,
     SEC_TO_MS_FAC,
     SEC_TS_KATCP_MAJOR,
@@ -15,9 +16,10 @@ from .core import (
     FailReply,
     Message,
 )
-from ._server_base import DeviceServerBase
-from ._server_conn import ClientConnection, ThreadsafeClientConnection
-from ._server_logger import DeviceLogger
+from katcp._server.connections import ClientConnection, ThreadsafeClientConnection
+from katcp._server.dispatch import DeviceServerBase
+from katcp._server.logger import DeviceLogger
+from katcp._server.strategies import SampleNone, SampleStrategy
 
 __all__ = ["SensorServerBase"]
 
@@ -29,7 +31,6 @@ def _native(value: Union[str, bytes]) -> str:
 
 
 def _strategy_names():
-    from .sampling import SampleStrategy
     return SampleStrategy.SAMPLING_LOOKUP_REV
 
 
@@ -73,7 +74,6 @@ class SensorServerBase(DeviceServerBase):
         self._strategies: Dict[ClientConnection, Dict[Any, Any]] = {}
         self._client_conns: set = set()
         self._status_cache: Any = (None, None, b"")
-        from .codec import LineCodec
         self._encode = LineCodec().encode
         self._greeting_cache: Any = None
         self.setup_sensors()
@@ -398,7 +398,6 @@ class SensorServerBase(DeviceServerBase):
                 params = [float(params[0]) * MS_TO_SEC_FAC] + list(params[1:])
             except ValueError as exc:
                 raise FailReply(f"Invalid strategy requested: {str(exc).rstrip('.')}.") from None
-        from .sampling import SampleNone, SampleStrategy
         callback = self._inform_callback(client)
         new: Dict[Any, Any] = {}
         try:

@@ -9,7 +9,7 @@ import queue
 import threading
 from typing import Any, Callable, List, Tuple
 
-from .core import Message
+from katcp._protocol.message import Message
 
 __all__ = ["MessageHandlerThread"]
 

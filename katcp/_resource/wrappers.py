@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterator, Tuple
 
-from katcp._resource_helpers import AttrMappingProxy
-from katcp.ioloop_manager import ThreadSafeMethodAttrWrapper
+from katcp._aio.ioloop import ThreadSafeMethodAttrWrapper
+from katcp._resource.helpers import AttrMappingProxy
 
 __all__ = [
     "ThreadSafeKATCPClientGroupWrapper",

@@ -16,7 +16,7 @@ from typing import Any, Callable, Tuple
 import tornado.gen
 import tornado.ioloop
 
-from .ioloop_manager import _call_in_loop_blocking
+from katcp._aio.loopcalls import call_blocking
 
 _get_ident = threading.get_ident
 _asyncio_timeout = getattr(asyncio, "timeout", None)
@@ -245,7 +245,7 @@ class _ClientLoopMixin:
 
     def _call_in_loop(self, fn: Callable, args, kwargs, timeout: float | None) -> Any:
         """Run ``fn(*args, **kwargs)`` in the ioloop; block for its (awaited) result."""
-        return _call_in_loop_blocking(self._loop, fn, args, kwargs, timeout)
+        return call_blocking(self._loop, fn, args, kwargs, timeout)
 
     def start(self, timeout: float | None = None) -> None:
         """Start the client (in a managed ioloop thread unless :meth:`set_ioloop` was used).

@@ -15,120 +15,17 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-import weakref
-from collections import deque
-from typing import Any, Callable, Deque, Tuple
+from typing import Tuple
 
 log = logging.getLogger("katcp")
 
 
-def _apply(fn: Callable, args: tuple) -> None:
-    fn(*args)
 
 
-class LoopCalls:
-    """Calls handed to one event loop from any thread, run there in posting order.
-
-    A burst of posts costs one ``call_soon_threadsafe`` (one wake-up of the loop):
-    the first post of a burst schedules :meth:`_run`, later ones only queue the
-    call while that wake-up is pending.  Each run handles the calls that were
-    queued when it started, then lets the loop poll its I/O before the next lot,
-    so a thread that posts without pause cannot starve the loop.
-
-    Parameters
-    ----------
-    loop : asyncio.AbstractEventLoop
-        The loop that runs the calls.
-
-    Notes
-    -----
-    A call is queued as three flat entries ``fn, a, b`` with one ``deque.extend``
-    (atomic: a C loop over a tuple), so a queued call keeps no object of its own
-    alive and a long burst does not feed the garbage collector.
-    """
-
-    __slots__ = ("_loop", "_calls", "_scheduled", "__weakref__")
-
-    def __init__(self, loop: Any) -> None:
-        self._loop = loop
-        self._calls: Deque[Any] = deque()
-        self._scheduled = False
-
-    def post(self, fn: Callable, *args: Any) -> bool:
-        """Run ``fn(*args)`` in the loop's thread, after every call posted before it.
-
-        Returns
-        -------
-        queued : bool
-            False if the loop is closed (the call is dropped).
-        """
-        if len(args) == 2:
-            return self.post2(fn, *args)
-        return self.post2(_apply, fn, args)
-
-    def post2(self, fn: Callable, a: Any, b: Any) -> bool:
-        """Run ``fn(a, b)`` in the loop's thread (see :meth:`post`); the fast form."""
-        calls = self._calls
-        calls.extend((fn, a, b))
-        if not self._scheduled:
-            self._scheduled = True
-            try:
-                self._loop.call_soon_threadsafe(self._run)
-            except RuntimeError:  # loop closed: nobody will run the calls
-                self._scheduled = False
-                calls.clear()
-                return False
-        elif not len(calls) & 0xFFF and self._loop.is_closed():
-            # The pending wake-up will never run: do not grow without bound.
-            self._scheduled = False
-            calls.clear()
-            return False
-        return True
-
-    def _run(self) -> None:
-        # Loop thread.  The flag stays set while calls remain, so producers only
-        # queue; it is cleared once the queue is empty (then re-checked, as a
-        # producer may have queued just before and seen the flag still set).
-        calls = self._calls
-        popleft = calls.popleft
-        for _ in range(len(calls) // 3):
-            fn = popleft()
-            a = popleft()
-            b = popleft()
-            try:
-                fn(a, b)
-            except (SystemExit, KeyboardInterrupt):
-                self._loop.call_soon(self._run)  # the rest still run if the loop goes on
-                raise
-            except BaseException:  # as asyncio's handles: log, and carry on
-                log.exception("Error in call %r handed to the event loop",
-                              a if fn is _apply else fn)
-        if not calls:
-            self._scheduled = False
-            if not calls or self._scheduled:
-                return
-            self._scheduled = True
-        self._loop.call_soon(self._run)
 
 
-_LOOP_CALLS: weakref.WeakKeyDictionary[Any, LoopCalls] = weakref.WeakKeyDictionary()
-_LOOP_CALLS_LOCK = threading.Lock()
 
 
-def loop_calls(loop: Any) -> LoopCalls:
-    """Return the (shared) `LoopCalls` queue of an asyncio event loop."""
-    try:
-        return _LOOP_CALLS[loop]
-    except KeyError:
-        pass
-    except TypeError:  # a loop that takes no weak references: a queue of its own
-        return LoopCalls(loop)
-    with _LOOP_CALLS_LOCK:
-        calls = _LOOP_CALLS.get(loop)
-        if calls is None:
-            calls = _LOOP_CALLS[loop] = LoopCalls(loop)
-        return calls
 
 
 def _param_bytes(param) -> bytes:

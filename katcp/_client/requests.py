@@ -11,9 +11,9 @@ import threading
 import time
 from typing import Callable, List, Tuple
 
-from ._client_base import DeviceClient, log
-from ._client_loop import _get_ident, make_threadsafe
-from .core import KatcpClientError, Message
+from katcp._client.base import DeviceClient, log
+from katcp._client.loop import _get_ident, make_threadsafe
+from katcp._protocol.message import KatcpClientError, Message
 
 
 class _Pending:

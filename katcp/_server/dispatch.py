@@ -21,22 +21,23 @@ import traceback
 from functools import partial, wraps
 from typing import Any, Callable, List, Tuple
 
-from .core import (
+from katcp._protocol import sensor as _sensor
+from katcp._protocol.message import (
     DEFAULT_KATCP_MAJOR,
     SEC_TS_KATCP_MAJOR,
     AsyncReply,
-    DeviceServerMetaclass,
     FailReply,
     Message,
     ProtocolFlags,
 )
-from ._server_thread import MessageHandlerThread
-from ._server_conn import (
+from katcp._protocol.metaclass import AttrDict, DeviceServerMetaclass
+from katcp._server.connections import (
     ClientConnection,
     ClientRequestConnection,
     KATCPServer,
     ThreadsafeClientConnection,
 )
+from katcp._server.handler_thread import MessageHandlerThread
 
 __all__ = ["DeviceServerBase", "MessageHandlerThread", "return_future",
            "construct_name_filter"]
@@ -54,8 +55,7 @@ _QUEUE_RESUME = 500
 
 
 def _now() -> float:
-    from . import sensor
-    return sensor.now()
+    return _sensor.now()
 
 
 def return_future(fn: Callable) -> Callable:
@@ -615,7 +615,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._handler_thread = None
             self.on_message = return_future(self.handle_message)
             self._server.submit = self._dispatch
-        from .core import AttrDict
         self._concurrency_options = AttrDict(thread_safe=thread_safe,
                                              handler_thread=handler_thread)
 

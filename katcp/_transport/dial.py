@@ -12,7 +12,7 @@ import socket
 import ssl as _ssl
 from typing import Any, Callable
 
-from ._conn_protocol import Connection, _check_ssl
+from katcp._transport.protocol import Connection, _check_ssl
 
 
 def start_connect(

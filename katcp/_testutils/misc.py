@@ -17,8 +17,8 @@ import tornado.ioloop
 import tornado.locks
 import tornado.testing
 
-from .ioloop_manager import _call_in_loop_blocking
-from .object_proxies import ObjectWrapper
+from katcp._aio.loopcalls import call_blocking
+from katcp._aio.proxies import ObjectWrapper
 
 logger = logging.getLogger("katcp.testutils")
 
@@ -465,7 +465,7 @@ def call_in_ioloop(ioloop, fn, *args, **kwargs):
     (``concurrent.futures.TimeoutError``); exceptions of `fn` are re-raised.
     """
     ioloop_timeout = kwargs.pop("ioloop_timeout", 5)
-    return _call_in_loop_blocking(ioloop.asyncio_loop, fn, args, kwargs, ioloop_timeout)
+    return call_blocking(ioloop.asyncio_loop, fn, args, kwargs, ioloop_timeout)
 
 
 class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):

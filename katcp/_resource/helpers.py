@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import collections.abc
+import logging
 import re
 from typing import Any, Callable, Dict
 
 import tornado.gen
 from tornado.concurrent import Future, future_add_done_callback
 
-from katcp.resource import SensorResultTuple
+from katcp._resource.resource import SensorResultTuple
 
 log = logging.getLogger("katcp.resource_client")
 
@@ -147,13 +147,11 @@ def list_sensors(parent_class, sensor_items, filter, strategy, status,
     tornado Future
         Resolves with a list of :class:`SensorResultTuple` (or plain tuples).
     """
-    from katcp._resource_container import KATCPClientResourceContainer
-
     filter_re = re.compile(filter)
     status_re = re.compile(status) if status else None
     none_strat = ("none",)
     sensor_dict = dict(sensor_items)
-    is_container = isinstance(parent_class, KATCPClientResourceContainer)
+    is_container = parent_class._names_sensors_by_child
     matches = []
     for sensor_identifier in sorted(sensor_dict):
         sensor_obj = sensor_dict[sensor_identifier]

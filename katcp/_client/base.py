@@ -1,7 +1,7 @@
 """DeviceClient: connection, protocol detection and message dispatch.
 
 This module holds the raw KATCP client (`DeviceClient`) and the helpers that
-the request-tracking clients in :mod:`katcp._client_requests` build on. Users
+the request-tracking clients in :mod:`katcp._client.requests` build on. Users
 import everything from :mod:`katcp.client`.
 """
 
@@ -16,7 +16,8 @@ from typing import Tuple
 
 from tornado.util import ObjectDict
 
-from ._client_loop import (
+from katcp._aio.ioloop import IOLoopManager
+from katcp._client.loop import (
     _asyncio_timeout,
     _ClientLoopMixin,
     _get_ident,
@@ -25,16 +26,15 @@ from ._client_loop import (
     make_threadsafe,
     make_threadsafe_blocking,
 )
-from .codec import LineCodec
-from .connection import open_connection, start_connect
-from .core import (
-    DeviceMetaclass,
+from katcp._protocol.linecodec import LineCodec
+from katcp._protocol.message import (
     KatcpClientDisconnected,
     KatcpVersionError,
     Message,
     ProtocolFlags,
 )
-from .ioloop_manager import IOLoopManager
+from katcp._protocol.metaclass import DeviceMetaclass
+from katcp._transport.dial import open_connection, start_connect
 
 log = logging.getLogger("katcp.client")
 

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import (
-    AsyncReply,
-    FailReply,
-    Message,
-    ProtocolFlags,
-)
-from ._server_base import construct_name_filter
-from .kattypes import Int, Str, has_katcp_protocol_flags, request, return_reply
-from ._server_sensors import SensorServerBase, _native
+from katcp._protocol.decorators import has_katcp_protocol_flags, request, return_reply
+from katcp._protocol.kattypes import Int, Str
+from katcp._protocol.message import AsyncReply, FailReply, Message, ProtocolFlags
+from katcp._server.dispatch import construct_name_filter
+from katcp._server.sensors import SensorServerBase, _native
 
 __all__ = ["DeviceServer", "AsyncDeviceServer"]
 

@@ -7,20 +7,14 @@ import concurrent.futures
 import queue
 from unittest import mock
 
-from ._testutils_misc import WaitingMock
-from .core import AsyncEvent, AsyncReply, FailReply, Message, ProtocolFlags, steal_docstring_from
-from .kattypes import (
-    Bool,
-    Float,
-    Int,
-    Str,
-    concurrent_reply,
-    request,
-    request_timeout_hint,
-    return_reply,
-)
-from .sensor import Sensor
-from .server import ClientConnection, DeviceServer
+from katcp._aio.futures import AsyncEvent, steal_docstring_from
+from katcp._protocol.decorators import concurrent_reply, request, request_timeout_hint, return_reply
+from katcp._protocol.kattypes import Bool, Float, Int, Str
+from katcp._protocol.message import AsyncReply, FailReply, Message, ProtocolFlags
+from katcp._protocol.sensor import Sensor
+from katcp._server.connections import ClientConnection
+from katcp._server.requests import DeviceServer
+from katcp._testutils.misc import WaitingMock
 
 
 class ClientConnectionTest:
@@ -356,7 +350,7 @@ def handle_mock_req(dev, req):
     client_connection = req.client_connection
     client_connection.reply.side_effect = lambda rep_msg, _req: req.reply(*rep_msg.arguments)
     client_connection._send.side_effect = lambda rep_msg: req.reply(*rep_msg.arguments)
-    with mock.patch("katcp._server_base.ClientRequestConnection") as crc:
+    with mock.patch("katcp._server.dispatch.ClientRequestConnection") as crc:
         crc.return_value = req
         dev.handle_request(client_connection, req.msg)
     return req.reply_and_inform_msgs_future

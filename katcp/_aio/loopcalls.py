@@ -1,0 +1,289 @@
+"""Calls from other threads into an event loop: the one cross-thread mechanism.
+
+* :class:`LoopCalls` (one per loop, :func:`loop_calls`) posts calls to a loop from any thread,
+  run there in posting order with one wake-up of the loop per burst.  Strategies (sensor updates
+  set outside the loop thread) and the device server (replies and informs from the handler
+  thread) share the queue of their loop, so all cross-thread work for one loop runs in the order
+  it was posted.
+* :func:`call_blocking` runs a callable (or coroutine function) in the loop's thread and waits
+  for its outcome with a timeout.
+* :func:`in_loop_thread` says whether the calling thread is the one running a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import threading
+import weakref
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Sequence
+
+log = logging.getLogger("katcp")
+
+
+def _apply(fn: Callable, args: tuple) -> None:
+    fn(*args)
+
+
+class LoopCalls:
+    """Calls handed to one event loop from any thread, run there in posting order.
+
+    A burst of posts costs one ``call_soon_threadsafe`` (one wake-up of the loop):
+    the first post of a burst schedules :meth:`_run`, later ones only queue the
+    call while that wake-up is pending.  Each run handles the calls that were
+    queued when it started, then lets the loop poll its I/O before the next lot,
+    so a thread that posts without pause cannot starve the loop.
+
+    Parameters
+    ----------
+    loop : asyncio.AbstractEventLoop
+        The loop that runs the calls.
+
+    Notes
+    -----
+    A call is queued as three flat entries ``fn, a, b`` with one ``deque.extend``
+    (atomic: a C loop over a tuple), so a queued call keeps no object of its own
+    alive and a long burst does not feed the garbage collector.
+    """
+
+    __slots__ = ("_loop", "_calls", "_scheduled", "__weakref__")
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self._calls: Deque[Any] = deque()
+        self._scheduled = False
+
+    def post(self, fn: Callable, *args: Any) -> bool:
+        """Run ``fn(*args)`` in the loop's thread, after every call posted before it.
+
+        Returns
+        -------
+        queued : bool
+            False if the loop is closed (the call is dropped).
+        """
+        if len(args) == 2:
+            return self.post2(fn, *args)
+        return self.post2(_apply, fn, args)
+
+    def post2(self, fn: Callable, a: Any, b: Any) -> bool:
+        """Run ``fn(a, b)`` in the loop's thread (see :meth:`post`); the fast form."""
+        calls = self._calls
+        calls.extend((fn, a, b))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self._loop.call_soon_threadsafe(self._run)
+            except RuntimeError:  # loop closed: nobody will run the calls
+                self._scheduled = False
+                calls.clear()
+                return False
+        elif not len(calls) & 0xFFF and self._loop.is_closed():
+            # The pending wake-up will never run: do not grow without bound.
+            self._scheduled = False
+            calls.clear()
+            return False
+        return True
+
+    def _run(self) -> None:
+        # Loop thread.  The flag stays set while calls remain, so producers only
+        # queue; it is cleared once the queue is empty (then re-checked, as a
+        # producer may have queued just before and seen the flag still set).
+        calls = self._calls
+        popleft = calls.popleft
+        for _ in range(len(calls) // 3):
+            fn = popleft()
+            a = popleft()
+            b = popleft()
+            try:
+                fn(a, b)
+            except (SystemExit, KeyboardInterrupt):
+                self._loop.call_soon(self._run)  # the rest still run if the loop goes on
+                raise
+            except BaseException:  # as asyncio's handles: log, and carry on
+                log.exception("Error in call %r handed to the event loop",
+                              a if fn is _apply else fn)
+        if not calls:
+            self._scheduled = False
+            if not calls or self._scheduled:
+                return
+            self._scheduled = True
+        self._loop.call_soon(self._run)
+
+
+_LOOP_CALLS: weakref.WeakKeyDictionary[Any, LoopCalls] = weakref.WeakKeyDictionary()
+
+
+_LOOP_CALLS_LOCK = threading.Lock()
+
+
+def loop_calls(loop: Any) -> LoopCalls:
+    """Return the (shared) `LoopCalls` queue of an asyncio event loop."""
+    try:
+        return _LOOP_CALLS[loop]
+    except KeyError:
+        pass
+    except TypeError:  # a loop that takes no weak references: a queue of its own
+        return LoopCalls(loop)
+    with _LOOP_CALLS_LOCK:
+        calls = _LOOP_CALLS.get(loop)
+        if calls is None:
+            calls = _LOOP_CALLS[loop] = LoopCalls(loop)
+        return calls
+
+
+async def resolve(result: Any) -> Any:
+    """Await ``result`` if it is a future, coroutine or other awaitable; else return it."""
+    if isinstance(result, concurrent.futures.Future):
+        return await asyncio.wrap_future(result)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+if concurrent.futures.TimeoutError is TimeoutError:  # Python >= 3.11
+    CallTimeoutError = TimeoutError
+else:  # pragma: no cover - Python < 3.11: catchable as either kind of timeout
+
+    class CallTimeoutError(concurrent.futures.TimeoutError, TimeoutError):  # type: ignore
+        """A blocking call into an ioloop timed out."""
+
+
+class _LoopCall:
+    """One blocking call into a loop: run in the loop's thread, waited for by the caller.
+
+    The caller waits on a bare lock that the loop thread releases with the outcome (lighter
+    than a concurrent future on the path of every blocking request); ``_guard`` makes
+    "settled" and "given up" exclude each other.
+    """
+
+    __slots__ = ("fn", "args", "kwargs", "value", "exc", "inner", "_done", "_guard", "_state")
+
+    _PENDING, _SETTLED, _ABANDONED = 0, 1, 2
+
+    def __init__(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any]):
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.value: Any = None
+        self.exc: BaseException | None = None
+        self.inner: asyncio.Future | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._guard = threading.Lock()
+        self._state = self._PENDING
+
+    def run(self) -> None:
+        """Call ``fn`` (loop thread); wait in the loop for a future or coroutine it returns."""
+        if self._state != self._PENDING:  # the caller gave up before the loop got here
+            return
+        try:
+            value = self.fn(*self.args, **self.kwargs)
+            if isinstance(value, concurrent.futures.Future):
+                value = asyncio.wrap_future(value)
+            if inspect.isawaitable(value):
+                self.inner = inner = asyncio.ensure_future(value)
+                inner.add_done_callback(self._inner_done)
+                return
+        except BaseException as exc:  # handed to the calling thread
+            self._settle(None, exc)
+            return
+        self._settle(value, None)
+
+    def _inner_done(self, inner: asyncio.Future) -> None:
+        if inner.cancelled():
+            self._settle(None, concurrent.futures.CancelledError())
+        elif inner.exception() is not None:
+            self._settle(None, inner.exception())
+        else:
+            self._settle(inner.result(), None)
+
+    def _settle(self, value: Any, exc: BaseException | None) -> None:
+        with self._guard:
+            if self._state != self._PENDING:
+                return  # the caller timed out meanwhile
+            self._state = self._SETTLED
+        self.value = value
+        self.exc = exc
+        self._done.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait for the outcome (calling thread); False if ``timeout`` expired first."""
+        if self._done.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            return True
+        with self._guard:
+            if self._state == self._PENDING:
+                self._state = self._ABANDONED
+                return False
+        self._done.acquire()  # settled just as we gave up: the outcome is on its way
+        return True
+
+    def cancel_waiting(self) -> None:
+        """Cancel what ``fn`` returned and is still being waited for (loop thread)."""
+        if self.inner is not None:
+            self.inner.cancel()
+
+
+def call_blocking(
+    aloop: asyncio.AbstractEventLoop,
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Dict[str, Any],
+    timeout: float | None,
+) -> Any:
+    """Call ``fn(*args, **kwargs)`` in ``aloop``'s thread; block until its result is known.
+
+    The one mechanism behind every blocking call into a loop from another thread
+    (:meth:`IOLoopThreadWrapper.call_in_ioloop`, the clients' thread-safe methods).
+    ``fn`` runs as a plain loop callback (no task); only if it returns a future (asyncio,
+    tornado or concurrent) or a coroutine is that waited for in the loop.
+
+    Parameters
+    ----------
+    aloop : asyncio.AbstractEventLoop
+        The loop; must be running in another thread.
+    fn : callable
+        What to call.
+    args : sequence
+        Positional arguments.
+    kwargs : dict
+        Keyword arguments.
+    timeout : float or None
+        Seconds to wait (None: no limit).
+
+    Returns
+    -------
+    result : object
+        What ``fn`` returned, or the result of the future or coroutine it returned.
+
+    Raises
+    ------
+    TimeoutError
+        After ``timeout`` seconds (what ``fn`` is still waiting on is then cancelled); the
+        message names this timeout.  A ``TimeoutError`` raised by ``fn`` (or its future)
+        itself is re-raised unchanged, with its own message.
+    RuntimeError
+        If the loop is closed.
+    Exception
+        Whatever ``fn`` (or its future) raised.
+    """
+    call = _LoopCall(fn, args, kwargs)
+    try:
+        aloop.call_soon_threadsafe(call.run)
+    except RuntimeError as exc:  # closed loop
+        raise RuntimeError(f"IOLoop is closed: {exc}") from None
+    if not call.wait(timeout):
+        try:
+            aloop.call_soon_threadsafe(call.cancel_waiting)
+        except RuntimeError:
+            pass
+        raise CallTimeoutError(
+            f"Call to {getattr(fn, '__qualname__', fn)!r} in ioloop timed out: no result "
+            f"within the wrapper's timeout of {timeout} seconds"
+        )
+    # A TimeoutError raised by ``fn`` itself (with its own message) reaches the caller as is.
+    if call.exc is not None:
+        raise call.exc
+    return call.value

@@ -1,0 +1,314 @@
+"""Streaming KATCP line codec (sans-I/O): bytes in, :class:`~katcp.core.Message` objects out.
+
+:class:`LineCodec` is what the transport uses: ``feed(data)`` returns the messages (and
+:class:`~katcp.core.KatcpSyntaxError` instances for malformed lines) whose terminator was in
+``data``; ``encode(msg)`` gives the wire form including the trailing newline.  It is
+:class:`RustLineCodec` (SARAO's ``katcp-codec``) when that can be imported and
+:class:`PyLineCodec` otherwise; :mod:`katcp._protocol.grammar` holds the line grammar both use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Type, Union
+
+from katcp._protocol.grammar import (
+    _BLANK_STRIP,
+    _NAME_CACHE,
+    _TYPE_BY_BYTE,
+    HAVE_RUST_CODEC,
+    MAX_MID,
+    KatcpSyntaxError,
+    _head_fullmatch,
+    _object_new,
+    _parse_general,
+    _too_long_error,
+    py_format_message,
+)
+from katcp._protocol.message import Message, _new_message
+
+__all__ = ["LineCodec", "PyLineCodec", "RustLineCodec"]
+
+
+class PyLineCodec:
+    """Streaming KATCP line codec in pure Python (sans-I/O).
+
+    Parameters
+    ----------
+    max_line_length : int
+        Longest accepted line in bytes, terminator included.  A longer line is
+        dropped and reported as a :class:`KatcpSyntaxError` once its
+        terminator arrives; at most ``max_line_length`` bytes are buffered.
+    """
+
+    backend = "python"
+
+    def __init__(self, max_line_length: int = 2**20) -> None:
+        self.max_line_length = max_line_length
+        self._message_class = Message
+        self._new_message = _new_message
+        self._pending: List[bytes] = []  # chunks of the unterminated line
+        self._pending_size = 0
+        self._overflow = False  # the current partial line is too long
+
+    @property
+    def buffer_size(self) -> int:
+        """Number of bytes of the pending unterminated line (capped at the limit)."""
+        return min(self._pending_size, self.max_line_length)
+
+    def reset(self) -> None:
+        """Discard any partial line."""
+        self._pending = []
+        self._pending_size = 0
+        self._overflow = False
+
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> list:
+        """Add received bytes; return the complete messages and errors, in order."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        if 13 in data:
+            data = data.replace(b"\r", b"\n")
+        elif 10 not in data:
+            if data:
+                self._append_partial(data)
+            return []
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        joined_pending = False
+        if self._pending_size or self._overflow:
+            joined_pending = True
+            first = lines[0]
+            too_long = self._overflow or self._pending_size + len(first) + 1 > self.max_line_length
+            if too_long:
+                lines[0] = None  # type: ignore[call-overload]
+            else:
+                self._pending.append(first)
+                lines[0] = b"".join(self._pending)
+            self._pending = []
+            self._pending_size = 0
+            self._overflow = False
+        out: list = []
+        append = out.append
+        head_fullmatch = _head_fullmatch
+        names = _NAME_CACHE
+        onew = _object_new
+        cls = self._message_class
+        types = _TYPE_BY_BYTE
+        limit = self.max_line_length - 1
+        new_message = self._new_message
+        # One scan of the chunk tells whether any line may need the slow path.
+        special = (
+            92 in data
+            or 0 in data
+            or 27 in data
+            or 11 in data
+            or 12 in data
+            or joined_pending
+        )
+        for line in lines:
+            if not line:
+                if line is None:
+                    append(self._too_long())
+                continue
+            if len(line) > limit:
+                append(self._too_long())
+                continue
+            if not special or not (
+                92 in line
+                or 0 in line
+                or 27 in line
+                or 11 in line
+                or 12 in line
+            ):
+                parts = line.split()
+                if not parts:
+                    continue  # blank line
+                head = parts[0]
+                m = head_fullmatch(head)
+                if m is not None and line[0] == head[0]:
+                    name, mid = m.groups()
+                    if mid is None or len(mid) < 10 or int(mid) <= MAX_MID:
+                        del parts[0]
+                        msg = onew(cls)
+                        msg.mtype = types[head[0]]
+                        text = names.get(name)
+                        if text is None:
+                            text = name.decode("ascii")
+                            if len(names) < 1024:
+                                names[name] = text
+                        msg.name = text
+                        msg.arguments = parts
+                        msg.mid = mid
+                        append(msg)
+                        continue
+            try:
+                append(_parse_general(line, new_message))
+            except KatcpSyntaxError as exc:
+                if line.strip(_BLANK_STRIP):
+                    append(exc)
+        if tail:
+            self._append_partial(tail)
+        return out
+
+    def _too_long(self) -> KatcpSyntaxError:
+        return _too_long_error(self.max_line_length)
+
+    def _append_partial(self, data: bytes) -> None:
+        if self._overflow:
+            self._pending_size += len(data)
+            return
+        self._pending_size += len(data)
+        if self._pending_size >= self.max_line_length:
+            # Cannot fit even with its terminator: drop, remember to report.
+            self._overflow = True
+            self._pending = []
+        else:
+            self._pending.append(data)
+
+    def encode(self, msg: Any) -> bytes:
+        """Wire form of ``msg`` including the trailing ``\\n``."""
+        return py_format_message(msg.mtype, msg.name, msg.mid, msg.arguments) + b"\n"
+
+
+RustLineCodec: type | None
+
+if HAVE_RUST_CODEC:
+    from katcp._protocol.grammar import (
+        _RUST_REPLY,
+        _RUST_REQUEST,
+        _RUST_TYPES,
+        _rust_error,
+        _RustMessage,
+        _RustParser,
+        _tuple_message,
+    )
+
+    class RustLineCodec:
+        """Streaming KATCP line codec backed by ``katcp-codec`` (Rust).
+
+        Same interface and behaviour as :class:`PyLineCodec`.
+        """
+
+        backend = "rust"
+
+        def __init__(self, max_line_length: int = 2**20) -> None:
+            self.max_line_length = max_line_length
+            self._message_class = Message
+            self._parser = _RustParser(max_line_length)
+            self._append = self._parser.append
+            # Bytes of the pending partial line (None: unknown because too long),
+            # kept only to describe syntax errors as precisely as PyLineCodec.
+            self._tail: List[bytes] | None = []
+            self._tail_size = 0
+
+        @property
+        def buffer_size(self) -> int:
+            """Number of bytes of the pending unterminated line (capped at the limit)."""
+            return self._parser.buffer_size
+
+        def reset(self) -> None:
+            """Discard any partial line."""
+            self._parser.reset()
+            self._tail = []
+            self._tail_size = 0
+
+        def feed(self, data: Union[bytes, bytearray, memoryview]) -> list:
+            """Add received bytes; return the complete messages and errors, in order."""
+            req = _RUST_REQUEST
+            rep = _RUST_REPLY
+            onew = _object_new
+            cls = self._message_class
+            out = []
+            append = out.append
+            errors = False
+            names = _NAME_CACHE
+            for m in self._append(data):
+                try:
+                    mt = m.mtype
+                except AttributeError:
+                    append(_rust_error(m, self.max_line_length))
+                    errors = True
+                    continue
+                mid = m.mid
+                msg = onew(cls)
+                msg.mtype = 0 if mt is req else 1 if mt is rep else 2
+                raw = m.name
+                name = names.get(raw)
+                if name is None:
+                    name = raw.decode("ascii")
+                    if len(names) < 1024:
+                        names[raw] = name
+                msg.name = name
+                msg.arguments = m.arguments
+                msg.mid = None if mid is None else b"%d" % mid
+                append(msg)
+            if errors:
+                self._describe_errors(out, data)
+            size = self._parser.buffer_size
+            if size:
+                self._keep_tail(data, size)
+            elif self._tail_size or self._tail is None:
+                self._tail = []
+                self._tail_size = 0
+            return out
+
+        def _keep_tail(self, data: Union[bytes, bytearray, memoryview], size: int) -> None:
+            if size >= self.max_line_length:
+                self._tail = None  # the line is too long anyway
+                self._tail_size = size
+            elif size <= len(data):
+                self._tail = [bytes(data[len(data) - size :])]
+                self._tail_size = size
+            elif self._tail is not None and self._tail_size + len(data) == size:
+                self._tail.append(bytes(data))
+                self._tail_size = size
+            else:
+                self._tail = None
+                self._tail_size = size
+
+        def _describe_errors(self, out: list, data: Union[bytes, bytearray, memoryview]) -> None:
+            """Replace katcp-codec's terse errors by the pure parser's descriptions."""
+            limit = self.max_line_length - 1
+            if self._tail is None:
+                # The pending line was too long: it ends at the first terminator.
+                text = bytes(data)
+                if 13 in text:
+                    text = text.replace(b"\r", b"\n")
+                lines = text.split(b"\n")
+                lines[0] = b"x" * (limit + 1)  # stands for the over-long line
+            else:
+                text = b"".join(self._tail) + bytes(data)
+                if 13 in text:
+                    text = text.replace(b"\r", b"\n")
+                lines = text.split(b"\n")
+            lines.pop()  # the new partial line, if any
+            items = [ln for ln in lines if len(ln) > limit or ln.strip(_BLANK_STRIP)]
+            if len(items) != len(out):
+                return  # cannot line them up: keep katcp-codec's messages
+            for i, (line, item) in enumerate(zip(items, out)):
+                if not isinstance(item, KatcpSyntaxError):
+                    continue
+                if len(line) > limit:
+                    out[i] = _too_long_error(self.max_line_length)
+                else:
+                    try:
+                        _parse_general(line, _tuple_message)
+                    except KatcpSyntaxError as exc:
+                        out[i] = exc
+
+        def encode(self, msg: Any) -> bytes:
+            """Wire form of ``msg`` including the trailing ``\\n``."""
+            mid = msg.mid
+            return bytes(
+                _RustMessage(
+                    _RUST_TYPES[msg.mtype],
+                    msg.name.encode("ascii"),
+                    None if mid is None else int(mid),
+                    msg.arguments,
+                )
+            )
+
+else:
+    RustLineCodec = None
+
+#: The streaming codec of the active backend.
+LineCodec: Type[Any] = RustLineCodec if RustLineCodec is not None else PyLineCodec

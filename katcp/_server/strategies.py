@@ -1,0 +1,768 @@
+"""Server-side sensor sampling strategies.
+
+A *strategy* decides, for one client and one sensor, when a ``#sensor-status``
+inform is due.  The device server creates one per (client connection, sensor)
+with :meth:`SampleStrategy.get_strategy`, calls :meth:`SampleStrategy.start`
+and later :meth:`SampleStrategy.cancel`.  Whenever a report is due the
+strategy calls ``inform_callback(sensor, reading)``; formatting and writing the
+inform is the caller's job.
+
+The seven strategies of KATCP v5 (``none``, ``auto``, ``period``, ``event``,
+``differential``, ``event-rate`` and ``differential-rate``) are implemented
+with the semantics of the reference implementations:
+
+* setting any strategy except ``none`` reports the current reading at once;
+* ``event`` reports when the value **or** the status differs from the last
+  reading reported (the timestamp alone does not count);
+* ``differential`` reports when ``abs(value - last_reported) > difference``
+  (strictly greater) or when the status changes; it is only valid for integer,
+  float and timestamp sensors;
+* the ``*-rate`` strategies hold back a change that arrives sooner than
+  ``shortest-period`` after the previous report and send one update carrying
+  the then-current reading as soon as ``shortest-period`` expires (several
+  changes collapse into one); they also report whenever ``longest-period`` has
+  passed since the previous report (every report restarts that clock).
+
+All timing uses the event loop's monotonic clock (``loop.time()`` and
+``loop.call_at``), never the wall clock, so tests can drive a fake clock.
+Sensor updates may come from any thread: an update that arrives outside the
+loop's thread is queued for the loop, and a burst of such updates (for any
+number of strategies) costs the loop a single wake-up; the loop handles them in
+the order they were made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from functools import wraps
+from typing import Any, Callable, List, Tuple
+
+from katcp._aio.loopcalls import LoopCalls, loop_calls
+from katcp._protocol.message import Message
+from katcp._server.sampling_params import (
+    _differs,
+    _param_bytes,
+    _parse_difference,
+    _parse_float,
+    _parse_periods,
+    _show,
+)
+
+log = logging.getLogger("katcp.sampling")
+
+#: Age of the universe in seconds: "no longest period" (katcp-python's sentinel).
+AGE_OF_UNIVERSE = 4.32329886e17
+#: Kept for katcp-python compatibility; this package is Python 3 only.
+PY2 = False
+
+#: Milliseconds per second (KATCP v4 timestamps are milliseconds).
+_SEC_TO_MS_FAC = 1000
+
+# Tolerance when a timer fires: asyncio runs a timer when ``when <`` the loop
+# time plus its clock resolution, so "now" may be a hair before the due time.
+_EPS = 1e-6
+
+# Stored in ``_uloop`` once a strategy is cancelled: never the running loop, so
+# the fast path of ``update`` falls through to the checking (slow) path.
+_CANCELLED = object()
+
+_get_running_loop = asyncio._get_running_loop
+
+InformCallback = Callable[[Any, Any], Any]
+
+
+def _unpack_reading(reading: tuple) -> tuple:
+    if len(reading) != 3:
+        raise TypeError(f"expected a formatted reading (timestamp, status, value), got "
+                        f"{len(reading)} values")
+    return reading
+
+
+def format_inform_v5(sensor, *reading):
+    """Build a KATCP v5 ``#sensor-status`` inform.
+
+    Parameters
+    ----------
+    sensor : :class:`katcp.Sensor`
+        Sensor whose name goes into the inform.
+    *reading : bytes
+        Formatted reading ``timestamp, status, value``, as returned by
+        ``sensor.format_reading(reading)``.
+
+    Returns
+    -------
+    msg : :class:`katcp.Message`
+        ``#sensor-status <timestamp> 1 <name> <status> <value>``.
+    """
+
+    timestamp, status, value = _unpack_reading(reading)
+    return Message.inform("sensor-status", timestamp, "1", sensor.name, status, value)
+
+
+def format_inform_v4(sensor, *reading):
+    """Build a KATCP v4 ``#sensor-status`` inform (timestamp in milliseconds).
+
+    Parameters
+    ----------
+    sensor : :class:`katcp.Sensor`
+        Sensor whose name goes into the inform.
+    *reading : bytes
+        Formatted reading ``timestamp, status, value``; the timestamp is in seconds
+        (v5 formatted) and is converted to integer milliseconds.
+
+    Returns
+    -------
+    msg : :class:`katcp.Message`
+        ``#sensor-status <ms-timestamp> 1 <name> <status> <value>``.
+    """
+
+    timestamp, status, value = _unpack_reading(reading)
+    timestamp = int(float(timestamp) * _SEC_TO_MS_FAC)
+    return Message.inform("sensor-status", timestamp, "1", sensor.name, status, value)
+
+
+def _resolve_loop(ioloop) -> asyncio.AbstractEventLoop:
+    """Return the asyncio loop underneath a tornado IOLoop or an asyncio loop."""
+    return getattr(ioloop, "asyncio_loop", ioloop)
+
+
+def update_in_ioloop(update):
+    """Decorate an ``update(self, sensor, reading)`` method to run in the loop thread.
+
+    When the decorated method is called from a thread other than the one
+    running the strategy's event loop, the call is queued for that loop (in
+    order; one wake-up of the loop per burst) instead of running at once.  The
+    object must have an ``ioloop`` attribute (a tornado IOLoop or an asyncio loop).
+
+    Parameters
+    ----------
+    update : callable
+        The method to wrap.
+
+    Returns
+    -------
+    wrapped_update : callable
+        The thread-marshalling wrapper.
+    """
+
+    @wraps(update)
+    def wrapped_update(self, sensor, reading):
+        loop = getattr(self, "_loop", None) or _resolve_loop(self.ioloop)
+        if _get_running_loop() is loop:
+            update(self, sensor, reading)
+        else:
+            loop_calls(loop).post(update, self, sensor, reading)
+
+    return wrapped_update
+
+
+class SampleStrategy:
+    """Base class of the sampling strategies.
+
+    Parameters
+    ----------
+    inform_callback : callable, signature ``inform_callback(sensor, reading)``
+        Called with the sensor and the :class:`katcp.core.Reading` whenever a
+        report is due.
+    sensor : :class:`katcp.Sensor`
+        Sensor to sample.
+    *params : bytes, str or numbers
+        Strategy parameters, as received (they are echoed back unchanged by
+        :meth:`get_sampling_formatted`).
+    ioloop : tornado IOLoop or asyncio loop, optional (keyword)
+        Loop whose clock and thread the strategy uses; default: the running
+        asyncio loop, else ``tornado.ioloop.IOLoop.current()``.
+
+    Notes
+    -----
+    Strategies live in the loop's thread.  :meth:`update` (the sensor
+    observer callback) may be called from any thread; calls from other
+    threads are handed to the loop.
+    """
+
+    # Sampling strategy constants
+    NONE, AUTO, PERIOD, EVENT, DIFFERENTIAL, EVENT_RATE, DIFFERENTIAL_RATE = range(7)
+
+    #: Mapping from strategy constant to strategy name.
+    SAMPLING_LOOKUP = {
+        NONE: b"none",
+        AUTO: b"auto",
+        PERIOD: b"period",
+        EVENT: b"event",
+        DIFFERENTIAL: b"differential",
+        EVENT_RATE: b"event-rate",
+        DIFFERENTIAL_RATE: b"differential-rate",
+    }
+
+    #: Mapping from strategy name to strategy constant.
+    SAMPLING_LOOKUP_REV = {v: k for k, v in SAMPLING_LOOKUP.items()}
+
+    #: True if the strategy observes the sensor's updates.
+    OBSERVE_UPDATES = False
+
+    # Strategy constant reported by get_sampling (set by each subclass).
+    _SAMPLING_TYPE: int | None = None
+
+    __slots__ = ("_inform_callback", "_sensor", "_params", "_ioloop", "_loop", "_uloop",
+                 "_calls", "__weakref__")
+
+    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+        ioloop = kwargs.pop("ioloop", None)
+        if kwargs:
+            raise TypeError(f"Unexpected keyword arguments: {sorted(kwargs)}")
+        if ioloop is None:
+            running = _get_running_loop()
+            if running is not None:
+                ioloop = running
+            else:
+                import tornado.ioloop
+
+                ioloop = tornado.ioloop.IOLoop.current()
+        self._inform_callback = inform_callback
+        self._sensor = sensor
+        self._params = params
+        self._ioloop = ioloop
+        self._loop = _resolve_loop(ioloop)
+        self._uloop = self._loop
+        self._calls = None  # the loop's cross-thread queue, fetched when first needed
+
+    @property
+    def ioloop(self):
+        """The loop this strategy schedules on (as passed in, or the default)."""
+        return self._ioloop
+
+    @property
+    def sensor(self):
+        """The sensor being sampled."""
+        return self._sensor
+
+    @property
+    def cancelled(self) -> bool:
+        """True once :meth:`cancel` has been called."""
+        return self._uloop is _CANCELLED
+
+    @classmethod
+    def get_strategy(cls, strategyName, inform_callback: InformCallback, sensor,
+                     *params, **kwargs) -> SampleStrategy:
+        """Create a strategy object from its KATCP name and parameters.
+
+        Parameters
+        ----------
+        strategyName : str or bytes
+            Name of the strategy (``none``, ``auto``, ``period``, ``event``,
+            ``differential``, ``event-rate``, ``differential-rate``).
+        inform_callback : callable, signature ``inform_callback(sensor, reading)``
+            Callback that receives the readings to report.
+        sensor : :class:`katcp.Sensor`
+            Sensor to sample.
+        *params : bytes, str or numbers
+            Strategy parameters.
+        ioloop : tornado IOLoop or asyncio loop, optional (keyword)
+            Loop to use (default: the running loop).
+
+        Returns
+        -------
+        strategy : :class:`SampleStrategy`
+            The strategy, not yet started.
+
+        Raises
+        ------
+        ValueError
+            Unknown strategy, wrong number of parameters, invalid parameter
+            values, or a strategy not valid for the sensor's type.
+        """
+        if isinstance(strategyName, str):
+            key = strategyName.encode("utf-8", "replace")
+        elif isinstance(strategyName, bytes):
+            key = strategyName
+        else:
+            key = None
+        strategy_type = cls.SAMPLING_LOOKUP_REV.get(key)
+        if strategy_type is None:
+            known = ", ".join(name.decode() for name in cls.SAMPLING_LOOKUP.values())
+            raise ValueError(
+                f"Unknown sampling strategy {_show(strategyName)!r}. "
+                f"Known strategies are {known}."
+            )
+        return _STRATEGY_CLASSES[strategy_type](inform_callback, sensor, *params, **kwargs)
+
+    # -- observer side -------------------------------------------------------
+
+    def update(self, sensor, reading) -> None:
+        """Sensor observer callback: the sensor was set to ``reading``.
+
+        Parameters
+        ----------
+        sensor : :class:`katcp.Sensor`
+            The sensor that was updated.
+        reading : :class:`katcp.core.Reading`
+            The new ``(timestamp, status, value)``.
+        """
+        if _get_running_loop() is self._uloop:
+            self._process(reading)
+        else:
+            self._update_elsewhere(sensor, reading)
+
+    def _update_elsewhere(self, sensor, reading) -> None:
+        """Slow path of update(): cancelled, or called outside the loop thread."""
+        if self._uloop is _CANCELLED:
+            return
+        if not (self._calls or self._loop_calls()).post2(_deliver, self, reading):
+            log.debug("Dropping update of %r: event loop is closed", sensor)
+
+    def _loop_calls(self) -> LoopCalls:
+        """The loop's queue of calls from other threads (fetched on first use)."""
+        calls = self._calls = loop_calls(self._loop)
+        return calls
+
+    def _process(self, reading) -> None:
+        """Decide whether ``reading`` is reported (loop thread only).
+
+        The base strategy ignores updates; subclasses that observe the sensor
+        override this.
+        """
+        return None
+
+    # -- introspection -------------------------------------------------------
+
+    def get_sampling(self) -> int | None:
+        """Return this strategy's constant (e.g. :attr:`SampleStrategy.EVENT`)."""
+        return self._SAMPLING_TYPE
+
+    def get_sampling_formatted(self) -> Tuple[bytes, List[bytes]]:
+        """Return the strategy name and parameters as KATCP bytes.
+
+        Returns
+        -------
+        strategy_name : bytes
+            KATCP name of the strategy, e.g. ``b"event-rate"``.
+        params : list of bytes
+            The parameters as they were given (bytes are echoed unchanged).
+        """
+        name = self.SAMPLING_LOOKUP[self.get_sampling()]
+        return name, [_param_bytes(p) for p in self._params]
+
+    # -- life cycle ----------------------------------------------------------
+
+    def attach(self) -> None:
+        """Observe the sensor and report (via :meth:`update`) its current reading."""
+        self._sensor.attach(self)
+        self.update(self._sensor, self._sensor.read())
+
+    def detach(self) -> None:
+        """Stop observing the sensor."""
+        try:
+            self._sensor.detach(self)
+        except (KeyError, ValueError):  # was never attached
+            pass
+
+    def start(self) -> None:
+        """Start the strategy: attach to the sensor and send the initial update.
+
+        In the loop's thread this happens at once (so the initial
+        ``#sensor-status`` goes out before the caller's reply); from any other
+        thread it is scheduled on the loop.
+        """
+        if _get_running_loop() is self._loop:
+            self._start_in_loop()
+        else:
+            (self._calls or self._loop_calls()).post(self._start_in_loop)
+
+    def _start_in_loop(self) -> None:
+        if self._uloop is _CANCELLED:
+            return
+        if self.OBSERVE_UPDATES:
+            self.attach()
+
+    def cancel(self) -> None:
+        """Stop the strategy: detach from the sensor and cancel its timers.
+
+        No callback is made after ``cancel`` returns (when called in the loop
+        thread).  Calling it twice is harmless.
+        """
+        if self._uloop is _CANCELLED:
+            return
+        self._uloop = _CANCELLED
+        if self.OBSERVE_UPDATES:
+            self.detach()
+        if _get_running_loop() is self._loop:
+            self.cancel_timeouts()
+        else:  # if the loop is closed, its timers will never run anyway
+            (self._calls or self._loop_calls()).post(self.cancel_timeouts)
+
+    def cancel_timeouts(self) -> None:
+        """Cancel pending loop timers (the base strategy has none)."""
+        return None
+
+    def inform(self, reading) -> None:
+        """Pass ``reading`` to the inform callback, logging (not raising) its errors.
+
+        Parameters
+        ----------
+        reading : :class:`katcp.core.Reading`
+            The reading to report.
+        """
+        try:
+            self._inform_callback(self._sensor, reading)
+        except Exception:
+            self._log_inform_error(reading)
+
+    def _log_inform_error(self, reading) -> None:
+        log.exception("Unhandled exception trying to send %r for sensor %r",
+                      reading, getattr(self._sensor, "name", self._sensor))
+
+    def __repr__(self) -> str:
+        name = self.SAMPLING_LOOKUP.get(self.get_sampling(), b"custom")
+        args = " ".join(_param_bytes(p).decode("utf-8", "replace") for p in self._params)
+        sensor_name = getattr(self._sensor, "name", self._sensor)
+        state = " cancelled" if self.cancelled else ""
+        return (f"<{type(self).__name__} {name.decode()}{' ' + args if args else ''} "
+                f"sensor={sensor_name!r}{state}>")
+
+
+class SampleNone(SampleStrategy):
+    """Strategy ``none``: never report."""
+
+    _SAMPLING_TYPE = SampleStrategy.NONE
+    __slots__ = ()
+
+    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+        if params:
+            raise ValueError("The 'none' strategy takes no parameters.")
+        super().__init__(inform_callback, sensor, **kwargs)
+
+    def start(self) -> None:
+        """Nothing to start: ``none`` never reports."""
+
+
+class SampleAuto(SampleStrategy):
+    """Strategy ``auto``: report every update of the sensor (even if unchanged)."""
+
+    OBSERVE_UPDATES = True
+    _SAMPLING_TYPE = SampleStrategy.AUTO
+    __slots__ = ()
+
+    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+        if params:
+            raise ValueError("The 'auto' strategy takes no parameters.")
+        super().__init__(inform_callback, sensor, **kwargs)
+
+    def update(self, sensor, reading) -> None:
+        """Report every reading (sensor observer callback)."""
+        if _get_running_loop() is self._uloop:
+            try:
+                self._inform_callback(self._sensor, reading)
+            except Exception:
+                self._log_inform_error(reading)
+        else:
+            self._update_elsewhere(sensor, reading)
+
+    def _process(self, reading) -> None:
+        self.inform(reading)
+
+
+class SamplePeriod(SampleStrategy):
+    """Strategy ``period``: report the current reading every ``period`` seconds.
+
+    Parameters
+    ----------
+    period : float (in ``*params``)
+        Period in seconds (> 0).
+    """
+
+    _SAMPLING_TYPE = SampleStrategy.PERIOD
+    __slots__ = ("_period", "_next_time", "_handle")
+
+    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+        if len(params) != 1:
+            raise ValueError(
+                f"The 'period' strategy takes one parameter (period), got {len(params)}.")
+        period = _parse_float(params[0], "period", "period")
+        if period <= 0:
+            raise ValueError(
+                f"The 'period' strategy's period must be positive, got {_show(params[0])!r}.")
+        super().__init__(inform_callback, sensor, *params, **kwargs)
+        self._period = period
+        self._next_time = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def _start_in_loop(self) -> None:
+        if self._uloop is _CANCELLED or self._handle is not None:
+            return
+        self._next_time = self._loop.time() + self._period
+        self._handle = self._loop.call_at(self._next_time, self._tick)
+        self.inform(self._sensor.read())
+
+    def _tick(self) -> None:
+        self._handle = None
+        if self._uloop is _CANCELLED:
+            return
+        loop = self._loop
+        next_time = self._next_time + self._period
+        now = loop.time()
+        if next_time <= now:  # fell behind by a whole period: skip, do not burst
+            next_time = now + self._period
+        self._next_time = next_time
+        self._handle = loop.call_at(next_time, self._tick)
+        self.inform(self._sensor.read())
+
+    def cancel_timeouts(self) -> None:
+        """Cancel the next periodic sample."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+class SampleEventRate(SampleStrategy):
+    """Strategy ``event-rate``: report changes, rate limited.
+
+    A change (value or status differs from the last reading reported) is
+    reported at once unless the previous report was less than
+    ``shortest-period`` ago; then one report carrying the then-current reading
+    is sent as soon as ``shortest-period`` has passed.  A report is also sent
+    whenever ``longest-period`` passes without one.
+
+    Parameters
+    ----------
+    shortest_period, longest_period : float (in ``*params``)
+        Seconds, ``0 <= shortest_period <= longest_period``, ``longest_period > 0``.
+    """
+
+    OBSERVE_UPDATES = True
+    _SAMPLING_TYPE = SampleStrategy.EVENT_RATE
+    __slots__ = ("_shortest", "_longest", "_last", "_last_time", "_pending", "_long_handle")
+
+    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+        if len(params) != 2:
+            raise ValueError(
+                "The 'event-rate' strategy takes two parameters "
+                f"(shortest-period longest-period), got {len(params)}.")
+        shortest, longest = _parse_periods(params[0], params[1], "event-rate")
+        super().__init__(inform_callback, sensor, *params, **kwargs)
+        self._init_rate(shortest, longest)
+
+    def _init_rate(self, shortest: float, longest: float) -> None:
+        self._shortest = shortest
+        self._longest = longest
+        self._last = None
+        self._last_time = -math.inf
+        self._pending: asyncio.TimerHandle | None = None
+        self._long_handle: asyncio.TimerHandle | None = None
+
+    def _changed(self, reading) -> bool:
+        """True if ``reading`` counts as a change from the last one reported."""
+        last = self._last
+        return last is None or reading[2] != last[2] or reading[1] != last[1]
+
+    def _process(self, reading) -> None:
+        if self._pending is not None or not self._changed(reading):
+            return
+        due = self._last_time + self._shortest
+        if self._loop.time() >= due:
+            self.inform(reading)
+        else:
+            self._pending = self._loop.call_at(due, self._send_pending, due)
+
+    def _send_pending(self, due: float) -> None:
+        self._pending = None
+        if self._uloop is not _CANCELLED:
+            self._report(self._sensor.read(), due)
+
+    def _longest_expired(self) -> None:
+        self._long_handle = None
+        if self._uloop is _CANCELLED:
+            return
+        due = self._last_time + self._longest
+        if self._loop.time() >= due - _EPS:
+            self._report(self._sensor.read(), due)
+        else:  # a report since this timer was set moved the deadline on
+            self._long_handle = self._loop.call_at(due, self._longest_expired)
+
+    def inform(self, reading) -> None:
+        """Report ``reading`` now and restart the rate-limit clocks.
+
+        Parameters
+        ----------
+        reading : :class:`katcp.core.Reading`
+            The reading to report.
+        """
+        self._report(reading, self._loop.time())
+
+    def _report(self, reading, when: float) -> None:
+        loop = self._loop
+        now = loop.time()
+        self._last = reading
+        # Use the scheduled time (no drift) unless we are a whole period late.
+        self._last_time = when if now - when < self._longest else now
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        if self._long_handle is None:
+            # Lazily armed: an earlier timer re-arms itself for the new deadline.
+            self._long_handle = loop.call_at(self._last_time + self._longest,
+                                             self._longest_expired)
+        try:
+            self._inform_callback(self._sensor, reading)
+        except Exception:
+            self._log_inform_error(reading)
+
+    def cancel_timeouts(self) -> None:
+        """Cancel the pending rate-limited report and the longest-period timer."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        if self._long_handle is not None:
+            self._long_handle.cancel()
+            self._long_handle = None
+
+
+class _ReportEachChange:
+    """Mixin of ``event`` and ``differential``: report every change at once.
+
+    The class's ``_changed(reading)`` tells what counts as a change; there is no
+    rate limit and no timer.
+    """
+
+    __slots__ = ()
+
+    def update(self, sensor, reading) -> None:
+        """Report ``reading`` if it counts as a change (sensor observer callback)."""
+        if _get_running_loop() is self._uloop:  # fast path: inform() inlined
+            if self._changed(reading):
+                self._last = reading
+                try:
+                    self._inform_callback(self._sensor, reading)
+                except Exception:
+                    self._log_inform_error(reading)
+        else:
+            self._update_elsewhere(sensor, reading)
+
+    def _process(self, reading) -> None:
+        if self._changed(reading):
+            self.inform(reading)
+
+    def inform(self, reading) -> None:
+        """Report ``reading`` now (it becomes the reference for the next change).
+
+        Parameters
+        ----------
+        reading : :class:`katcp.core.Reading`
+            The reading to report.
+        """
+        self._last = reading
+        try:
+            self._inform_callback(self._sensor, reading)
+        except Exception:
+            self._log_inform_error(reading)
+
+
+class SampleEvent(_ReportEachChange, SampleEventRate):
+    """Strategy ``event``: report whenever the value or the status changes.
+
+    The timestamp alone does not count as a change.  This is ``event-rate``
+    without rate limits or timers.
+    """
+
+    _SAMPLING_TYPE = SampleStrategy.EVENT
+    __slots__ = ()
+
+    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+        if params:
+            raise ValueError("The 'event' strategy takes no parameters.")
+        SampleStrategy.__init__(self, inform_callback, sensor, **kwargs)
+        self._init_rate(0.0, AGE_OF_UNIVERSE)
+
+
+class SampleDifferential(_ReportEachChange, SampleStrategy):
+    """Strategy ``differential``: report when the value moves by more than ``difference``.
+
+    A report is due when ``abs(value - last_reported_value) > difference``
+    (strictly) or when the status changes.  Valid for integer, float and
+    timestamp sensors only.
+
+    Parameters
+    ----------
+    difference : int or float (in ``*params``)
+        Positive threshold; an integer for integer sensors.
+    """
+
+    OBSERVE_UPDATES = True
+    _SAMPLING_TYPE = SampleStrategy.DIFFERENTIAL
+    __slots__ = ("_threshold", "_last")
+
+    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+        if len(params) != 1:
+            raise ValueError(
+                f"The 'differential' strategy takes one parameter (difference), "
+                f"got {len(params)}.")
+        threshold = _parse_difference(sensor, params[0], "differential")
+        super().__init__(inform_callback, sensor, *params, **kwargs)
+        self._threshold = threshold
+        self._last = None
+
+    def _changed(self, reading) -> bool:
+        """True if ``reading`` passes the differential test against the last report."""
+        return _differs(reading, self._last, self._threshold)
+
+
+class SampleDifferentialRate(SampleEventRate):
+    """Strategy ``differential-rate``: ``differential`` with ``event-rate``'s limits.
+
+    Parameters
+    ----------
+    difference : int or float (in ``*params``)
+        Positive threshold (see :class:`SampleDifferential`).
+    shortest_period, longest_period : float (in ``*params``)
+        Seconds (see :class:`SampleEventRate`).
+    """
+
+    _SAMPLING_TYPE = SampleStrategy.DIFFERENTIAL_RATE
+    __slots__ = ("_threshold",)
+
+    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+        if len(params) != 3:
+            raise ValueError(
+                "The 'differential-rate' strategy takes three parameters "
+                f"(difference shortest-period longest-period), got {len(params)}.")
+        threshold = _parse_difference(sensor, params[0], "differential-rate")
+        shortest, longest = _parse_periods(params[1], params[2], "differential-rate")
+        SampleStrategy.__init__(self, inform_callback, sensor, *params, **kwargs)
+        self._threshold = threshold
+        self._init_rate(shortest, longest)
+
+    def _changed(self, reading) -> bool:
+        return _differs(reading, self._last, self._threshold)
+
+
+def _deliver(strategy: SampleStrategy, reading) -> None:
+    """Loop thread: process an update queued by another thread, unless cancelled since."""
+    if strategy._uloop is not _CANCELLED:
+        strategy._process(reading)
+
+
+_STRATEGY_CLASSES = {
+    SampleStrategy.NONE: SampleNone,
+    SampleStrategy.AUTO: SampleAuto,
+    SampleStrategy.PERIOD: SamplePeriod,
+    SampleStrategy.EVENT: SampleEvent,
+    SampleStrategy.DIFFERENTIAL: SampleDifferential,
+    SampleStrategy.EVENT_RATE: SampleEventRate,
+    SampleStrategy.DIFFERENTIAL_RATE: SampleDifferentialRate,
+}
+
+__all__ = [
+    "AGE_OF_UNIVERSE",
+    "SampleAuto",
+    "SampleDifferential",
+    "SampleDifferentialRate",
+    "SampleEvent",
+    "SampleEventRate",
+    "SampleNone",
+    "SamplePeriod",
+    "SampleStrategy",
+    "format_inform_v4",
+    "format_inform_v5",
+    "update_in_ioloop",
+]
