@@ -23,7 +23,7 @@ import threading
 
 from tornado.ioloop import PeriodicCallback
 
-from katcp import DeviceServer, FailReply, Sensor
+from katcp import DeviceServer, FailReply, ProtocolFlags, Sensor
 from katcp.kattypes import Bool, Discrete, Float, concurrent_reply, request, \
     request_timeout_hint, return_reply
 
@@ -41,7 +41,10 @@ class Cryostat(DeviceServer):
     """A cryostat with a compressor, a heater and a temperature set point."""
 
     VERSION_INFO = ("cryostat", 1, 0)
-    BUILD_INFO = ("cryostat", 1, 0, "tutorial")
+    BUILD_INFO = ("cryostat", 1, 0, "")
+    # KATCP 5.1 with timeout hints, so clients know ?wait-stable may take two minutes.
+    PROTOCOL_INFO = ProtocolFlags(5, 1, {ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
+                                         ProtocolFlags.REQUEST_TIMEOUT_HINTS})
 
     def __init__(self, host, port, update_period=0.1, speed=1.0):
         self.update_period = update_period
