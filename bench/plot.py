@@ -73,7 +73,7 @@ def plot(rows, out_dir):
         ax.set_yticks(list(y))
         ax.set_yticklabels(labels, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("speed-up of katcp over the peer (higher is better; dashed: goal)")
+        ax.set_xlabel("speed-up over the peer: higher is better (dashed: goal)")
         ax.set_title(f"katcp benchmarks: {bench}")
         ax.set_xlim(0, max(values + [g for *_, g in cases if g]) * 1.2)
         fig.tight_layout()
@@ -96,7 +96,12 @@ def main():
         import matplotlib  # noqa: F401
     except ImportError:
         sys.exit("bench/plot.py needs matplotlib: pip install .[bench]")
-    rows = [row for path in args.inputs for row in load(path)]
+    rows = []
+    for path in args.inputs:
+        for bench, case, speedup, peer, goal in load(path):
+            if len(args.inputs) > 1:   # say which run each bar comes from
+                case = f"{case} [{os.path.basename(path)}]"
+            rows.append((bench, case, speedup, peer, goal))
     for path in plot(rows, args.out):
         print("wrote", os.path.relpath(path))
 
