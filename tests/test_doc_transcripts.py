@@ -17,6 +17,7 @@ import doctest
 import glob
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -148,6 +149,9 @@ def test_transcripts_exist_and_are_shown():
 
 @pytest.mark.parametrize("name", FILES)
 def test_transcript(name):
+    for tool in ("bash", "katcp-cmd", "katcp-shell"):
+        if shutil.which(tool, path=_env()["PATH"]) is None:
+            pytest.skip(f"{tool} is not installed (the console scripts come with the package)")
     kind = name.split("-")[0]
     server = _Server(kind) if kind in ("cryostat", "exampleserver") else None
     port = server.port if server else _free_port()   # for commands that start their own
