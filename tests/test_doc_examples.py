@@ -107,6 +107,12 @@ EXPECTED = {
         "refused: False",
         "reached 3.0: True",
     ],
+    "from_katcp_python.py": [
+        "old-style -> !old-style[1] ok 0.01",
+        "new-style -> !new-style[2] ok 0.01",
+        "server stopped: True",
+        "disconnected -> True False Not connected",
+    ],
     "from_aiokatcp.py": [
         "aiokatcp server",
         "  aiokatcp Client: [b'42.5']",
