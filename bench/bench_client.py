@@ -197,6 +197,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--connects", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", metavar="FILE",
+                        help="also write the medians to FILE, for bench/plot.py")
     args = parser.parse_args()
 
     own_server = ServerProcess(OWN_SERVER, ROOT)
@@ -230,6 +232,22 @@ def main() -> None:
     print(f"connect+version katcp AsyncClient                   : {fmt(own_c)}")
     print(f"connect+version aiokatcp Client                     : {fmt(aio_c)}")
     print(f"  ratio katcp/aiokatcp = {med(own_c) / med(aio_c):.2f}  (goal <= 0.75)")
+    if args.json:
+        write_json(args.json, "client", "aiokatcp", [
+            ("sequential RTT", med(own), med(aio), 0.75),
+            ("BlockingClient RTT", med(blk), med(aio), 1.0),
+            ("connect + #version-connect", med(own_c), med(aio_c), 0.75),
+        ])
+
+
+def write_json(path, bench, peer, rows):
+    """Results for bench/plot.py: one record per case, times in seconds (lower is better)."""
+    import json
+    records = [{"bench": bench, "case": case, "ours": ours, "peer": theirs, "peer_name": peer,
+                "unit": "s", "lower_is_better": True, "goal_ratio": goal}
+               for case, ours, theirs, goal in rows]
+    with open(path, "w") as f:
+        json.dump(records, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ request, server replies; both ends of the same library), plus the RTT of
 from __future__ import annotations
 
 import argparse
+import json
 import asyncio
 import os
 import sys
@@ -72,6 +73,15 @@ def rates(fn_a, fn_b, min_time, rounds=7):
     return best_a, best_b
 
 
+#: Results for ``--json``: one record per case (see bench/plot.py).
+RESULTS = []
+
+
+def _record(case, ours, theirs, unit, lower_is_better):
+    RESULTS.append({"bench": "ncp", "case": case, "ours": ours, "peer": theirs,
+                    "peer_name": "ncplib", "unit": unit, "lower_is_better": lower_is_better})
+
+
 def bench_codec(min_time):
     print(f"{'case':28s} {'katcp.ncp /s':>14s} {'ncplib /s':>14s} {'ratio':>7s}")
     for label, fields_of in (
@@ -93,6 +103,8 @@ def bench_codec(min_time):
         )
         print(f"encode {label:21s} {k_enc:14,.0f} {n_enc:14,.0f} {k_enc / n_enc:6.2f}x")
         print(f"decode {label:21s} {k_dec:14,.0f} {n_dec:14,.0f} {k_dec / n_dec:6.2f}x")
+        _record(f"encode {label}", k_enc, n_enc, "per s", False)
+        _record(f"decode {label}", k_dec, n_dec, "per s", False)
         # the streaming decoder as the transport drives it: 64 packets in 64 KiB reads
         codec = k_packets.PacketCodec()
         stream = data * 64
@@ -176,6 +188,7 @@ def bench_rtt(n, rounds=3):
         f"{'request RTT (ACKN + reply)':28s} {k * 1e6:11.1f} us {nn * 1e6:11.1f} us "
         f"{k / nn:6.2f}x (katcp/ncplib time, best of {rounds})"
     )
+    _record("request RTT", k, nn, "s", True)
     b = min(_blocking_rtt(n) for _ in range(rounds))
     print(
         f"{'blocking request RTT':28s} {b * 1e6:11.1f} us {nn * 1e6:11.1f} us "
@@ -187,11 +200,16 @@ def bench_rtt(n, rounds=3):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--json", metavar="FILE",
+                        help="also write the results to FILE, for bench/plot.py")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     bench_codec(0.1 if args.quick else 0.5)
     if hasattr(kncp, "connect"):
         bench_rtt(200 if args.quick else 2000)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(RESULTS, f, indent=1)
 
 
 if __name__ == "__main__":

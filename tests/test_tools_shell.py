@@ -230,6 +230,7 @@ def test_completion_table_rules():
 
 
 def test_prompt_toolkit_completer():
+    pytest.importorskip("prompt_toolkit", reason="katcp-shell's completion needs the 'shell' extra")
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.document import Document
 
@@ -244,6 +245,7 @@ def test_prompt_toolkit_completer():
 
 
 def test_interactive_session_learns_names_and_keeps_history(addr, tmp_path, capfd):
+    pytest.importorskip("prompt_toolkit", reason="the interactive shell needs the 'shell' extra")
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
@@ -266,6 +268,7 @@ def test_interactive_session_learns_names_and_keeps_history(addr, tmp_path, capf
 
 
 def test_unwritable_history_falls_back_to_memory(addr, tmp_path, capfd):
+    pytest.importorskip("prompt_toolkit", reason="the interactive shell needs the 'shell' extra")
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 

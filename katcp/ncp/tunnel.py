@@ -123,15 +123,15 @@ def parse_basic_auth(head: HttpHead) -> Tuple[str, str] | None:
 class StreamCodec:
     """NCP stream codec with an optional leading HTTP head (tunnel mode).
 
+    ``feed`` returns :class:`HttpHead`, :class:`~katcp.ncp.packets.Packet` and
+    :class:`DecodeError` items in order; ``encode`` takes a packet tuple or bytes.
+
     Parameters
     ----------
     http_head : bool
         Expect one HTTP head before the packets.
     max_packet_size : int
         Passed to :class:`~katcp.ncp.packets.PacketCodec`.
-
-    ``feed`` returns :class:`HttpHead`, :class:`~katcp.ncp.packets.Packet` and
-    :class:`DecodeError` items in order; ``encode`` takes a packet tuple or bytes.
     """
 
     def __init__(self, http_head: bool = False, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE):

@@ -2,19 +2,19 @@
 
 NCP types map onto Python types as follows (the same mapping as ncplib):
 
-=========  ===============================  ==========================================
-NCP type   Python type                      Notes
-=========  ===============================  ==========================================
-i32        ``int`` (and ``bool`` to encode)  a plain ``int`` never widens to 64 bits
+=========  ================================  ==========================================
+NCP type   Python type                       Notes
+=========  ================================  ==========================================
+i32        ``int`` (and ``bool`` to encode)   a plain ``int`` never widens to 64 bits
 u32        :class:`u32`
 i64        :class:`i64`
 u64        :class:`u64`
-f32        ``float``                        a plain ``float`` is sent single precision
+f32        ``float``                         a plain ``float`` is sent single precision
 f64        :class:`f64`
-string     ``str``                          UTF-8 plus a NUL terminator
-raw        ``bytes``                        ``bytearray``/``memoryview`` also encode
-data *     ``array.array``                  typecodes ``B H I b h i L l f d``
-=========  ===============================  ==========================================
+string     ``str``                           UTF-8 plus a NUL terminator
+raw        ``bytes``                         ``bytearray``/``memoryview`` also encode
+data *     ``array.array``                   typecodes ``B H I b h i L l f d``
+=========  ================================  ==========================================
 
 The 64-bit array types always carry 8-byte items on the wire; ``'q'``/``'Q'`` arrays are
 accepted too, and ``'l'``/``'L'`` arrays on platforms where C ``long`` is 4 bytes are widened.

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Draw the benchmark results as bar charts (PNG), one per benchmark.
+
+Reads the ``--json FILE`` output of the bench scripts (``bench_client.py``, ``bench_ncp.py``)
+and/or the measured numbers committed in ``doc/benchmarks.csv``, and writes one PNG per
+benchmark into the output directory (default ``bench/plots/``, which is not committed)::
+
+    python3 bench/bench_client.py --json /tmp/client.json
+    python3 bench/bench_ncp.py --json /tmp/ncp.json
+    python3 bench/plot.py /tmp/client.json /tmp/ncp.json doc/benchmarks.csv
+
+Each bar is a *speed-up*: how many times faster (or smaller) ``katcp`` is than the peer
+library measured in the same run (aiokatcp, ncplib), so longer is better and 1 means "as fast".
+A dashed mark shows the goal where there is one.  Needs matplotlib (``pip install .[bench]``);
+the documentation shows the plots when they exist (see doc/benchmarks.rst).
+"""
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections import defaultdict
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUT = os.path.join(HERE, "plots")
+
+
+def _float(text):
+    return float(text) if text not in ("", None) else None
+
+
+def load(path):
+    """``[(bench, case, speedup, peer_name, goal_speedup or None)]`` from a JSON or CSV file."""
+    rows = []
+    if path.endswith(".csv"):
+        with open(path, newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                rows.append((r["bench"], r["case"], float(r["speedup"]), r["peer"],
+                             _float(r.get("goal"))))
+        return rows
+    with open(path, encoding="utf-8") as f:
+        for r in json.load(f):
+            ours, peer = r["ours"], r["peer"]
+            speedup = peer / ours if r["lower_is_better"] else ours / peer
+            goal = r.get("goal_ratio")
+            rows.append((r["bench"], r["case"], speedup, r["peer_name"],
+                         1 / goal if goal else None))
+    return rows
+
+
+def plot(rows, out_dir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_bench = defaultdict(list)
+    for bench, case, speedup, peer, goal in rows:
+        by_bench[bench].append((case, speedup, peer, goal))
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for bench, cases in sorted(by_bench.items()):
+        fig, ax = plt.subplots(figsize=(7, 0.45 * len(cases) + 1.2))
+        labels = [f"{case} (vs {peer})" for case, _, peer, _ in cases]
+        values = [speedup for _, speedup, _, _ in cases]
+        y = range(len(cases))
+        ax.barh(y, values, color=["#4c72b0" if v >= 1 else "#c44e52" for v in values])
+        for i, (_, speedup, _, goal) in enumerate(cases):
+            ax.text(speedup, i, f" {speedup:.2f}x", va="center", fontsize=8)
+            if goal:
+                ax.plot([goal, goal], [i - 0.4, i + 0.4], "k--", linewidth=1)
+        ax.axvline(1.0, color="grey", linewidth=0.8)
+        ax.set_yticks(list(y))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("speed-up over the peer: higher is better (dashed: goal)")
+        ax.set_title(f"katcp benchmarks: {bench}")
+        ax.set_xlim(0, max(values + [g for *_, g in cases if g]) * 1.2)
+        fig.tight_layout()
+        path = os.path.join(out_dir, f"{bench}.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("inputs", nargs="+", metavar="FILE",
+                        help="JSON written by a bench script's --json, or a CSV like "
+                             "doc/benchmarks.csv")
+    parser.add_argument("-o", "--out", default=DEFAULT_OUT,
+                        help="directory for the PNGs (default bench/plots/)")
+    args = parser.parse_args()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        sys.exit("bench/plot.py needs matplotlib: pip install .[bench]")
+    rows = []
+    for path in args.inputs:
+        for bench, case, speedup, peer, goal in load(path):
+            if len(args.inputs) > 1:   # say which run each bar comes from
+                case = f"{case} [{os.path.basename(path)}]"
+            rows.append((bench, case, speedup, peer, goal))
+    for path in plot(rows, args.out):
+        print("wrote", os.path.relpath(path))
+
+
+if __name__ == "__main__":
+    main()
