@@ -177,10 +177,19 @@ class KATCPReply(_KATCPReplyTuple):
     __slots__ = []
 
     def __repr__(self) -> str:
-        return "\n".join(str(msg) for msg in self.messages)
+        """Readable form, as katcp-python: ``!name arg1 arg2`` lines, unescaped, no ids."""
+        return "\n".join(
+            "{}{} {}".format(
+                Message.TYPE_SYMBOLS[m.mtype].decode("ascii"),
+                m.name,
+                " ".join(arg.decode("utf-8", "backslashreplace") for arg in m.arguments),
+            )
+            for m in self.messages
+        )
 
     def __str__(self) -> str:
-        return self.__repr__()
+        """The messages in KATCP wire format, one per line."""
+        return "\n".join(str(m) for m in self.messages)
 
     def __bool__(self) -> bool:
         return bool(self.reply.reply_ok())
