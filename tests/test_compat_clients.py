@@ -395,3 +395,29 @@ def test_transform_future_resolves_in_the_iteration_of_its_source():
         assert isinstance(new.exception(), ValueError)
 
     run(main)
+
+
+# -- fake clients ------------------------------------------------------------------------------
+
+
+def test_fake_container_keys_children_by_escaped_name():
+    """As katcp-python's fake container: child managers keyed like ``container.children``."""
+    from katcp.fake_clients import fake_KATCP_client_resource_container_factory
+    from katcp.resource_client import KATCPClientResourceContainer
+
+    async def main():
+        spec = dict(name="c", clients={"client-2": dict(address=("fake", 2), controlled=True),
+                                       "plain": dict(address=("fake", 3), controlled=True)})
+        cont, manager = fake_KATCP_client_resource_container_factory(
+            KATCPClientResourceContainer, {}, spec)
+        assert set(manager.child_managers) == set(cont.children) == {"client_2", "plain"}
+        manager.add_sensors("client_2", {"x": ("X", "", "integer", 0, 10)})
+        cont.start()
+        try:
+            await cont.until_synced(timeout=2)
+            assert "client_2_x" in cont.sensor
+        finally:
+            cont.stop()
+            await cont.until_stopped(timeout=2)
+
+    run(main)
