@@ -14,7 +14,7 @@ import collections
 import collections.abc
 import logging
 import sys
-from typing import Any, Callable, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple
 
 import tornado.gen
 from tornado.concurrent import Future
@@ -497,7 +497,18 @@ class KATCPSensorsManager(abc.ABC):
     """Sensor management backend used by :class:`KATCPSensor` objects.
 
     It stores sampling strategies, sets them on the device and polls values.
+
+    Attributes
+    ----------
+    resource_name : str
+        Name of the resource whose sensors are managed (each sensor's ``parent_name``);
+        concrete managers provide it.
     """
+
+    if TYPE_CHECKING:  # provided by concrete managers (katcp-python declares none)
+
+        @property
+        def resource_name(self) -> str: ...
 
     @abc.abstractmethod
     def time(self) -> float:
