@@ -31,3 +31,28 @@ __all__ = [
     "make_threadsafe_blocking",
     "request_check",
 ]
+
+# Names katcp-python 0.9.3 also exposed in this module (it imported them here), which
+# code still imports from it; not part of __all__.  Pinned by tests/test_katcp093_names.py.
+from katcp._aio.futures import (  # noqa: E402, F401
+    AsyncEvent,
+    LatencyTimer,
+    until_later,
+)
+from katcp._aio.ioloop import (  # noqa: E402, F401
+    IOLoopManager,
+)
+from katcp._protocol.message import (  # noqa: E402, F401
+    KatcpClientDisconnected,
+    KatcpClientError,
+    KatcpVersionError,
+    Message,
+    MessageParser,
+    ProtocolFlags,
+)
+from katcp._protocol.metaclass import (  # noqa: E402, F401
+    DeviceMetaclass,
+)
+from katcp.compat import (  # noqa: E402, F401
+    ensure_native_str,
+)

@@ -100,3 +100,22 @@ __all__ = [
     "Sensor",
     "Reading",
 ]
+
+# Names katcp-python 0.9.3 also exposed in this module (it imported them here), which
+# code still imports from it; not part of __all__.  Pinned by tests/test_katcp093_names.py.
+from katcp._protocol.kattypes import (  # noqa: E402, F401
+    Address,
+    Bool,
+    Discrete,
+    Float,
+    Int,
+    Lru,
+    Str,
+    Timestamp,
+)
+from katcp.compat import (  # noqa: E402, F401
+    byte_chars,
+    ensure_native_str,
+    is_bytes,
+    is_text,
+)

@@ -42,3 +42,17 @@ __all__ = [
     "fake_KATCP_client_resource_factory",
     "fake_inspecting_client_factory",
 ]
+
+# Names katcp-python 0.9.3 also exposed in this module (it imported them here), which
+# code still imports from it; not part of __all__.  Pinned by tests/test_katcp093_names.py.
+from katcp._protocol.message import (  # noqa: E402, F401
+    Message,
+    ProtocolFlags,
+)
+from katcp._protocol.metaclass import (  # noqa: E402, F401
+    AttrDict,
+    convert_method_name,
+)
+from katcp._protocol.sensor import (  # noqa: E402, F401
+    Sensor,
+)

@@ -27,3 +27,17 @@ __all__ = [
     "RequestType",
     "SyncError",
 ]
+
+# Names katcp-python 0.9.3 also exposed in this module (it imported them here), which
+# code still imports from it; not part of __all__.  Pinned by tests/test_katcp093_names.py.
+from katcp._aio.futures import (  # noqa: E402, F401
+    future_timeout_manager,
+    steal_docstring_from,
+    until_any,
+)
+from katcp._protocol.metaclass import (  # noqa: E402, F401
+    AttrDict,
+)
+from katcp.compat import (  # noqa: E402, F401
+    ensure_native_str,
+)

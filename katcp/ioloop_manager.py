@@ -29,3 +29,9 @@ __all__ = [
     "ThreadSafeMethodAttrWrapper",
     "with_relative_timeout",
 ]
+
+# Names katcp-python 0.9.3 also exposed in this module (it imported them here), which
+# code still imports from it; not part of __all__.  Pinned by tests/test_katcp093_names.py.
+from katcp._aio.proxies import (  # noqa: E402, F401
+    ObjectWrapper,
+)

@@ -9,6 +9,11 @@ live in :mod:`katcp.resource_client`.
 
 from __future__ import annotations
 
+# Not in __all__: names katcp-python 0.9.3 had in this module because it imported them here
+# (tests/test_katcp093_names.py pins them).
+from katcp._aio.futures import hashable_identity  # noqa: F401
+from katcp._protocol.message import Message  # noqa: F401
+from katcp._protocol.sensor import Sensor  # noqa: F401
 from katcp._resource.resource import (
     KATCPDummyRequest,
     KATCPReply,
@@ -26,6 +31,7 @@ from katcp._resource.resource import (
 from katcp._resource.sensor import (
     KATCPSensor,
 )
+from katcp.compat import ensure_native_str  # noqa: F401
 
 __all__ = [
     "KATCPDummyRequest",

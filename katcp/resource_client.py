@@ -10,9 +10,24 @@ an ioloop thread.
 
 from __future__ import annotations
 
-from katcp._aio.ioloop import (
+# Not in __all__: names katcp-python 0.9.3 had in this module because it imported them here,
+# which real code imports from here (tests/test_katcp093_names.py pins them).
+from katcp._aio.futures import (  # noqa: F401
+    AsyncCallbackEvent,
+    AsyncEvent,
+    AsyncState,
+    LatencyTimer,
+    log_future_exceptions,
+    steal_docstring_from,
+    until_any,
+    until_some,
+)
+from katcp._aio.ioloop import (  # noqa: F401
+    IOLoopThreadWrapper,
     ThreadSafeMethodAttrWrapper,
 )
+from katcp._protocol.message import Message  # noqa: F401
+from katcp._protocol.metaclass import AttrDict, DefaultAttrDict  # noqa: F401
 from katcp._resource.client import (
     KATCPClientResource,
     KATCPClientResourceRequest,
@@ -25,6 +40,7 @@ from katcp._resource.container import (
     GroupResults,
     KATCPClientResourceContainer,
 )
+from katcp._resource.resource import KATCPReply, KATCPSensorError  # noqa: F401
 from katcp._resource.helpers import (
     AttrMappingProxy,
     MappingProxy,

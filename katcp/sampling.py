@@ -62,3 +62,16 @@ __all__ = [
     "format_inform_v5",
     "update_in_ioloop",
 ]
+
+# Names katcp-python 0.9.3 also exposed in this module (it imported them here), which
+# code still imports from it; not part of __all__.  Pinned by tests/test_katcp093_names.py.
+from katcp._protocol.message import (  # noqa: E402, F401
+    Message,
+)
+from katcp._protocol.sensor import (  # noqa: E402, F401
+    Sensor,
+)
+from katcp.compat import (  # noqa: E402, F401
+    is_bytes,
+    is_text,
+)

@@ -70,3 +70,39 @@ __all__ = [
     "construct_name_filter",
     "return_future",
 ]
+
+# Names katcp-python 0.9.3 also exposed in this module (it imported them here), which
+# code still imports from it; not part of __all__.  Pinned by tests/test_katcp093_names.py.
+from katcp._aio.ioloop import (  # noqa: E402, F401
+    IOLoopManager,
+    with_relative_timeout,
+)
+from katcp._protocol.decorators import (  # noqa: E402, F401
+    has_katcp_protocol_flags,
+    minimum_katcp_version,
+    request,
+    return_reply,
+)
+from katcp._protocol.kattypes import (  # noqa: E402, F401
+    Int,
+    Str,
+)
+from katcp._protocol.message import (  # noqa: E402, F401
+    AsyncReply,
+    FailReply,
+    Message,
+    MessageParser,
+    ProtocolFlags,
+)
+from katcp._protocol.metaclass import (  # noqa: E402, F401
+    DeviceServerMetaclass,
+)
+from katcp._server.strategies import (  # noqa: E402, F401
+    SampleNone,
+    SampleStrategy,
+    format_inform_v4,
+    format_inform_v5,
+)
+from katcp.compat import (  # noqa: E402, F401
+    ensure_native_str,
+)

@@ -78,3 +78,46 @@ __all__ = [
     "wait_sensor",
     "wait_sensor_async",
 ]
+
+# Names katcp-python 0.9.3 also exposed in this module (it imported them here), which
+# code still imports from it; not part of __all__.  Pinned by tests/test_katcp093_names.py.
+from katcp._aio.futures import (  # noqa: E402, F401
+    AsyncEvent,
+    steal_docstring_from,
+)
+from katcp._aio.proxies import (  # noqa: E402, F401
+    ObjectWrapper,
+)
+from katcp._protocol.decorators import (  # noqa: E402, F401
+    concurrent_reply,
+    request,
+    request_timeout_hint,
+    return_reply,
+)
+from katcp._protocol.kattypes import (  # noqa: E402, F401
+    Bool,
+    Discrete,
+    Float,
+    Int,
+    Str,
+)
+from katcp._protocol.message import (  # noqa: E402, F401
+    AsyncReply,
+    FailReply,
+    Message,
+    ProtocolFlags,
+)
+from katcp._protocol.sensor import (  # noqa: E402, F401
+    Sensor,
+)
+from katcp._server.connections import (  # noqa: E402, F401
+    ClientConnection,
+)
+from katcp._server.requests import (  # noqa: E402, F401
+    DeviceServer,
+)
+from katcp.compat import (  # noqa: E402, F401
+    ensure_native_str,
+    is_bytes,
+    is_text,
+)

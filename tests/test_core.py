@@ -126,10 +126,25 @@ def test_copy_equality_str_repr():
     assert msg != Message.request("bar", "a", mid=3)
     assert (msg == "?foo[3] a") is False
     assert str(msg) == "?foo[3] a"
-    assert "?foo[3] a" in repr(msg)
+    assert repr(msg) == "<Message request foo (b'a')>"
+    # Differs from katcp-python on purpose (it raises UnicodeDecodeError): see doc/differences.rst
     assert str(Message.inform("x", b"\xff")) == "#x \\xff"
     long_repr = repr(Message.inform("x", "y" * 5000))
     assert len(long_repr) < 1100
+    assert long_repr.endswith("yyy...')>")
+
+
+def test_repr_and_encoding_match_katcp_python(caplog):
+    """Forms taken from katcp-python 0.9.3 run on the same messages."""
+    msg = Message.request("foo", b"\xff\xfe", "a b")
+    assert repr(msg) == "<Message request foo (b'\\xff\\xfe', b'a\\\\_b')>"
+    assert repr(Message.request("foo")) == "<Message request foo >"
+    escaped = Message.request("foo", b"a\x00\\\n\t\x1b\r", b"")
+    assert repr(escaped) == "<Message request foo (b'a\\\\0\\\\\\\\\\\\n\\\\t\\\\e\\\\r', b'')>"
+    assert repr(Message.reply("foo", "ok", mid=5)) == "<Message reply foo (b'ok')>"
+    with caplog.at_level("ERROR"):
+        assert Message.request("foo", "\ud800x").arguments == [b"?x"]
+    assert "Replacing bad characters with '?'" in caplog.text
     with pytest.raises(TypeError):
         hash(msg)
 
@@ -191,12 +206,19 @@ def test_protocol_flags_parse_and_str():
 
 
 def test_protocol_flags_version_gating():
-    pf = ProtocolFlags.parse_version(b"5.0-MIBT")
-    assert not pf.request_timeout_hints and not pf.bulk_set_sensor_sampling
-    assert not pf.supports(ProtocolFlags.REQUEST_TIMEOUT_HINTS)
-    assert not pf.supports("B")
-    assert pf.flags == {b"M", b"I", b"B", b"T"}  # as advertised
+    """As katcp-python 0.9.3: a flag the version cannot have raises ValueError."""
+    for text in (b"5.0-MIBT", b"5.0-T", b"5.0-B", b"4.0-I", b"4.9-MI", b"3.0-I"):
+        with pytest.raises(ValueError):
+            ProtocolFlags.parse_version(text)
+    for major, minor, flags in ((5, 0, "T"), (5, 0, "B"), (4, 0, "I"), (None, None, "I")):
+        with pytest.raises(ValueError):
+            ProtocolFlags(major, minor, flags)
+    pf = ProtocolFlags.parse_version(b"5.0-MI")
     assert pf.supports(b"I") and pf.message_ids
+    assert not pf.request_timeout_hints and not pf.bulk_set_sensor_sampling
+    v4 = ProtocolFlags.parse_version(b"4.0-M")
+    assert v4.multi_client and not v4.message_ids
+    assert ProtocolFlags(6, 0, "MIBT").request_timeout_hints
     bad = ProtocolFlags.parse_version(b"garbage")
     assert (bad.major, bad.minor, bad.flags) == (None, None, set())
 

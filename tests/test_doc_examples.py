@@ -27,7 +27,7 @@ EXPECTED = {
         "True sensor-value b'3' [b'temperature']",
         r"[b'warn', b'0.0', b'root', b'hello world\n']",
         "syntax error:",
-        "[<Message REQUEST '?watchdog'>] 6",
+        "[<Message request watchdog >] 6",
         "Message !watchdog ok",
         "KatcpSyntaxError ",
         "Message #version-connect katcp-protocol 5.1-MIB",

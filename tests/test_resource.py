@@ -131,7 +131,7 @@ def test_reply_truthiness_and_messages():
     assert ok and ok.succeeded
     assert not fail and not fail.succeeded
     assert ok.messages[0] is ok.reply and len(ok.messages) == 2
-    assert "!foo[4] ok 3" in repr(ok)
+    assert str(ok) == "!foo[4] ok 3\n#foo x" and repr(ok) == "!foo ok 3\n#foo x"
     assert ok.reply is ok[0] and ok.informs is ok[1]
 
 

@@ -266,12 +266,14 @@ def test_aggregate_delayed_rules():
     assert other.value() == 5
 
     # Deregistering a child deactivates the delayed rules that use it...
+    # (each recomputed once from the children that remain, as katcp-python does)...
     tree.deregister_sensor(x)
     assert total not in tree and other not in tree and x not in tree
+    assert total.value() == 1 and other.value() == 0
     x.set_value(50)
-    assert total.value() == 6 and other.value() == 5
+    assert total.value() == 1 and other.value() == 0
     y.set_value(2)
-    assert total.value() == 6
+    assert total.value() == 1
     with pytest.raises(ValueError, match="not registered"):
         tree.deregister_sensor(x)
     # ... until a sensor of that name is registered again.
@@ -301,6 +303,52 @@ def test_aggregate_deregister_while_incomplete_and_remove_incomplete():
     assert total.value() == 3
     with pytest.raises(ValueError):
         tree.remove(total)
+
+
+def test_aggregate_deregister_recomputes_once_from_remaining_children():
+    """katcp-python 0.9.3 recomputes the parent from the remaining children (twice); we do once."""
+    tree = AggregateSensorTree()
+    calls = []
+
+    def rule(parent, children):
+        calls.append(sorted(c.name for c in children))
+        sum_rule(parent, children)
+
+    total = integer("total", -1)
+    a, b = integer("a", 3), integer("b", 4)
+    tree.add_delayed(total, rule, ["a", "b"])
+    tree.register_sensor(a)
+    tree.register_sensor(b)
+    assert total.value() == 7 and calls == [["a", "b"]]
+    del calls[:]
+    tree.deregister_sensor(a)
+    assert calls == [["b"]]
+    assert total.value() == 4  # not the stale 7
+    a.set_value(10)
+    b.set_value(5)
+    assert total.value() == 4 and calls == [["b"]]  # inactive until "a" is back
+    tree.register_sensor(a)
+    assert total.value() == 15
+
+
+def test_link_queries_return_independent_sets():
+    """children()/parents() give sets (copies), as katcp-python's do, in every tree kind."""
+    for tree in (RecordingTree(), BooleanSensorTree(), AggregateSensorTree()):
+        parent = boolean("p") if isinstance(tree, BooleanSensorTree) else integer("p")
+        child = boolean("c") if isinstance(tree, BooleanSensorTree) else integer("c")
+        if isinstance(tree, BooleanSensorTree):
+            tree.add(parent, child)
+        elif isinstance(tree, AggregateSensorTree):
+            tree.add(parent, sum_rule, [child])
+        else:
+            tree.add_links(parent, [child])
+        kids, dads = tree.children(parent), tree.parents(child)
+        assert type(kids) is set and kids == {child}
+        assert type(dads) is set and dads == {parent}
+        assert type(tree.children(child)) is set and type(tree.parents(parent)) is set
+        kids.clear()
+        dads.clear()
+        assert tree.children(parent) == {child} and tree.parents(child) == {parent}
 
 
 def test_aggregate_deregister_leaves_plain_rules_alone():

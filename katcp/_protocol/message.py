@@ -103,12 +103,28 @@ _MID_OK = re.compile(rb"[1-9][0-9]{0,9}").fullmatch
 
 
 def encode_utf8_with_error_log(arg: str) -> bytes:
-    """Encode a str as UTF-8; unencodable characters are replaced and logged."""
+    """Return ``arg`` encoded as UTF-8; log an error and replace bad characters on failure.
+
+    As in katcp-python, characters that cannot be encoded (lone surrogates)
+    are replaced with ``?``.
+
+    Parameters
+    ----------
+    arg : str
+        Text to be encoded.
+
+    Returns
+    -------
+    encoded : bytes
+        UTF-8 encoded version of the text.  May include ``?`` replacement characters.
+    """
     try:
         return arg.encode("utf-8")
     except UnicodeEncodeError:
-        logger.error("Error encoding %r as UTF-8, replacing bad characters", arg)
-        return arg.encode("utf-8", errors="backslashreplace")
+        logger.error(
+            "Error encoding message argument to byte str! Replacing bad characters with '?'."
+        )
+        return arg.encode("utf-8", errors="replace")
 
 
 def _format_str(arg: str) -> bytes:
@@ -407,15 +423,38 @@ class Message:
         return format_message(self.mtype, self.name, self.mid, self.arguments)
 
     def __str__(self) -> str:
+        """Return the message as serialised for transmission, as str.
+
+        Unlike katcp-python (which raises :exc:`UnicodeDecodeError`), bytes
+        that are not valid UTF-8 are shown as ``\\xNN`` escapes; use
+        ``bytes(msg)`` for the exact wire form.
+        """
         return format_message(self.mtype, self.name, self.mid, self.arguments).decode(
             "utf-8", errors="backslashreplace"
         )
 
+    def _escape_match(self, match: "re.Match[bytes]") -> bytes:
+        """Given a re.Match object, return the escape code for it."""
+        return b"\\" + self.REVERSE_ESCAPE_LOOKUP[match.group()]
+
     def __repr__(self) -> str:
-        text = str(self)
-        if len(text) > 1000:
-            text = text[:1000] + "..."
-        return f"<Message {self.TYPE_NAMES.get(self.mtype, self.mtype)} {text!r}>"
+        """Return the message in katcp-python's readable form.
+
+        E.g. ``<Message request foo (b'a\\\\_b', b'2')>``: lower-case type, name,
+        escaped arguments (each cut at 1000 bytes), no message id.
+        """
+        tp = self.TYPE_NAMES[self.mtype].lower()
+        if self.arguments:
+            escaped_args = []
+            for arg in self.arguments:
+                escaped_arg = self.ESCAPE_RE.sub(self._escape_match, arg)
+                if len(escaped_arg) > 1000:
+                    escaped_arg = escaped_arg[:1000] + b"..."
+                escaped_args.append(str(escaped_arg))
+            args = "(" + ", ".join(escaped_args) + ")"
+        else:
+            args = ""
+        return f"<Message {tp} {self.name} {args}>"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
@@ -522,6 +561,12 @@ class ProtocolFlags:
         Optional features supported, e.g. ``{ProtocolFlags.MULTI_CLIENT}``.
         A ``bytes``/``str`` string is taken as a sequence of flag characters.
 
+    Raises
+    ------
+    ValueError
+        If a flag is given that the version does not support, as in
+        katcp-python: ``I`` before v5, ``T`` and ``B`` before v5.1.
+
     Attributes
     ----------
     multi_client : bool
@@ -555,26 +600,27 @@ class ProtocolFlags:
         version = (major or 0, minor or 0)
         self.multi_client = self.MULTI_CLIENT in self.flags
         self.message_ids = self.MESSAGE_IDS in self.flags
-        self.request_timeout_hints = (
-            self.REQUEST_TIMEOUT_HINTS in self.flags
-            and version >= self.REQUEST_TIMEOUT_HINTS_MIN_VERSION
-        )
-        self.bulk_set_sensor_sampling = (
-            self.BULK_SET_SENSOR_SAMPLING in self.flags
-            and version >= self.BULK_SET_SENSOR_SAMPLING_MIN_VERSION
-        )
+        self.request_timeout_hints = self.REQUEST_TIMEOUT_HINTS in self.flags
+        self.bulk_set_sensor_sampling = self.BULK_SET_SENSOR_SAMPLING in self.flags
+        # As katcp-python: a version that cannot have a flag refuses it.
+        if self.message_ids and version[0] < MID_KATCP_MAJOR:
+            raise ValueError("MESSAGE_IDS is only supported in katcp v5 and newer")
+        if self.request_timeout_hints and version < self.REQUEST_TIMEOUT_HINTS_MIN_VERSION:
+            raise ValueError(
+                "REQUEST_TIMEOUT_HINTS only suported in katcp v{}.{} and newer".format(
+                    *self.REQUEST_TIMEOUT_HINTS_MIN_VERSION
+                )
+            )
+        if self.bulk_set_sensor_sampling and version < self.BULK_SET_SENSOR_SAMPLING_MIN_VERSION:
+            raise ValueError(
+                "BULK_SET_SENSOR_SAMPLING only suported in katcp v{}.{} and newer".format(
+                    *self.BULK_SET_SENSOR_SAMPLING_MIN_VERSION
+                )
+            )
 
     def supports(self, flag: Union[bytes, str]) -> bool:
-        """Return True if ``flag`` (e.g. ``ProtocolFlags.MESSAGE_IDS``) is supported.
-
-        Flags ``T`` and ``B`` only count from protocol version 5.1.
-        """
-        flag = _flag_bytes(flag)
-        if flag == self.REQUEST_TIMEOUT_HINTS:
-            return self.request_timeout_hints
-        if flag == self.BULK_SET_SENSOR_SAMPLING:
-            return self.bulk_set_sensor_sampling
-        return flag in self.flags
+        """Return True if ``flag`` (e.g. ``ProtocolFlags.MESSAGE_IDS``) is supported."""
+        return _flag_bytes(flag) in self.flags
 
     def strategy_allowed(self, strategy: Union[bytes, str]) -> bool:
         """Return True if sampling ``strategy`` is valid for this major version."""

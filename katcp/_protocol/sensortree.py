@@ -470,8 +470,9 @@ class AggregateSensorTree(GenericSensorTree):
 
         Delayed rules (:meth:`add_delayed`) that depended on it become
         inactive again, their parents unlinked from their children, until a
-        sensor of that name is registered anew.  Rules added with :meth:`add`
-        are not affected.
+        sensor of that name is registered anew.  Each such parent is
+        recomputed once, by its rule, from the children that remain.  Rules
+        added with :meth:`add` are not affected.
 
         Parameters
         ----------
@@ -500,6 +501,9 @@ class AggregateSensorTree(GenericSensorTree):
                 sensors = set(children)
                 sensors.discard(registered)
                 self._incomplete_aggregates[parent] = (rule_function, {child_name}, sensors)
+                # As katcp-python: the parent's value comes from the children that
+                # remain, computed once (katcp-python computes it twice).
+                rule_function(parent, set(sensors))
 
     def fetch(self, parent: Sensor) -> Tuple[RuleFunction, Any]:
         """Return the active rule of an aggregate sensor.

@@ -410,17 +410,33 @@ class KATCPClientResource(resource.KATCPResource):
         """True if synced."""
         return self._state.state == "synced"
 
+    def _started_inspecting_client(self):
+        ic = self._inspecting_client
+        if ic is None:
+            raise RuntimeError("Cannot find inspecting client, have you called start()?")
+        return ic
+
     @property
     def versions(self):
-        """Versions reported by the device (from ``#version-connect``)."""
-        ic = self._inspecting_client
-        return getattr(getattr(ic, "katcp_client", None), "versions", {}) if ic else {}
+        """Versions reported by the device (from ``#version-connect``).
+
+        Raises
+        ------
+        RuntimeError
+            Before :meth:`start` (as katcp-python).
+        """
+        return self._started_inspecting_client().katcp_client.versions
 
     @property
     def last_connect_time(self):
-        """Loop time of the last connection, or None."""
-        ic = self._inspecting_client
-        return getattr(getattr(ic, "katcp_client", None), "last_connect_time", None)
+        """Loop time of the last connection, or None.
+
+        Raises
+        ------
+        RuntimeError
+            Before :meth:`start` (as katcp-python).
+        """
+        return self._started_inspecting_client().katcp_client.last_connect_time
 
     def is_connected(self) -> bool:
         """True if the state is not ``"disconnected"`` (``"syncing"`` or ``"synced"``)."""

@@ -9,6 +9,7 @@ from typing import Any, Dict
 
 import tornado.gen
 import tornado.ioloop
+from tornado.concurrent import Future, future_add_done_callback
 
 from katcp._resource import resource
 from katcp._resource.client import KATCPClientResource
@@ -21,6 +22,34 @@ log = logging.getLogger("katcp.resource_client")
 # Log sync progress for containers with at least this many children.
 PROGRESS_LOG_MIN_CHILDREN = 10
 PROGRESS_LOG_INTERVAL = 1.0
+
+
+def _until_first(futures) -> Future:
+    """Future resolving (at once if one is done already) when the first of `futures` does."""
+    first: Future = Future()
+
+    def done(f):
+        if first.done():
+            return
+        if f.cancelled():
+            first.cancel()
+        elif f.exception() is not None:
+            first.set_exception(f.exception())
+        else:
+            first.set_result(f.result())
+
+    for f in futures:
+        future_add_done_callback(tornado.gen.convert_yielded(f), done)
+        if first.done():
+            break
+    return first
+
+
+class _FutureDict(dict):
+    """``{name: future}`` that can also be awaited (or yielded) as a whole."""
+
+    def __await__(self):
+        return tornado.gen.multi(dict(self)).__await__()
 
 
 class _AttrDict(dict):
@@ -406,8 +435,19 @@ class KATCPClientResourceContainer(resource.KATCPResource):
             res.stop()
 
     def until_stopped(self, timeout=None):
-        """Return ``{child_name: future}`` of futures resolving when each child stops."""
-        return {name: res.until_stopped(timeout) for name, res in dict.items(self._children)}
+        """Return ``{child_name: future}`` of futures resolving when each child stops.
+
+        As in katcp-python the result is a dict; it can also be awaited (or yielded) as a
+        whole, which waits for every child.
+        """
+        return _FutureDict(
+            (name, res.until_stopped(timeout)) for name, res in dict.items(self._children))
+
+    def set_active(self, active):
+        """Mark the container and every child active or inactive (as katcp-python)."""
+        super().set_active(active)
+        for child in dict.values(self._children):
+            child.set_active(active)
 
     def add_child_resource_client(self, res_name, res_spec):
         """Add a child resource client and start its connection.
@@ -442,16 +482,25 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def until_any_child_in_state(self, state, timeout=None):
         """Future resolving when any child is in `state`."""
         futures = [c.until_state(state) for c in dict.values(self._children)]
-        return with_optional_timeout(until_some(*futures, done_at_least=1), timeout)
+        return with_optional_timeout(_until_first(futures), timeout)
 
     def until_synced(self, timeout=None):
-        """Future resolving when all children are synced."""
-        return self.until_all_children_in_state("synced", timeout=timeout)
+        """Future resolving when all children are synced.
+
+        Uses each child's public :meth:`until_synced`, so subclasses of the child class are
+        honoured; already resolved if every child is synced.
+        """
+        futures = [c.until_synced() for c in dict.values(self._children)]
+        return with_optional_timeout(tornado.gen.multi(futures), timeout)
 
     def until_not_synced(self, timeout=None):
-        """Future resolving when any child is not synced."""
+        """Future resolving when any child is not synced.
+
+        Uses each child's public :meth:`until_not_synced`; already resolved if a child is
+        not synced.
+        """
         futures = [c.until_not_synced() for c in dict.values(self._children)]
-        return with_optional_timeout(until_some(*futures, done_at_least=1), timeout)
+        return with_optional_timeout(_until_first(futures), timeout)
 
     # -- sensors -----------------------------------------------------------
     def list_sensors(self, filter="", strategy=False, status="",

@@ -208,7 +208,34 @@ def monitor_resource_sync_state(resource, callback, exit_event=None):
         Resolves when monitoring stops.
     """
     _call_sync_callback(callback, False)
-    return tornado.gen.convert_yielded(_monitor_sync_state(resource, callback, exit_event))
+    done: Future = Future()
+    task = asyncio.ensure_future(_monitor_sync_state(resource, callback))
+
+    def task_done(t):
+        if done.done():
+            return
+        if t.cancelled():
+            done.cancel()
+        elif t.exception() is not None:
+            done.set_exception(t.exception())
+        else:
+            done.set_result(None)
+
+    task.add_done_callback(task_done)
+    if exit_event is not None:
+        waiter = exit_event.until_set() if hasattr(exit_event, "until_set") else exit_event.wait()
+        exit_future = tornado.gen.convert_yielded(waiter)
+
+        def exit_now(_):
+            # Ends in the loop iteration the event is set (as katcp-python's tornado 4 did);
+            # the monitor task is cancelled before it can call the callback again.
+            task.cancel()
+            if not done.done():
+                done.set_result(None)
+
+        future_add_done_callback(exit_future, exit_now)
+        done.add_done_callback(lambda _: exit_future.cancel())
+    return done
 
 
 def _call_sync_callback(callback, value):
@@ -218,24 +245,9 @@ def _call_sync_callback(callback, value):
         log.exception("Unhandled exception in sync state callback")
 
 
-async def _monitor_sync_state(resource, callback, exit_event):
-    exit_future = None
-    if exit_event is not None:
-        waiter = exit_event.until_set() if hasattr(exit_event, "until_set") else exit_event.wait()
-        exit_future = tornado.gen.convert_yielded(waiter)
-    try:
-        while True:
-            for waiter, value in ((resource.until_synced, True),
-                                  (resource.until_not_synced, False)):
-                f = tornado.gen.convert_yielded(waiter())
-                if exit_future is not None:
-                    await asyncio.wait([f, exit_future], return_when=asyncio.FIRST_COMPLETED)
-                    if exit_future.done():
-                        f.cancel()
-                        return
-                else:
-                    await f
-                _call_sync_callback(callback, value)
-    finally:
-        if exit_future is not None and not exit_future.done():
-            exit_future.cancel()
+async def _monitor_sync_state(resource, callback):
+    while True:
+        await resource.until_synced()
+        _call_sync_callback(callback, True)
+        await resource.until_not_synced()
+        _call_sync_callback(callback, False)

@@ -402,6 +402,9 @@ class InspectingClientAsync:
                 await result
             except Exception:
                 self._logger.exception("Error in state callback of %s", self.bind_address_string)
+        # As katcp-python (tornado.gen.moment): let whatever reacts to this state run before
+        # the state changes again, so each state is observable (until_state(S) finds S).
+        await asyncio.sleep(0)
 
     async def _wait_wake(self):
         await self._wake.wait()
@@ -409,12 +412,17 @@ class InspectingClientAsync:
 
     async def _state_loop(self):
         first = True
+        # As katcp-python, the state callback hears the initial state too.
+        report_initial = True
         while self._running:
             if not self.katcp_client.is_connected():
-                if self.state != _DISCONNECTED:
+                if report_initial or self.state != _DISCONNECTED:
+                    report_initial = False
                     await self._send_state(_DISCONNECTED, None)
+                    continue
                 await self._wait_wake()
                 continue
+            report_initial = False
             gen = self._conn_gen
 
             def current(gen=gen):
@@ -422,10 +430,15 @@ class InspectingClientAsync:
                         and self.katcp_client.is_connected())
 
             try:
+                # "Connected" is reported on TCP connect, before #version-connect.
+                await self._send_state(_SYNCING, None)
+                if not current():
+                    continue
                 await with_optional_timeout(self.katcp_client.until_protocol(), self.sync_timeout)
                 if not current():
                     continue
-                await self._send_state(_SYNCING, None)
+                if self.state != _SYNCING:
+                    await self._send_state(_SYNCING, None)
                 self._pending_changes.clear()
                 if first and not self.initial_inspection:
                     model_changes = None

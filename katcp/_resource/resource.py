@@ -14,7 +14,7 @@ import collections
 import collections.abc
 import logging
 import sys
-from typing import Any, Callable, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple
 
 import tornado.gen
 from tornado.concurrent import Future
@@ -177,10 +177,19 @@ class KATCPReply(_KATCPReplyTuple):
     __slots__ = []
 
     def __repr__(self) -> str:
-        return "\n".join(str(msg) for msg in self.messages)
+        """Readable form, as katcp-python: ``!name arg1 arg2`` lines, unescaped, no ids."""
+        return "\n".join(
+            "{}{} {}".format(
+                Message.TYPE_SYMBOLS[m.mtype].decode("ascii"),
+                m.name,
+                " ".join(arg.decode("utf-8", "backslashreplace") for arg in m.arguments),
+            )
+            for m in self.messages
+        )
 
     def __str__(self) -> str:
-        return self.__repr__()
+        """The messages in KATCP wire format, one per line."""
+        return "\n".join(str(m) for m in self.messages)
 
     def __bool__(self) -> bool:
         return bool(self.reply.reply_ok())
@@ -488,7 +497,18 @@ class KATCPSensorsManager(abc.ABC):
     """Sensor management backend used by :class:`KATCPSensor` objects.
 
     It stores sampling strategies, sets them on the device and polls values.
+
+    Attributes
+    ----------
+    resource_name : str
+        Name of the resource whose sensors are managed (each sensor's ``parent_name``);
+        concrete managers provide it.
     """
+
+    if TYPE_CHECKING:  # provided by concrete managers (katcp-python declares none)
+
+        @property
+        def resource_name(self) -> str: ...
 
     @abc.abstractmethod
     def time(self) -> float:

@@ -376,4 +376,5 @@ def _type_name_of(sensor) -> str:
         return stype
     if isinstance(stype, bytes):
         return stype.decode()
-    return _TYPE_NAMES.get(getattr(sensor, "_sensor_type", stype), str(stype))
+    key: Any = getattr(sensor, "_sensor_type", stype)
+    return _TYPE_NAMES.get(key, str(stype))

@@ -11,7 +11,7 @@ The wrappers here add recursive wrapping: ``req``, ``sensor``, ``children``, ``g
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterator, Tuple
+from typing import Any, Iterator, Tuple
 
 from katcp._aio.ioloop import ThreadSafeMethodAttrWrapper
 from katcp._resource.helpers import AttrMappingProxy
@@ -69,9 +69,9 @@ class ThreadSafeKATCPClientGroupWrapper(ThreadSafeMethodAttrWrapper):
     """
 
     #: Wraps each group request (calling it returns :class:`GroupResults`).
-    RequestWrapper: Callable[[Any], Any] | None = None
+    RequestWrapper: Any = None
     #: Wraps each member resource.
-    ResourceWrapper: Callable[[Any], Any] | None = None
+    ResourceWrapper: Any = None
 
     def __init__(self, subject: Any, ioloop_wrapper: Any) -> None:
         super().__init__(subject, ioloop_wrapper)
@@ -117,13 +117,13 @@ class ThreadSafeKATCPClientResourceWrapper(ThreadSafeMethodAttrWrapper):
     """
 
     #: Wraps children (and the parent).
-    ResourceWrapper: Callable[[Any], Any] | None = None
+    ResourceWrapper: Any = None
     #: Wraps sensors.
-    SensorWrapper: Callable[[Any], Any] | None = None
+    SensorWrapper: Any = None
     #: Wraps requests.
-    RequestWrapper: Callable[[Any], Any] | None = None
+    RequestWrapper: Any = None
     #: Wraps groups (containers).
-    GroupWrapper: Callable[[Any], Any] | None = None
+    GroupWrapper: Any = None
 
     def __init__(self, subject: Any, ioloop_wrapper: Any) -> None:
         super().__init__(subject, ioloop_wrapper)

@@ -31,6 +31,7 @@ from katcp._protocol.message import AsyncReply, FailReply, Message, ProtocolFlag
 from katcp._protocol.metaclass import convert_method_name
 from katcp._protocol.sensor import Sensor
 from katcp._resource.inspecting import _make_hook_client_class
+from katcp._resource.resource import escape_name
 from katcp._server.connections import ClientConnection, ClientRequestConnection
 
 log = logging.getLogger("katcp.fake_clients")
@@ -549,9 +550,11 @@ def fake_KATCP_client_resource_container_factory(KATCPClientResourceContainerCla
             real = super().client_resource_factory(res_spec, parent, logger)
             fres, fmanager = fake_KATCP_client_resource_factory(
                 type(real), fake_options, res_spec, parent=parent, logger=logger)
-            holder.setdefault("pending", {})[res_spec["name"]] = fmanager
+            # Keyed like the container's children: by escaped name (client_2), as katcp-python.
+            key = escape_name(res_spec["name"])
+            holder.setdefault("pending", {})[key] = fmanager
             if "manager" in holder:
-                holder["manager"]._child_managers[res_spec["name"]] = fmanager
+                holder["manager"]._child_managers[key] = fmanager
             return fres
 
     container = FakeKATCPClientResourceContainer(resources_spec, *args, **kwargs)
