@@ -118,6 +118,12 @@ def construct_name_filter(pattern: str | None) -> Tuple[bool, Callable[[str], bo
     return True, lambda name: name == pattern
 
 
+@return_future
+def _handle_to_future(device: DeviceServerBase, client_conn: Any, msg: Message) -> Any:
+    # on_message() without a handler thread: handle now, return a future of it.
+    return device.handle_message(client_conn, msg)
+
+
 class DeviceServerBase(metaclass=DeviceServerMetaclass):
     r"""Base class for device servers.
 
@@ -298,13 +304,17 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     # -------------------------------------------------------------- dispatch
 
     def on_message(self, client_conn: Any, msg: Message):
-        """Handle a message; replaced according to :meth:`set_concurrency_options`.
+        """Handle a message where handlers run (see :meth:`set_concurrency_options`).
 
-        Returns a future that resolves when the device is ready for the next message.
+        With a handler thread the message is queued for it; otherwise it is handled
+        here. Returns a future that resolves when the device is ready for the next
+        message.
 
         """
-        raise RuntimeError("set_concurrency_options() needs to be called once before "
-                           "on_message")
+        thread = self._handler_thread
+        if thread is not None:
+            return thread.on_message(client_conn, msg)
+        return _handle_to_future(self, client_conn, msg)
 
     def handle_message(self, client_conn: Any, msg: Message):
         """Handle messages of all types from clients.
@@ -377,8 +387,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             if reply.__class__ is not Message:
                 return self._non_message_result(connection, req, handler, reply)
         req._replied = True
-        reply.mid = msg.mid
-        connection._send(reply)
+        if connection._direct_reply:
+            reply.mid = msg.mid
+            connection._send(reply)
+        else:
+            connection.reply(reply, msg)
         return None
 
     def _non_message_result(self, connection: Any, req: ClientRequestConnection,
@@ -487,6 +500,21 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._logger.error("%s %s FAIL: %s", kind, msg.name, reason)
 
     # --------------------------------------------------- per-client ordering
+
+    def _submit(self, client: ClientConnection, msg: Message) -> None:
+        """Loop thread: take one message from `KATCPServer` (the hot path of a request).
+
+        The path was chosen by :meth:`set_concurrency_options`: handled here, in
+        order per client, or batched for the handler thread.
+        """
+        if self._handler_thread is not None:
+            self._submit_batched(client, msg)
+        elif client._blocked:
+            self._dispatch(client, msg)
+        else:  # _dispatch() inlined: the usual case of a request
+            done = self.handle_message(client, msg)
+            if done is not None:
+                self._hold(client, done)
 
     def _dispatch(self, client: ClientConnection, msg: Message) -> None:
         """Handle one message in order (runs where handlers run)."""
@@ -605,16 +633,14 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             raise ValueError("handler_thread=True requires thread_safe=True")
         self._server.client_connection_factory = (
             ThreadsafeClientConnection if thread_safe else ClientConnection)
+        # The connection class and the handler thread (or None) are the whole choice:
+        # _submit() and on_message() branch on it.
         if handler_thread:
             self._handler_thread = MessageHandlerThread(
-                self.handle_message, self.create_log_inform, self._logger)
-            self._handler_thread.dispatch = self._dispatch_counted
-            self.on_message = self._handler_thread.on_message
-            self._server.submit = self._submit_batched
+                self.handle_message, self.create_log_inform, self._logger,
+                dispatch=self._dispatch_counted)
         else:
             self._handler_thread = None
-            self.on_message = return_future(self.handle_message)
-            self._server.submit = self._dispatch
         self._concurrency_options = AttrDict(thread_safe=thread_safe,
                                              handler_thread=handler_thread)
 
