@@ -15,7 +15,7 @@ import threading
 import traceback
 from collections import deque
 from functools import partial
-from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple, cast
+from typing import Any, Callable, Deque, Dict, List, Protocol, Tuple, cast
 
 from katcp._aio.ioloop import IOLoopManager, StopFuture
 from katcp._aio.loopcalls import LoopCalls, loop_calls
@@ -76,7 +76,7 @@ class Device(Protocol):
     def on_client_disconnect(self, conn: Any, msg: str, connection_valid: bool) -> Any: ...
 
     def create_log_inform(self, level_name: str, msg: str, name: str,
-                          timestamp: Optional[float] = None) -> Message: ...
+                          timestamp: float | None = None) -> Message: ...
 
     def _submit(self, client: ClientConnection, msg: Message) -> None: ...
 
