@@ -598,18 +598,9 @@ class Sensor:
             If the value is of the wrong type or not an allowed discrete value,
             or the status is invalid.  The sensor is then unchanged.
         """
-        stype = self._sensor_type
-        if value.__class__ is not self._FAST_TYPES[stype]:
-            value = self._VALIDATORS[stype](self, value)
-        if status not in self._STATUS_SET:
-            raise self._bad_status(status)
-        if timestamp is None:
-            timestamp = now()
-        elif timestamp.__class__ is not float and not isinstance(timestamp, _Real):
-            raise ValueError(f"Invalid timestamp {timestamp!r} for sensor {self.name!r}")
-        reading = self._current_reading = _new_reading(Reading, (timestamp, status, value))
-        for observer in self._observers:
-            observer.update(self, reading)
+        # Through set(), as katcp-python does: one validation, and a subclass that
+        # overrides set() sees every update.
+        self.set(now() if timestamp is None else timestamp, status, value)
 
     def set_formatted(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
                       major: int = DEFAULT_KATCP_MAJOR) -> None:

@@ -206,7 +206,7 @@ class SampleStrategy:
     _SAMPLING_TYPE: int | None = None
 
     __slots__ = ("_inform_callback", "_sensor", "_params", "_ioloop", "_loop", "_uloop",
-                 "_calls", "__weakref__")
+                 "_calls", "_last", "__weakref__")
 
     def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
         ioloop = kwargs.pop("ioloop", None)
@@ -226,7 +226,9 @@ class SampleStrategy:
         self._ioloop = ioloop
         self._loop = _resolve_loop(ioloop)
         self._uloop = self._loop
-        self._calls = None  # the loop's cross-thread queue, fetched when first needed
+        self._calls: LoopCalls | None = None  # the loop's cross-thread queue, fetched when needed
+        # The last reading reported, for strategies that report changes.
+        self._last = None
 
     @property
     def ioloop(self):
@@ -317,6 +319,10 @@ class SampleStrategy:
         calls = self._calls = loop_calls(self._loop)
         return calls
 
+    def _changed(self, reading) -> bool:
+        """Whether ``reading`` counts as a change from the last one reported (base: always)."""
+        return True
+
     def _process(self, reading) -> None:
         """Decide whether ``reading`` is reported (loop thread only).
 
@@ -397,17 +403,29 @@ class SampleStrategy:
         return None
 
     def inform(self, reading) -> None:
-        """Pass ``reading`` to the inform callback, logging (not raising) its errors.
+        """Report ``reading`` now: pass it to the inform callback, logging (not raising) errors.
+
+        Strategies that keep state about what they reported (the last reading, the
+        rate-limit clocks) update it in :meth:`_reported`, so this is the one way a
+        report goes out.
 
         Parameters
         ----------
         reading : :class:`katcp.core.Reading`
             The reading to report.
         """
+        self._report(reading, None)
+
+    def _report(self, reading, when: float | None) -> None:
+        """Report ``reading``, due at loop time ``when`` (None: now); see :meth:`inform`."""
+        self._reported(reading, when)
         try:
             self._inform_callback(self._sensor, reading)
         except Exception:
             self._log_inform_error(reading)
+
+    def _reported(self, reading, when: float | None) -> None:
+        """Hook: ``reading`` is being reported (due at loop time ``when``; None: now)."""
 
     def _log_inform_error(self, reading) -> None:
         log.exception("Unhandled exception trying to send %r for sensor %r",
@@ -451,7 +469,7 @@ class SampleAuto(SampleStrategy):
 
     def update(self, sensor, reading) -> None:
         """Report every reading (sensor observer callback)."""
-        if _get_running_loop() is self._uloop:
+        if _get_running_loop() is self._uloop:  # fast path: inform() inlined (no state)
             try:
                 self._inform_callback(self._sensor, reading)
             except Exception:
@@ -532,7 +550,7 @@ class SampleEventRate(SampleStrategy):
 
     OBSERVE_UPDATES = True
     _SAMPLING_TYPE = SampleStrategy.EVENT_RATE
-    __slots__ = ("_shortest", "_longest", "_last", "_last_time", "_pending", "_long_handle")
+    __slots__ = ("_shortest", "_longest", "_last_time", "_pending", "_long_handle")
 
     def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
         if len(params) != 2:
@@ -546,7 +564,6 @@ class SampleEventRate(SampleStrategy):
     def _init_rate(self, shortest: float, longest: float) -> None:
         self._shortest = shortest
         self._longest = longest
-        self._last = None
         self._last_time = -math.inf
         self._pending: asyncio.TimerHandle | None = None
         self._long_handle: asyncio.TimerHandle | None = None
@@ -580,19 +597,12 @@ class SampleEventRate(SampleStrategy):
         else:  # a report since this timer was set moved the deadline on
             self._long_handle = self._loop.call_at(due, self._longest_expired)
 
-    def inform(self, reading) -> None:
-        """Report ``reading`` now and restart the rate-limit clocks.
-
-        Parameters
-        ----------
-        reading : :class:`katcp.core.Reading`
-            The reading to report.
-        """
-        self._report(reading, self._loop.time())
-
-    def _report(self, reading, when: float) -> None:
+    def _reported(self, reading, when: float | None) -> None:
+        # A report restarts the rate-limit clocks.
         loop = self._loop
         now = loop.time()
+        if when is None:
+            when = now
         self._last = reading
         # Use the scheduled time (no drift) unless we are a whole period late.
         self._last_time = when if now - when < self._longest else now
@@ -603,10 +613,6 @@ class SampleEventRate(SampleStrategy):
             # Lazily armed: an earlier timer re-arms itself for the new deadline.
             self._long_handle = loop.call_at(self._last_time + self._longest,
                                              self._longest_expired)
-        try:
-            self._inform_callback(self._sensor, reading)
-        except Exception:
-            self._log_inform_error(reading)
 
     def cancel_timeouts(self) -> None:
         """Cancel the pending rate-limited report and the longest-period timer."""
@@ -618,8 +624,8 @@ class SampleEventRate(SampleStrategy):
             self._long_handle = None
 
 
-class _ReportEachChange:
-    """Mixin of ``event`` and ``differential``: report every change at once.
+class _ReportEachChange(SampleStrategy):
+    """Base of ``event`` and ``differential``: report every change at once.
 
     The class's ``_changed(reading)`` tells what counts as a change; there is no
     rate limit and no timer.
@@ -629,7 +635,7 @@ class _ReportEachChange:
 
     def update(self, sensor, reading) -> None:
         """Report ``reading`` if it counts as a change (sensor observer callback)."""
-        if _get_running_loop() is self._uloop:  # fast path: inform() inlined
+        if _get_running_loop() is self._uloop:  # fast path: inform() inlined, one report
             if self._changed(reading):
                 self._last = reading
                 try:
@@ -643,19 +649,9 @@ class _ReportEachChange:
         if self._changed(reading):
             self.inform(reading)
 
-    def inform(self, reading) -> None:
-        """Report ``reading`` now (it becomes the reference for the next change).
-
-        Parameters
-        ----------
-        reading : :class:`katcp.core.Reading`
-            The reading to report.
-        """
+    def _reported(self, reading, when: float | None) -> None:
+        # The reading reported becomes the reference for the next change.
         self._last = reading
-        try:
-            self._inform_callback(self._sensor, reading)
-        except Exception:
-            self._log_inform_error(reading)
 
 
 class SampleEvent(_ReportEachChange, SampleEventRate):
@@ -675,7 +671,7 @@ class SampleEvent(_ReportEachChange, SampleEventRate):
         self._init_rate(0.0, AGE_OF_UNIVERSE)
 
 
-class SampleDifferential(_ReportEachChange, SampleStrategy):
+class SampleDifferential(_ReportEachChange):
     """Strategy ``differential``: report when the value moves by more than ``difference``.
 
     A report is due when ``abs(value - last_reported_value) > difference``
@@ -690,7 +686,7 @@ class SampleDifferential(_ReportEachChange, SampleStrategy):
 
     OBSERVE_UPDATES = True
     _SAMPLING_TYPE = SampleStrategy.DIFFERENTIAL
-    __slots__ = ("_threshold", "_last")
+    __slots__ = ("_threshold",)
 
     def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
         if len(params) != 1:
@@ -700,7 +696,6 @@ class SampleDifferential(_ReportEachChange, SampleStrategy):
         threshold = _parse_difference(sensor, params[0], "differential")
         super().__init__(inform_callback, sensor, *params, **kwargs)
         self._threshold = threshold
-        self._last = None
 
     def _changed(self, reading) -> bool:
         """True if ``reading`` passes the differential test against the last report."""
