@@ -19,7 +19,7 @@ import sys
 import threading
 import traceback
 from functools import partial, wraps
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, cast
 
 from katcp._protocol import sensor as _sensor
 from katcp._protocol.message import (
@@ -75,7 +75,7 @@ def return_future(fn: Callable) -> Callable:
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            f = loop.create_future() if loop else concurrent.futures.Future()
+            f: Any = loop.create_future() if loop else concurrent.futures.Future()
             f.set_exception(exc)
             return f
         if isinstance(result, (asyncio.Future, concurrent.futures.Future)):
@@ -160,13 +160,23 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     PROTOCOL_INFO = ProtocolFlags(DEFAULT_KATCP_MAJOR, 0, {
         ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS})
 
+    # Handler tables by KATCP name, built for each class by DeviceServerMetaclass.
+    _request_handlers: Dict[str, Callable]
+    _inform_handlers: Dict[str, Callable]
+    _reply_handlers: Dict[str, Callable]
+
+    @property
+    def _protocol_major(self) -> int:
+        """``PROTOCOL_INFO.major`` (a server's flags always have one; ProtocolFlags allows None)."""
+        return cast(int, self.PROTOCOL_INFO.major)
+
     def __init__(self, host: str, port: int, tb_limit: int = 20,
                  logger: logging.Logger = log) -> None:
         self._server = KATCPServer(self, host, port, tb_limit, logger)
         self._logger = logger
         self._tb_limit = tb_limit
         self._handler_thread: MessageHandlerThread | None = None
-        self.ioloop = None
+        self.ioloop: Any = None  # tornado IOLoop, once set or started
         self._batch: List[Tuple[Any, Message]] = []
         self._batch_scheduled = False
         self.set_concurrency_options()
@@ -218,7 +228,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         if timestamp is None:
             timestamp = _now()
-        if self.PROTOCOL_INFO.major >= SEC_TS_KATCP_MAJOR:
+        # Only PROTOCOL_INFO is read: katcp-python code borrows this method onto other objects.
+        if cast(int, self.PROTOCOL_INFO.major) >= SEC_TS_KATCP_MAJOR:
             ts = f"{timestamp:.6f}"
         else:
             ts = str(int(timestamp * 1000))

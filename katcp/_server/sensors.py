@@ -113,7 +113,7 @@ class SensorServerBase(DeviceServerBase):
 
     def _greeting_messages(self) -> List[Message]:
         """The informs sent to every new client (``#version-connect``, or v4's pair)."""
-        if self.PROTOCOL_INFO.major >= VERSION_CONNECT_KATCP_MAJOR:
+        if self._protocol_major >= VERSION_CONNECT_KATCP_MAJOR:
             return [
                 Message.inform("version-connect", "katcp-protocol", str(self.PROTOCOL_INFO)),
                 Message.inform("version-connect", "katcp-library", *self._library_version()),
@@ -211,7 +211,7 @@ class SensorServerBase(DeviceServerBase):
     # -------------------------------------------------------------- sensors
 
     def _interface_changed(self, what: str) -> None:
-        if self.running() and self.PROTOCOL_INFO.major >= _INTERFACE_CHANGED_MAJOR:
+        if self.running() and self._protocol_major >= _INTERFACE_CHANGED_MAJOR:
             self.mass_inform(Message.inform("interface-changed", what))
 
     def _call_in_loop(self, fn: Callable[[], None]) -> None:
@@ -390,7 +390,7 @@ class SensorServerBase(DeviceServerBase):
         return cf
 
     def _set_sampling(self, client: ClientConnection, names_arg: str, names: List[str],
-                      strategy: bytes, params: List[bytes], bulk: bool,
+                      strategy: bytes, params: List[Any], bulk: bool,
                       msg: Message) -> Message:
         # ioloop thread: validate everything first, then swap strategies (all or nothing).
         if len(set(names)) != len(names):
@@ -406,7 +406,7 @@ class SensorServerBase(DeviceServerBase):
         if not info.strategy_allowed(strategy):
             raise FailReply(f"Strategy {_native(strategy)} not allowed for version "
                             f"{info.major} of katcp")
-        v4_period = info.major < SEC_TS_KATCP_MAJOR and strategy == b"period"
+        v4_period = self._protocol_major < SEC_TS_KATCP_MAJOR and strategy == b"period"
         if v4_period and params:
             try:
                 params = [float(params[0]) * MS_TO_SEC_FAC] + list(params[1:])
@@ -424,7 +424,7 @@ class SensorServerBase(DeviceServerBase):
         client_strategies = self._strategies.get(client)
         if client_strategies is None:
             raise FailReply("Client connection is closed.")
-        last = None
+        last: SampleStrategy | None = None
         for sensor, strategy_obj in new.items():
             old = client_strategies.pop(sensor, None)
             if old is not None:
@@ -433,7 +433,9 @@ class SensorServerBase(DeviceServerBase):
                 client_strategies[sensor] = strategy_obj
                 strategy_obj.start()
             last = strategy_obj
-        name_b, param_b = last.get_sampling_formatted()
+        assert last is not None  # the request parser never gives an empty name list
+        name_b, formatted = last.get_sampling_formatted()
+        param_b: List[Any] = formatted
         if v4_period and param_b:
             param_b = [int(float(param_b[0]) * SEC_TO_MS_FAC)] + param_b[1:]
         return Message.reply_to_request(msg, "ok", names_arg, name_b, *param_b)
@@ -446,7 +448,7 @@ class SensorServerBase(DeviceServerBase):
         if current is None:
             return Message.reply_to_request(msg, "ok", name, "none")
         strategy, params = current.get_sampling_formatted()
-        if self.PROTOCOL_INFO.major < SEC_TS_KATCP_MAJOR and strategy == b"period" and params:
+        if self._protocol_major < SEC_TS_KATCP_MAJOR and strategy == b"period" and params:
             params = [int(float(params[0]) * SEC_TO_MS_FAC)] + params[1:]
         return Message.reply_to_request(msg, "ok", name, strategy, *params)
 

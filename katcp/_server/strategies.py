@@ -37,7 +37,7 @@ import asyncio
 import logging
 import math
 from functools import wraps
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from katcp._aio.loopcalls import LoopCalls, loop_calls
 from katcp._protocol.message import Message
@@ -186,7 +186,7 @@ class SampleStrategy:
     NONE, AUTO, PERIOD, EVENT, DIFFERENTIAL, EVENT_RATE, DIFFERENTIAL_RATE = range(7)
 
     #: Mapping from strategy constant to strategy name.
-    SAMPLING_LOOKUP = {
+    SAMPLING_LOOKUP: Dict[int | None, bytes] = {
         NONE: b"none",
         AUTO: b"auto",
         PERIOD: b"period",
@@ -197,7 +197,8 @@ class SampleStrategy:
     }
 
     #: Mapping from strategy name to strategy constant.
-    SAMPLING_LOOKUP_REV = {v: k for k, v in SAMPLING_LOOKUP.items()}
+    SAMPLING_LOOKUP_REV: Dict[bytes, int] = {v: k for k, v in SAMPLING_LOOKUP.items()
+                                             if k is not None}
 
     #: True if the strategy observes the sensor's updates.
     OBSERVE_UPDATES = False
@@ -225,7 +226,8 @@ class SampleStrategy:
         self._params = params
         self._ioloop = ioloop
         self._loop = _resolve_loop(ioloop)
-        self._uloop = self._loop
+        # The loop while active, _CANCELLED once cancelled (see update()).
+        self._uloop: object = self._loop
         self._calls: LoopCalls | None = None  # the loop's cross-thread queue, fetched when needed
         # The last reading reported, for strategies that report changes.
         self._last = None
@@ -280,7 +282,7 @@ class SampleStrategy:
         elif isinstance(strategyName, bytes):
             key = strategyName
         else:
-            key = None
+            key = b""  # no strategy has that name
         strategy_type = cls.SAMPLING_LOOKUP_REV.get(key)
         if strategy_type is None:
             known = ", ".join(name.decode() for name in cls.SAMPLING_LOOKUP.values())
