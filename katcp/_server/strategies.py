@@ -37,7 +37,7 @@ import asyncio
 import logging
 import math
 from functools import wraps
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Protocol, Tuple
 
 from katcp._aio.loopcalls import LoopCalls, loop_calls
 from katcp._protocol.message import Message
@@ -70,7 +70,22 @@ _CANCELLED = object()
 
 _get_running_loop = asyncio._get_running_loop
 
-InformCallback = Callable[[Any, Any], Any]
+
+
+class SampledSensor(Protocol):
+    """A strategy's view of the sensor it samples (`katcp.Sensor` or a look-alike)."""
+
+    name: str
+
+    def attach(self, observer: Any) -> None: ...
+
+    def detach(self, observer: Any) -> None: ...
+
+    def read(self) -> Any: ...
+
+
+#: ``inform_callback(sensor, reading)``: called whenever a report is due.
+InformCallback = Callable[[SampledSensor, Any], Any]
 
 
 def _unpack_reading(reading: tuple) -> tuple:
@@ -209,7 +224,7 @@ class SampleStrategy:
     __slots__ = ("_inform_callback", "_sensor", "_params", "_ioloop", "_loop", "_uloop",
                  "_calls", "_last", "__weakref__")
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         ioloop = kwargs.pop("ioloop", None)
         if kwargs:
             raise TypeError(f"Unexpected keyword arguments: {sorted(kwargs)}")
@@ -248,7 +263,7 @@ class SampleStrategy:
         return self._uloop is _CANCELLED
 
     @classmethod
-    def get_strategy(cls, strategyName, inform_callback: InformCallback, sensor,
+    def get_strategy(cls, strategyName, inform_callback: InformCallback, sensor: SampledSensor,
                      *params, **kwargs) -> SampleStrategy:
         """Create a strategy object from its KATCP name and parameters.
 
@@ -294,7 +309,7 @@ class SampleStrategy:
 
     # -- observer side -------------------------------------------------------
 
-    def update(self, sensor, reading) -> None:
+    def update(self, sensor: SampledSensor, reading) -> None:
         """Sensor observer callback: the sensor was set to ``reading``.
 
         Parameters
@@ -309,7 +324,7 @@ class SampleStrategy:
         else:
             self._update_elsewhere(sensor, reading)
 
-    def _update_elsewhere(self, sensor, reading) -> None:
+    def _update_elsewhere(self, sensor: SampledSensor, reading) -> None:
         """Slow path of update(): cancelled, or called outside the loop thread."""
         if self._uloop is _CANCELLED:
             return
@@ -448,7 +463,7 @@ class SampleNone(SampleStrategy):
     _SAMPLING_TYPE = SampleStrategy.NONE
     __slots__ = ()
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if params:
             raise ValueError("The 'none' strategy takes no parameters.")
         super().__init__(inform_callback, sensor, **kwargs)
@@ -464,12 +479,12 @@ class SampleAuto(SampleStrategy):
     _SAMPLING_TYPE = SampleStrategy.AUTO
     __slots__ = ()
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if params:
             raise ValueError("The 'auto' strategy takes no parameters.")
         super().__init__(inform_callback, sensor, **kwargs)
 
-    def update(self, sensor, reading) -> None:
+    def update(self, sensor: SampledSensor, reading) -> None:
         """Report every reading (sensor observer callback)."""
         if _get_running_loop() is self._uloop:  # fast path: inform() inlined (no state)
             try:
@@ -495,7 +510,7 @@ class SamplePeriod(SampleStrategy):
     _SAMPLING_TYPE = SampleStrategy.PERIOD
     __slots__ = ("_period", "_next_time", "_handle")
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if len(params) != 1:
             raise ValueError(
                 f"The 'period' strategy takes one parameter (period), got {len(params)}.")
@@ -554,7 +569,7 @@ class SampleEventRate(SampleStrategy):
     _SAMPLING_TYPE = SampleStrategy.EVENT_RATE
     __slots__ = ("_shortest", "_longest", "_last_time", "_pending", "_long_handle")
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if len(params) != 2:
             raise ValueError(
                 "The 'event-rate' strategy takes two parameters "
@@ -635,7 +650,7 @@ class _ReportEachChange(SampleStrategy):
 
     __slots__ = ()
 
-    def update(self, sensor, reading) -> None:
+    def update(self, sensor: SampledSensor, reading) -> None:
         """Report ``reading`` if it counts as a change (sensor observer callback)."""
         if _get_running_loop() is self._uloop:  # fast path: inform() inlined, one report
             if self._changed(reading):
@@ -666,7 +681,7 @@ class SampleEvent(_ReportEachChange, SampleEventRate):
     _SAMPLING_TYPE = SampleStrategy.EVENT
     __slots__ = ()
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if params:
             raise ValueError("The 'event' strategy takes no parameters.")
         SampleStrategy.__init__(self, inform_callback, sensor, **kwargs)
@@ -690,7 +705,7 @@ class SampleDifferential(_ReportEachChange):
     _SAMPLING_TYPE = SampleStrategy.DIFFERENTIAL
     __slots__ = ("_threshold",)
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if len(params) != 1:
             raise ValueError(
                 f"The 'differential' strategy takes one parameter (difference), "
@@ -718,7 +733,7 @@ class SampleDifferentialRate(SampleEventRate):
     _SAMPLING_TYPE = SampleStrategy.DIFFERENTIAL_RATE
     __slots__ = ("_threshold",)
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if len(params) != 3:
             raise ValueError(
                 "The 'differential-rate' strategy takes three parameters "
