@@ -1,8 +1,10 @@
 """`DeviceServerBase`: message dispatch and concurrency options of a device server.
 
-A request travels: transport -> `KATCPServer.message_received` -> ``submit`` (the
-dispatcher chosen by :meth:`DeviceServerBase.set_concurrency_options`) ->
-:meth:`DeviceServerBase.handle_message` -> handler -> reply written to the connection.
+A request travels: transport -> `KATCPServer.message_received` ->
+`DeviceServerBase._submit` (handled here, or batched for the handler thread, as
+:meth:`DeviceServerBase.set_concurrency_options` chose) ->
+:meth:`DeviceServerBase.handle_message` -> handler -> reply through the client's
+`ClientConnection.reply` (or straight to its ``_send`` when its class keeps ``reply``).
 
 Plain handlers run inline (no task, no future). A handler that returns a future or
 coroutine holds back further messages of *that* client until it resolves (unless it
