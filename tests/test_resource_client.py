@@ -449,3 +449,44 @@ def test_sensor_level_strategy_survives_sensor_removal():
             await stop_server(srv)
 
     run(main)
+
+
+class AuditedResource(KATCPClientResource):
+    """A katcp-python style subclass that audits every strategy it sets."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.audited = []
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, sensor_name, strategy_and_parms):
+        self.audited.append((sensor_name, strategy_and_parms))
+        result = yield super().set_sampling_strategy(sensor_name, strategy_and_parms)
+        return result
+
+
+def test_set_sampling_strategies_goes_through_overridden_set_sampling_strategy():
+    # The bulk path is chosen per class: only for classes keeping set_sampling_strategy.
+    assert KATCPClientResource._bulk_strategies
+    assert not AuditedResource._bulk_strategies
+
+    async def main():
+        srv = await start_aio(n_sensors=5)
+        res = AuditedResource(dict(address=("127.0.0.1", srv.port), name="dev",
+                                   controlled=True, auto_reconnect_delay=0.05))
+        res.start()
+        try:
+            await res.until_synced(timeout=5)
+            srv.sampling_requests.clear()
+            result = await res.set_sampling_strategies(r"^many_", "event")
+            assert result == {f"many_s{i}": "event" for i in range(5)}
+            assert sorted(res.audited) == [(f"many_s{i}", "event") for i in range(5)]
+            # One request per sensor (through the override), no bulk request.
+            assert len(srv.sampling_requests) == 5
+            assert not any("," in r for r in srv.sampling_requests)
+            assert res.sensor.many_s3.sampling_strategy == ("event",)
+        finally:
+            await stop_resource(res)
+            await stop_server(srv)
+
+    run(main)

@@ -330,3 +330,45 @@ def test_asyncio_loop_unused_warning_free():
     cont = KATCPClientResourceContainer(container_spec({"a": 1}))
     assert cont.children.a.state == "disconnected"
     assert asyncio.iscoroutinefunction(stop_container)
+
+
+class AuditedContainer(KATCPClientResourceContainer):
+    """A katcp-python style container subclass that audits every strategy it sets."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.audited = []
+
+    @tornado.gen.coroutine
+    def set_sampling_strategy(self, sensor_name, strategy_and_parms):
+        self.audited.append(sensor_name)
+        result = yield super().set_sampling_strategy(sensor_name, strategy_and_parms)
+        return result
+
+
+@pytest.mark.parametrize("cls", [KATCPClientResourceContainer, AuditedContainer])
+def test_container_set_sampling_strategies_both_paths(cls):
+    # Bulk per child only for a class that keeps set_sampling_strategy (chosen per class).
+    assert cls._bulk_strategies == (cls is KATCPClientResourceContainer)
+
+    async def main():
+        s1 = await start_aio()
+        s2 = await start_ours()
+        cont = cls(container_spec({"a": s1.port, "b": s2.port}))
+        cont.start()
+        try:
+            await cont.until_synced(timeout=5)
+            result = await cont.set_sampling_strategies("_sensor$", "event")
+            expected = {c: {k: "event" for k in dict.keys(cont.children[c].sensor)
+                            if k.endswith("_sensor")} for c in ("a", "b")}
+            assert result == expected
+            assert cont.sensor.b_int_sensor.sampling_strategy == ("event",)
+            if cls is AuditedContainer:
+                assert sorted(cont.audited) == sorted(
+                    f"{c}_{k}" for c in expected for k in expected[c])
+        finally:
+            await stop_container(cont)
+            await stop_server(s1)
+            await stop_server(s2)
+
+    run(main)

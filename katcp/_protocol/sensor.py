@@ -12,10 +12,20 @@ import time
 import warnings
 import weakref
 from collections import namedtuple
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, cast
 
 from katcp._protocol.grammar import KatcpSyntaxError
-from katcp._protocol.kattypes import Address, Bool, Discrete, Float, Int, Lru, Str, Timestamp
+from katcp._protocol.kattypes import (
+    Address,
+    Bool,
+    Discrete,
+    Float,
+    Int,
+    KatcpType,
+    Lru,
+    Str,
+    Timestamp,
+)
 from katcp._protocol.message import DEFAULT_KATCP_MAJOR, SEC_TS_KATCP_MAJOR, KatcpTypeError
 
 __all__ = ["Sensor", "Reading", "now"]
@@ -108,12 +118,13 @@ def _valid_discrete(sensor: "Sensor", value: Any) -> Any:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
             pass
+    kattype = cast(Discrete, sensor._kattype)
     try:
-        if value in sensor._kattype._valid_values:
+        if value in kattype._valid_values:
             return value
     except TypeError:   # unhashable
         pass
-    raise _bad(sensor, value, f"one of {sensor._kattype._values}")
+    raise _bad(sensor, value, f"one of {kattype._values}")
 
 
 def _valid_string(sensor: "Sensor", value: Any) -> Any:
@@ -135,9 +146,18 @@ def _valid_address(sensor: "Sensor", value: Any) -> Any:
             host = host.decode("ascii", "replace")
         if (isinstance(host, str) and host.isascii()
                 and (port is None or (isinstance(port, _Integral) and not isinstance(port, bool)
-                                      and 0 <= port <= 65535))):
+                                      and 0 <= int(port) <= 65535))):
             return (host, port if port is None else int(port))
     raise _bad(sensor, value, "a (host, port) tuple with port an integer or None")
+
+
+def _deprecated_reading_attr(i: int, attr: str) -> property:
+    """A read-only property for katcp-python's deprecated ``Sensor._timestamp`` etc."""
+    def getter(self: "Sensor") -> Any:
+        warnings.warn(f"Use of katcp.Sensor.{attr} attribute is deprecated",
+                      DeprecationWarning, stacklevel=2)
+        return self._current_reading[i]
+    return property(getter)
 
 
 class Sensor:
@@ -178,9 +198,13 @@ class Sensor:
     __slots__ = ("name", "units", "_description", "_params", "_sensor_type", "_kattype",
                  "_observers", "_current_reading", "__weakref__")
 
+    # The shared kattypes instance that checks and formats values (a Discrete of the
+    # sensor's values for discrete sensors).
+    _kattype: KatcpType
+
     (INTEGER, FLOAT, BOOLEAN, LRU, DISCRETE, STRING, TIMESTAMP, ADDRESS) = range(8)
 
-    SENSOR_TYPES = {
+    SENSOR_TYPES: Dict[int, Tuple[Type[KatcpType], Any]] = {
         INTEGER: (Int, 0),
         FLOAT: (Float, 0.0),
         BOOLEAN: (Bool, False),
@@ -221,7 +245,9 @@ class Sensor:
     _VALIDATORS = (_valid_int, _valid_float, _valid_bool, _valid_lru, _valid_discrete,
                    _valid_string, _valid_timestamp, _valid_address)
     # Stateless kattypes shared by all sensors of a type (DISCRETE gets its own).
-    _SHARED_KATTYPES = (Int(), Float(), Bool(), Lru(), None, Str(), Timestamp(), Address())
+    # Indexed by sensor type; discrete sensors get their own (see _shared_discrete).
+    _SHARED_KATTYPES: Tuple[Any, ...] = (Int(), Float(), Bool(), Lru(), None, Str(),
+                                         Timestamp(), Address())
     _STATUS_SET = frozenset(range(7))
 
     def __init__(self, sensor_type: Any, name: Any, description: Optional[str] = None,
@@ -300,7 +326,7 @@ class Sensor:
     def params(self) -> List[Any]:
         """Type parameters: ``[min, max]`` or the discrete values (else ``[]``)."""
         if self._sensor_type == Sensor.DISCRETE:
-            return list(self._kattype._values)
+            return list(cast(Discrete, self._kattype)._values)
         return list(self._params) if self._params else []
 
     @params.setter
@@ -329,17 +355,9 @@ class Sensor:
         return f"<{cls.__module__}.{cls.__name__} object name={self.name!r} at 0x{id(self):x}>"
 
     # Deprecated katcp-python attributes.
-    def _reading_getter(i: int, attr: str) -> property:
-        def getter(self: "Sensor") -> Any:
-            warnings.warn(f"Use of katcp.Sensor.{attr} attribute is deprecated",
-                          DeprecationWarning, stacklevel=2)
-            return self._current_reading[i]
-        return property(getter)
-
-    _timestamp = _reading_getter(0, "_timestamp")
-    _status = _reading_getter(1, "_status")
-    _value = _reading_getter(2, "_value")
-    del _reading_getter
+    _timestamp = _deprecated_reading_attr(0, "_timestamp")
+    _status = _deprecated_reading_attr(1, "_status")
+    _value = _deprecated_reading_attr(2, "_value")
 
     # -- constructors ----------------------------------------------------------
 
@@ -598,18 +616,9 @@ class Sensor:
             If the value is of the wrong type or not an allowed discrete value,
             or the status is invalid.  The sensor is then unchanged.
         """
-        stype = self._sensor_type
-        if value.__class__ is not self._FAST_TYPES[stype]:
-            value = self._VALIDATORS[stype](self, value)
-        if status not in self._STATUS_SET:
-            raise self._bad_status(status)
-        if timestamp is None:
-            timestamp = now()
-        elif timestamp.__class__ is not float and not isinstance(timestamp, _Real):
-            raise ValueError(f"Invalid timestamp {timestamp!r} for sensor {self.name!r}")
-        reading = self._current_reading = _new_reading(Reading, (timestamp, status, value))
-        for observer in self._observers:
-            observer.update(self, reading)
+        # Through set(), as katcp-python does: one validation, and a subclass that
+        # overrides set() sees every update.
+        self.set(now() if timestamp is None else timestamp, status, value)
 
     def set_formatted(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
                       major: int = DEFAULT_KATCP_MAJOR) -> None:

@@ -288,6 +288,9 @@ class _SensorAttrDict(dict):
 class KATCPClientResource(resource.KATCPResource):
     """Client resource for one KATCP device.
 
+    ``set_sampling_strategies`` goes through :meth:`set_sampling_strategy` when a
+    subclass overrides the latter; otherwise it sends one bulk request.
+
     Inspects the device and exposes its sensors (``.sensor``) and requests
     (``.req``) as per the :class:`katcp.resource.KATCPResource` API.
 
@@ -309,6 +312,15 @@ class KATCPClientResource(resource.KATCPResource):
     """
 
     MAX_LOOP_LATENCY = 0.03
+
+    #: True if the class keeps :meth:`set_sampling_strategy`, so that
+    #: ``set_sampling_strategies`` may use one bulk request instead (set per class).
+    _bulk_strategies = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._bulk_strategies = (cls.set_sampling_strategy
+                                is KATCPClientResource.set_sampling_strategy)
 
     def __init__(self, resource_spec, parent=None, logger=log):
         super().__init__()
@@ -689,9 +701,31 @@ class KATCPClientResource(resource.KATCPResource):
             (r, s) for r, s in self._sensor_filter_strategies if r.pattern != regex.pattern]
         self._sensor_filter_strategies.append((regex, strategy_and_parms))
         keys = [k for k in list(self._sensor) if regex.search(k)]
+        result = yield self._set_strategies_of(keys, strategy_and_parms)
+        return result
+
+    @tornado.gen.coroutine
+    def _set_strategies_of(self, keys, strategy_and_parms):
+        """Set one strategy on the known sensors ``keys`` (Python identifiers).
+
+        Goes through :meth:`set_sampling_strategy` for each sensor when the class
+        overrides it (katcp-python users do); otherwise one bulk request (when the
+        device supports it) does the same work. The choice is made once per class.
+
+        Returns
+        -------
+        tornado Future
+            Resolves with ``{sensor_identifier: strategy_and_parms or error}``.
+        """
+        if not self._bulk_strategies:
+            replies = yield [self.set_sampling_strategy(k, strategy_and_parms) for k in keys]
+            merged: Dict[str, Any] = {}
+            for reply in replies:
+                merged.update(reply)
+            return merged
         for key in keys:
             self._sensor_strategy_cache[key] = strategy_and_parms
-        result = {}
+        result: Dict[str, Any] = {}
         if self._sensor_manager is None or not keys:
             return result
         names = {self._sensor[k].name: k for k in keys}

@@ -282,6 +282,14 @@ class KATCPClientResourceContainer(resource.KATCPResource):
 
     _names_sensors_by_child = True
 
+    #: True if the class keeps :meth:`set_sampling_strategy`, so that
+    #: ``set_sampling_strategies`` may hand each child its sensors in bulk (set per class).
+    _bulk_strategies = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._bulk_strategies = (cls.set_sampling_strategy
+                                is KATCPClientResourceContainer.set_sampling_strategy)
 
     def __init__(self, resources_spec, logger=log):
         super().__init__()
@@ -538,7 +546,10 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def set_sampling_strategies(self, filter, strategy_and_parms):
         """Set the strategy of all existing sensors matching `filter`.
 
-        The sensors of each child are set in bulk, children in parallel.
+        Goes through :meth:`set_sampling_strategy` for each sensor when the class
+        overrides it; otherwise each child sets its sensors in bulk (through its
+        own ``set_sampling_strategy`` if the child's class overrides that),
+        children in parallel.
 
         Returns
         -------
@@ -546,25 +557,23 @@ class KATCPClientResourceContainer(resource.KATCPResource):
             Resolves with ``{child_name: {sensor_identifier: strategy or error}}``.
         """
         results = yield self.list_sensors(filter=filter)
+        if not self._bulk_strategies:
+            replies = yield [self.set_sampling_strategy(r.python_identifier, strategy_and_parms)
+                             for r in results]
+            merged: Dict[str, Any] = {}
+            for reply in replies:
+                for child_name, child_result in reply.items():
+                    merged.setdefault(child_name, {}).update(child_result)
+            return merged
         per_child: Dict[str, Any] = {}
         for r in results:
-            per_child.setdefault(r.object.parent_name, []).append(r.object)
+            per_child.setdefault(r.object.parent_name, []).append(r.object.normalised_name)
         futures = {}
-        for child_name, sensors in per_child.items():
+        for child_name, keys in per_child.items():
             child = self._children[escape_name(child_name)]
-            futures[child_name] = self._set_child_strategies(child, sensors, strategy_and_parms)
+            futures[child_name] = child._set_strategies_of(keys, strategy_and_parms)
         out = yield futures
         return out
-
-    @tornado.gen.coroutine
-    def _set_child_strategies(self, child, sensors, strategy_and_parms):
-        for s in sensors:
-            child._sensor_strategy_cache[s.normalised_name] = strategy_and_parms
-        manager = child._sensor_manager
-        res = yield manager.set_sampling_strategies([s.name for s in sensors], strategy_and_parms)
-        by_name = {s.name: s.normalised_name for s in sensors}
-        return {by_name[name]: (strategy_and_parms if ok else info)
-                for name, (ok, info) in res.items()}
 
     @tornado.gen.coroutine
     def set_sensor_listener(self, sensor_name, listener):

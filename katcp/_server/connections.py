@@ -15,7 +15,7 @@ import threading
 import traceback
 from collections import deque
 from functools import partial
-from typing import Any, Callable, Deque, Dict, Tuple
+from typing import Any, Callable, Deque, Dict, List, Protocol, Tuple, cast
 
 from katcp._aio.ioloop import IOLoopManager, StopFuture
 from katcp._aio.loopcalls import LoopCalls, loop_calls
@@ -36,6 +36,63 @@ def _is_future(obj: Any) -> bool:
     return isinstance(obj, (asyncio.Future, concurrent.futures.Future))
 
 
+class Stream(Protocol):
+    """What a client connection needs of its transport (`katcp.connection.Connection`)."""
+
+    @property
+    def closing(self) -> bool: ...
+
+    @property
+    def address(self) -> str: ...
+
+    def write(self, msg: Message) -> None: ...
+
+    def write_bytes(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ServerOwner(Protocol):
+    """What a `ClientConnection` needs of its server: `KATCPServer`, or a test stand-in.
+
+    Sending goes through :meth:`send_message`, so a stand-in server decides what
+    "sending" means (the fakes in `katcp.fake_clients` refuse).
+    """
+
+    def send_message(self, stream: Any, msg: Message) -> None: ...
+
+    def mass_send_message(self, msg: Message) -> None: ...
+
+    def mass_send_message_from_thread(self, msg: Message) -> Any: ...
+
+    def flush_on_close(self, stream: Any) -> Any: ...
+
+    def get_address(self, stream: Any) -> str: ...
+
+
+class Device(Protocol):
+    """What `KATCPServer` needs of the device it serves (`DeviceServerBase`)."""
+
+    def on_client_connect(self, conn: Any) -> Any: ...
+
+    def on_client_disconnect(self, conn: Any, msg: str, connection_valid: bool) -> Any: ...
+
+    def create_log_inform(self, level_name: str, msg: str, name: str,
+                          timestamp: float | None = None) -> Message: ...
+
+    def _submit(self, client: ClientConnection, msg: Message) -> None: ...
+
+
+def _writes_transport(send: Callable) -> Callable:
+    """Mark a ``_send`` of ours: it hands messages to the server's transport unchanged.
+
+    A class whose ``_send`` is so marked (and whose ``inform`` is ours) may be sent
+    pre-encoded bytes straight to its transport; see `ClientConnection.__init_subclass__`.
+    """
+    send._writes_transport = True  # type: ignore[attr-defined]
+    return send
+
+
 class ClientConnection:
     """Encapsulates the connection between a single client and the server.
 
@@ -51,9 +108,35 @@ class ClientConnection:
     Methods of this class must be called in the server's ioloop thread; see
     `ThreadsafeClientConnection` for a version that may be called from any thread.
 
+    Everything the server sends to this client goes through :meth:`inform`,
+    :meth:`reply_inform` (which calls :meth:`inform`) and :meth:`reply`, so a
+    subclass (installed with ``KATCPServer.client_connection_factory``) that
+    overrides them sees every message. For speed the server skips those methods
+    only for classes that do not override them; the class flags below record
+    that, once per class.
+
     """
 
-    def __init__(self, server: KATCPServer, conn_id: Any) -> None:
+    #: True if the class keeps :meth:`reply`: replies may go straight to ``_send``.
+    _direct_reply = True
+    #: True if the class keeps :meth:`inform` and :meth:`reply_inform`.
+    _direct_inform = True
+    #: True if, in addition, ``_send`` writes to the transport unchanged: the server
+    #: may write a pre-encoded inform (greeting, ``#sensor-status``, ``#log``) as bytes.
+    _direct_bytes = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Decided once per class: which public methods the subclass overrides.
+        base = ClientConnection
+        cls._direct_reply = (cls.reply is base.reply
+                             and cls._send_answer is base._send_answer)
+        cls._direct_inform = (cls.inform is base.inform
+                              and cls.reply_inform is base.reply_inform)
+        cls._direct_bytes = cls._direct_inform and getattr(cls._send, "_writes_transport",
+                                                           False)
+
+    def __init__(self, server: ServerOwner, conn_id: Any) -> None:
         self._server = server
         self._conn_key = conn_id
         self._conn = conn_id
@@ -68,10 +151,6 @@ class ClientConnection:
         self._submitted = 0
         self._handled = 0
         self._queue_paused = False
-        self.flush_on_close = partial(server.flush_on_close, conn_id)
-        if not isinstance(server, KATCPServer):
-            # Another server implementation (e.g. a test fake): use its public API.
-            self._send = partial(server.send_message, conn_id)  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.address}>"
@@ -86,6 +165,10 @@ class ClientConnection:
         """True once ``on_client_disconnect`` has been called for this client."""
         return self._disconnect_called
 
+    def flush_on_close(self) -> Any:
+        """Flush this client's output and close it; returns a future of the close."""
+        return self._server.flush_on_close(self._conn)
+
     def disconnect(self, reason: str):
         """Disconnect this client connection for the specified reason.
 
@@ -99,7 +182,8 @@ class ClientConnection:
             ioloop thread, a `concurrent.futures.Future` elsewhere.
 
         """
-        server = self._server
+        # Only a listening server's connections are disconnected (not a test stand-in's).
+        server = cast(KATCPServer, self._server)
         if server.in_ioloop_thread():
             return server._start_disconnect(self._conn, self, reason)
         done: concurrent.futures.Future = concurrent.futures.Future()
@@ -117,10 +201,9 @@ class ClientConnection:
         server._post(start)
         return done
 
+    @_writes_transport
     def _send(self, msg: Message) -> None:
-        conn = self._conn
-        if not conn.closing:
-            conn.write(msg)
+        self._server.send_message(self._conn, msg)
 
     def inform(self, msg: Message) -> None:
         """Send an inform message to a particular client.
@@ -151,7 +234,11 @@ class ClientConnection:
             overridden with the id from orig_req before the inform is sent.
 
         """
-        self._send_answer(inform, orig_req, _INFORM)
+        assert inform.mtype == _INFORM
+        assert inform.name == orig_req.name
+        inform.mid = orig_req.mid
+        # Through inform(), so that a subclass overriding only inform() sees these too.
+        self.inform(inform)
 
     def mass_inform(self, msg: Message) -> None:
         """Send an inform message to all clients.
@@ -177,11 +264,11 @@ class ClientConnection:
             overridden with the id from orig_req before the reply is sent.
 
         """
-        self._send_answer(reply, orig_req, _REPLY)
+        self._send_answer(reply, orig_req)
 
-    def _send_answer(self, msg: Message, orig_req: Message, mtype: int) -> None:
-        # A reply or reply inform: same name as the request, and its message id.
-        assert msg.mtype == mtype
+    def _send_answer(self, msg: Message, orig_req: Message) -> None:
+        # A reply: same name as the request, and its message id.
+        assert msg.mtype == _REPLY
         assert msg.name == orig_req.name
         msg.mid = orig_req.mid
         self._send(msg)
@@ -205,12 +292,13 @@ class ThreadsafeClientConnection(ClientConnection):
 
     """
 
+    _server: KATCPServer
+
+    @_writes_transport
     def _send(self, msg: Message) -> None:
         server = self._server
         if get_ident() == server.ioloop_thread_id:
-            conn = self._conn
-            if not conn.closing:
-                conn.write(msg)
+            server.send_message(self._conn, msg)
         else:
             server._post(server.send_message, self._conn, msg)
 
@@ -252,7 +340,11 @@ class ClientRequestConnection:
         """
         if self._replied:
             self.inform_after_reply(*args)
-        self.client_connection._send(Message.reply_inform(self.msg, *args))
+        conn = self.client_connection
+        if conn._direct_inform:
+            conn._send(Message.reply_inform(self.msg, *args))
+        else:
+            conn.reply_inform(Message.reply_inform(self.msg, *args), self.msg)
 
     def reply(self, *args: Any) -> None:
         """Send the reply (same name and id as the request) with the given arguments.
@@ -263,7 +355,11 @@ class ClientRequestConnection:
         if self._replied:
             self.reply_again(*args)
         self._replied = True
-        self.client_connection._send(Message.reply_to_request(self.msg, *args))
+        conn = self.client_connection
+        if conn._direct_reply:
+            conn._send(Message.reply_to_request(self.msg, *args))
+        else:
+            conn.reply(Message.reply_to_request(self.msg, *args), self.msg)
 
     def reply_with_message(self, rep_msg: Message) -> None:
         """Send a pre-created reply message to the client connection.
@@ -318,7 +414,7 @@ class KATCPServer:
 
     client_connection_factory = ClientConnection
 
-    def __init__(self, device: Any, host: str, port: int, tb_limit: int = 20,
+    def __init__(self, device: Device, host: str, port: int, tb_limit: int = 20,
                  logger: logging.Logger = log) -> None:
         self._device = device
         self._bindaddr = (host, port)
@@ -326,21 +422,19 @@ class KATCPServer:
         self._logger = logger
         self._running = threading.Event()
         self._stopped = threading.Event()
-        self.ioloop = None
+        self.ioloop: Any = None
         self.ioloop_thread_id: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: Any = None  # asyncio loop, set by start()
         self._connections: Dict[Any, ClientConnection] = {}
         # Restartable: a stopped managed loop is replaced by a fresh one on the next start.
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._started_once = False
-        self._aio_server = None
+        self._aio_server: Any = None
         self._install_error: BaseException | None = None
         self._stop_future: concurrent.futures.Future | None = None
         self._calls: LoopCalls | None = None
-        self._join_waiters: list = []
-        self._encode = None
-        # Hook set by the device: called (loop thread) with each (client, msg).
-        self.submit: Callable[[ClientConnection, Message], None] = self._no_submit
+        self._join_waiters: List[asyncio.Future] = []
+        self._encode: Callable[[Message], bytes] = LineCodec().encode
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -600,15 +694,23 @@ class KATCPServer:
     def mass_send_message(self, msg: Message) -> None:
         """Send a message to all connected clients (ioloop thread only).
 
-        The message is encoded once and the same bytes go to every client.
+        The message is encoded once and the same bytes go to every client whose
+        class keeps `ClientConnection.inform`; a client whose class overrides it
+        gets the message through its ``inform``.
 
         """
         if not self._connections:
             return
-        data = self._encode(msg)
-        for conn in list(self._connections):
-            if not conn.closing:
+        data = None
+        for conn, client in list(self._connections.items()):
+            if conn.closing:
+                continue
+            if client._direct_bytes:
+                if data is None:
+                    data = self._encode(msg)
                 conn.write_bytes(data)
+            else:
+                client.inform(msg)
 
     def mass_send_message_from_thread(self, msg: Message):
         """Thread-safe version of :meth:`mass_send_message`."""
@@ -627,9 +729,6 @@ class KATCPServer:
         return asyncio.ensure_future(stream.wait_closed())
 
     # ----------------------------------------------- transport handler protocol
-
-    def _no_submit(self, client: ClientConnection, msg: Message) -> None:
-        raise RuntimeError("set_concurrency_options() must be called before messages arrive")
 
     def connection_made(self, conn: Any) -> None:
         client = self.client_connection_factory(self, conn)
@@ -660,7 +759,7 @@ class KATCPServer:
                 return
         client._ready = True
         early, client._early = client._early, []
-        submit = self.submit
+        submit = self._device._submit
         for msg in early:
             if conn.closing:
                 break
@@ -671,7 +770,7 @@ class KATCPServer:
         log_msg = f"Device error initialising connection {reason}"
         self._logger.error(log_msg)
         if not conn.closing:
-            conn.write(self._device.create_log_inform("error", log_msg, "root"))
+            client.inform(self._device.create_log_inform("error", log_msg, "root"))
             conn.close()
 
     def message_received(self, conn: Any, msg: Message) -> None:
@@ -679,7 +778,7 @@ class KATCPServer:
         if client is None:
             return
         if client._ready:
-            self.submit(client, msg)
+            self._device._submit(client, msg)
         else:
             client._early.append(msg)
 
@@ -691,8 +790,9 @@ class KATCPServer:
         else:
             reason = f"Bad message: {exc}"
         self._logger.error("BAD COMMAND from %s: %s", self.get_address(conn), reason)
-        if not conn.closing:
-            conn.write(self._device.create_log_inform("error", reason, "root"))
+        client = self._connections.get(conn)
+        if client is not None and not conn.closing:
+            client.inform(self._device.create_log_inform("error", reason, "root"))
 
     def connection_lost(self, conn: Any, exc: BaseException | None) -> None:
         client = self._connections.pop(conn, None)

@@ -1,8 +1,10 @@
 """`DeviceServerBase`: message dispatch and concurrency options of a device server.
 
-A request travels: transport -> `KATCPServer.message_received` -> ``submit`` (the
-dispatcher chosen by :meth:`DeviceServerBase.set_concurrency_options`) ->
-:meth:`DeviceServerBase.handle_message` -> handler -> reply written to the connection.
+A request travels: transport -> `KATCPServer.message_received` ->
+`DeviceServerBase._submit` (handled here, or batched for the handler thread, as
+:meth:`DeviceServerBase.set_concurrency_options` chose) ->
+:meth:`DeviceServerBase.handle_message` -> handler -> reply through the client's
+`ClientConnection.reply` (or straight to its ``_send`` when its class keeps ``reply``).
 
 Plain handlers run inline (no task, no future). A handler that returns a future or
 coroutine holds back further messages of *that* client until it resolves (unless it
@@ -19,7 +21,7 @@ import sys
 import threading
 import traceback
 from functools import partial, wraps
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, cast
 
 from katcp._protocol import sensor as _sensor
 from katcp._protocol.message import (
@@ -75,7 +77,7 @@ def return_future(fn: Callable) -> Callable:
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            f = loop.create_future() if loop else concurrent.futures.Future()
+            f: Any = loop.create_future() if loop else concurrent.futures.Future()
             f.set_exception(exc)
             return f
         if isinstance(result, (asyncio.Future, concurrent.futures.Future)):
@@ -118,6 +120,12 @@ def construct_name_filter(pattern: str | None) -> Tuple[bool, Callable[[str], bo
     return True, lambda name: name == pattern
 
 
+@return_future
+def _handle_to_future(device: DeviceServerBase, client_conn: Any, msg: Message) -> Any:
+    # on_message() without a handler thread: handle now, return a future of it.
+    return device.handle_message(client_conn, msg)
+
+
 class DeviceServerBase(metaclass=DeviceServerMetaclass):
     r"""Base class for device servers.
 
@@ -154,13 +162,23 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     PROTOCOL_INFO = ProtocolFlags(DEFAULT_KATCP_MAJOR, 0, {
         ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS})
 
+    # Handler tables by KATCP name, built for each class by DeviceServerMetaclass.
+    _request_handlers: Dict[str, Callable]
+    _inform_handlers: Dict[str, Callable]
+    _reply_handlers: Dict[str, Callable]
+
+    @property
+    def _protocol_major(self) -> int:
+        """``PROTOCOL_INFO.major`` (a server's flags always have one; ProtocolFlags allows None)."""
+        return cast(int, self.PROTOCOL_INFO.major)
+
     def __init__(self, host: str, port: int, tb_limit: int = 20,
                  logger: logging.Logger = log) -> None:
         self._server = KATCPServer(self, host, port, tb_limit, logger)
         self._logger = logger
         self._tb_limit = tb_limit
         self._handler_thread: MessageHandlerThread | None = None
-        self.ioloop = None
+        self.ioloop: Any = None  # tornado IOLoop, once set or started
         self._batch: List[Tuple[Any, Message]] = []
         self._batch_scheduled = False
         self.set_concurrency_options()
@@ -212,7 +230,8 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         if timestamp is None:
             timestamp = _now()
-        if self.PROTOCOL_INFO.major >= SEC_TS_KATCP_MAJOR:
+        # Only PROTOCOL_INFO is read: katcp-python code borrows this method onto other objects.
+        if cast(int, self.PROTOCOL_INFO.major) >= SEC_TS_KATCP_MAJOR:
             ts = f"{timestamp:.6f}"
         else:
             ts = str(int(timestamp * 1000))
@@ -298,13 +317,17 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     # -------------------------------------------------------------- dispatch
 
     def on_message(self, client_conn: Any, msg: Message):
-        """Handle a message; replaced according to :meth:`set_concurrency_options`.
+        """Handle a message where handlers run (see :meth:`set_concurrency_options`).
 
-        Returns a future that resolves when the device is ready for the next message.
+        With a handler thread the message is queued for it; otherwise it is handled
+        here. Returns a future that resolves when the device is ready for the next
+        message.
 
         """
-        raise RuntimeError("set_concurrency_options() needs to be called once before "
-                           "on_message")
+        thread = self._handler_thread
+        if thread is not None:
+            return thread.on_message(client_conn, msg)
+        return _handle_to_future(self, client_conn, msg)
 
     def handle_message(self, client_conn: Any, msg: Message):
         """Handle messages of all types from clients.
@@ -377,8 +400,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             if reply.__class__ is not Message:
                 return self._non_message_result(connection, req, handler, reply)
         req._replied = True
-        reply.mid = msg.mid
-        connection._send(reply)
+        if connection._direct_reply:
+            reply.mid = msg.mid
+            connection._send(reply)
+        else:
+            connection.reply(reply, msg)
         return None
 
     def _non_message_result(self, connection: Any, req: ClientRequestConnection,
@@ -487,6 +513,21 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._logger.error("%s %s FAIL: %s", kind, msg.name, reason)
 
     # --------------------------------------------------- per-client ordering
+
+    def _submit(self, client: ClientConnection, msg: Message) -> None:
+        """Loop thread: take one message from `KATCPServer` (the hot path of a request).
+
+        The path was chosen by :meth:`set_concurrency_options`: handled here, in
+        order per client, or batched for the handler thread.
+        """
+        if self._handler_thread is not None:
+            self._submit_batched(client, msg)
+        elif client._blocked:
+            self._dispatch(client, msg)
+        else:  # _dispatch() inlined: the usual case of a request
+            done = self.handle_message(client, msg)
+            if done is not None:
+                self._hold(client, done)
 
     def _dispatch(self, client: ClientConnection, msg: Message) -> None:
         """Handle one message in order (runs where handlers run)."""
@@ -605,16 +646,14 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             raise ValueError("handler_thread=True requires thread_safe=True")
         self._server.client_connection_factory = (
             ThreadsafeClientConnection if thread_safe else ClientConnection)
+        # The connection class and the handler thread (or None) are the whole choice:
+        # _submit() and on_message() branch on it.
         if handler_thread:
             self._handler_thread = MessageHandlerThread(
-                self.handle_message, self.create_log_inform, self._logger)
-            self._handler_thread.dispatch = self._dispatch_counted
-            self.on_message = self._handler_thread.on_message
-            self._server.submit = self._submit_batched
+                self.handle_message, self.create_log_inform, self._logger,
+                dispatch=self._dispatch_counted)
         else:
             self._handler_thread = None
-            self.on_message = return_future(self.handle_message)
-            self._server.submit = self._dispatch
         self._concurrency_options = AttrDict(thread_safe=thread_safe,
                                              handler_thread=handler_thread)
 

@@ -30,11 +30,16 @@ class MessageHandlerThread:
         The device's ``create_log_inform``.
     logger : logging.Logger object, optional
         Logger to log messages to.
+    dispatch : callable, optional
+        ``dispatch(client_conn, msg)``, called in this thread for every queued
+        message (a threaded device passes its in-order dispatcher); default
+        ``handler``.
 
     """
 
     def __init__(self, handler: Callable, log_inform_formatter: Callable,
-                 logger: logging.Logger = log) -> None:
+                 logger: logging.Logger = log,
+                 dispatch: Callable[[Any, Message], None] | None = None) -> None:
         self.handler = handler
         owner = getattr(getattr(handler, "__self__", None), "__class__", type(self)).__name__
         self.name = f"{owner}.message_handler"
@@ -44,8 +49,8 @@ class MessageHandlerThread:
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
         self.ioloop = None
-        #: Called in this thread for every queued (client, msg); set by the device.
-        self.dispatch: Callable[[Any, Message], None] = self._default_dispatch
+        #: Called in this thread for every queued (client, msg); default: ``handler``.
+        self.dispatch: Callable[[Any, Message], None] = dispatch or self._default_dispatch
 
     def set_ioloop(self, ioloop: Any) -> None:
         """Set the ioloop whose futures the handlers may use."""

@@ -58,15 +58,9 @@ class DeviceServer(SensorServerBase):
 
     """
 
-    #: Interface version information.
-    VERSION_INFO = ("device_stub", 0, 1)
-
-    #: Device server build / instance information.
-    BUILD_INFO = ("name", 0, 1, "")
+    # VERSION_INFO, BUILD_INFO and SUPPORTED_PROTOCOL_MAJOR_VERSIONS: see SensorServerBase.
 
     UNSUPPORTED_REQUESTS_BY_MAJOR_VERSION = {4: {"version-list"}}
-
-    SUPPORTED_PROTOCOL_MAJOR_VERSIONS = (4, 5)
 
     # ------------------------------------------------------------- requests
 

@@ -100,6 +100,7 @@ def _parse_difference(sensor, param, strategy: str):
             f"The '{strategy}' strategy is only valid for integer, float and timestamp "
             f"sensors; sensor {getattr(sensor, 'name', sensor)!r} is of type {stype!r}."
         )
+    difference: float
     if stype == "integer":
         difference = _parse_int(param, strategy, "difference")
         if difference <= 0:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
-from threading import get_ident
-from typing import Any, Callable, Dict, List, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 from katcp import version as _version
 from katcp._protocol.linecodec import LineCodec
@@ -16,7 +15,7 @@ from katcp._protocol.message import (
     FailReply,
     Message,
 )
-from katcp._server.connections import ClientConnection, ThreadsafeClientConnection
+from katcp._server.connections import ClientConnection
 from katcp._server.dispatch import DeviceServerBase
 from katcp._server.logger import DeviceLogger
 from katcp._server.strategies import SampleNone, SampleStrategy
@@ -34,29 +33,24 @@ def _strategy_names():
     return SampleStrategy.SAMPLING_LOOKUP_REV
 
 
-def _plain_send(client_conn: Any) -> bool:
-    """Whether the connection sends straight to its transport (so bytes may be written).
-
-    True for our own connection classes in the ioloop thread; False for test fakes and
-    subclasses with their own ``_send``, which get `Message` objects as before.
-
-    """
-    if not isinstance(client_conn, ClientConnection) \
-            or "_send" in getattr(client_conn, "__dict__", ()):
-        return False
-    send = type(client_conn)._send
-    if send is ClientConnection._send:
-        return True
-    return (send is ThreadsafeClientConnection._send
-            and get_ident() == client_conn._server.ioloop_thread_id)
-
-
 class SensorServerBase(DeviceServerBase):
     """`DeviceServerBase` plus sensors, sampling strategies, version informs and logging.
 
     The half of `DeviceServer` that is not a request handler; see `DeviceServer`.
 
+    The version information it announces is defined here (with neutral defaults)
+    and overridden by subclasses.
+
     """
+
+    #: Interface version information: ``(name, major, minor)``.
+    VERSION_INFO: Tuple[Any, ...] = ("device_stub", 0, 1)
+
+    #: Device server build / instance information: ``(name, major, minor[, extra])``.
+    BUILD_INFO: Tuple[Any, ...] = ("name", 0, 1, "")
+
+    #: KATCP major versions this server can speak (``PROTOCOL_INFO.major`` must be one).
+    SUPPORTED_PROTOCOL_MAJOR_VERSIONS: Tuple[int, ...] = (4, 5)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if self.PROTOCOL_INFO.major not in self.SUPPORTED_PROTOCOL_MAJOR_VERSIONS:
@@ -102,8 +96,9 @@ class SensorServerBase(DeviceServerBase):
         self._strategies[client_conn] = {}
         info = self.PROTOCOL_INFO
         greeting = self._greeting_bytes()
-        if greeting is not None and _plain_send(client_conn):
-            # One encoding per server, the same bytes for every client.
+        if greeting is not None and client_conn._direct_bytes:
+            # One encoding per server, the same bytes for every client whose class
+            # keeps ClientConnection.inform (the others get Messages through it).
             conn = client_conn._conn
             if not conn.closing:
                 conn.write_bytes(greeting)
@@ -118,7 +113,7 @@ class SensorServerBase(DeviceServerBase):
 
     def _greeting_messages(self) -> List[Message]:
         """The informs sent to every new client (``#version-connect``, or v4's pair)."""
-        if self.PROTOCOL_INFO.major >= VERSION_CONNECT_KATCP_MAJOR:
+        if self._protocol_major >= VERSION_CONNECT_KATCP_MAJOR:
             return [
                 Message.inform("version-connect", "katcp-protocol", str(self.PROTOCOL_INFO)),
                 Message.inform("version-connect", "katcp-library", *self._library_version()),
@@ -216,7 +211,7 @@ class SensorServerBase(DeviceServerBase):
     # -------------------------------------------------------------- sensors
 
     def _interface_changed(self, what: str) -> None:
-        if self.running() and self.PROTOCOL_INFO.major >= _INTERFACE_CHANGED_MAJOR:
+        if self.running() and self._protocol_major >= _INTERFACE_CHANGED_MAJOR:
             self.mass_inform(Message.inform("interface-changed", what))
 
     def _call_in_loop(self, fn: Callable[[], None]) -> None:
@@ -351,13 +346,32 @@ class SensorServerBase(DeviceServerBase):
         return data
 
     def _inform_callback(self, client_conn: ClientConnection) -> Callable[[Any, Any], None]:
-        conn = client_conn._conn
+        """The strategies' callback for one client (run in the ioloop thread).
+
+        A client whose class keeps `ClientConnection.inform` gets the bytes formatted
+        once for all clients; any other gets a `Message` through its ``inform``.
+        """
         status_bytes = self._status_bytes
+        if client_conn._direct_bytes:
+            conn = client_conn._conn
 
-        def inform_callback(sensor: Any, reading: Any) -> None:
-            conn.write_bytes(status_bytes(sensor, reading))
+            def write_status(sensor: Any, reading: Any) -> None:
+                conn.write_bytes(status_bytes(sensor, reading))
 
-        return inform_callback
+            return write_status
+
+        inform = client_conn.inform
+        status_message = self._status_message
+
+        def inform_status(sensor: Any, reading: Any) -> None:
+            inform(status_message(sensor, reading))
+
+        return inform_status
+
+    def _status_message(self, sensor: Any, reading: Any) -> Message:
+        """A new ``#sensor-status`` Message for a reading (for overriding connections)."""
+        ts, status, value = sensor.format_reading(reading, self.PROTOCOL_INFO.major)
+        return Message.inform("sensor-status", ts, b"1", sensor.name, status, value)
 
     def _run_in_loop(self, fn: Callable[[], Message]):
         """Return ``fn()`` when in the ioloop thread, else a future of it run there."""
@@ -376,7 +390,7 @@ class SensorServerBase(DeviceServerBase):
         return cf
 
     def _set_sampling(self, client: ClientConnection, names_arg: str, names: List[str],
-                      strategy: bytes, params: List[bytes], bulk: bool,
+                      strategy: bytes, params: List[Any], bulk: bool,
                       msg: Message) -> Message:
         # ioloop thread: validate everything first, then swap strategies (all or nothing).
         if len(set(names)) != len(names):
@@ -392,7 +406,7 @@ class SensorServerBase(DeviceServerBase):
         if not info.strategy_allowed(strategy):
             raise FailReply(f"Strategy {_native(strategy)} not allowed for version "
                             f"{info.major} of katcp")
-        v4_period = info.major < SEC_TS_KATCP_MAJOR and strategy == b"period"
+        v4_period = self._protocol_major < SEC_TS_KATCP_MAJOR and strategy == b"period"
         if v4_period and params:
             try:
                 params = [float(params[0]) * MS_TO_SEC_FAC] + list(params[1:])
@@ -410,7 +424,7 @@ class SensorServerBase(DeviceServerBase):
         client_strategies = self._strategies.get(client)
         if client_strategies is None:
             raise FailReply("Client connection is closed.")
-        last = None
+        last: SampleStrategy | None = None
         for sensor, strategy_obj in new.items():
             old = client_strategies.pop(sensor, None)
             if old is not None:
@@ -419,7 +433,9 @@ class SensorServerBase(DeviceServerBase):
                 client_strategies[sensor] = strategy_obj
                 strategy_obj.start()
             last = strategy_obj
-        name_b, param_b = last.get_sampling_formatted()
+        assert last is not None  # the request parser never gives an empty name list
+        name_b, formatted = last.get_sampling_formatted()
+        param_b: List[Any] = formatted
         if v4_period and param_b:
             param_b = [int(float(param_b[0]) * SEC_TO_MS_FAC)] + param_b[1:]
         return Message.reply_to_request(msg, "ok", names_arg, name_b, *param_b)
@@ -432,7 +448,7 @@ class SensorServerBase(DeviceServerBase):
         if current is None:
             return Message.reply_to_request(msg, "ok", name, "none")
         strategy, params = current.get_sampling_formatted()
-        if self.PROTOCOL_INFO.major < SEC_TS_KATCP_MAJOR and strategy == b"period" and params:
+        if self._protocol_major < SEC_TS_KATCP_MAJOR and strategy == b"period" and params:
             params = [int(float(params[0]) * SEC_TO_MS_FAC)] + params[1:]
         return Message.reply_to_request(msg, "ok", name, strategy, *params)
 

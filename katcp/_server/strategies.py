@@ -37,7 +37,7 @@ import asyncio
 import logging
 import math
 from functools import wraps
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Protocol, Tuple
 
 from katcp._aio.loopcalls import LoopCalls, loop_calls
 from katcp._protocol.message import Message
@@ -70,7 +70,22 @@ _CANCELLED = object()
 
 _get_running_loop = asyncio._get_running_loop
 
-InformCallback = Callable[[Any, Any], Any]
+
+
+class SampledSensor(Protocol):
+    """A strategy's view of the sensor it samples (`katcp.Sensor` or a look-alike)."""
+
+    name: str
+
+    def attach(self, observer: Any) -> None: ...
+
+    def detach(self, observer: Any) -> None: ...
+
+    def read(self) -> Any: ...
+
+
+#: ``inform_callback(sensor, reading)``: called whenever a report is due.
+InformCallback = Callable[[SampledSensor, Any], Any]
 
 
 def _unpack_reading(reading: tuple) -> tuple:
@@ -186,7 +201,7 @@ class SampleStrategy:
     NONE, AUTO, PERIOD, EVENT, DIFFERENTIAL, EVENT_RATE, DIFFERENTIAL_RATE = range(7)
 
     #: Mapping from strategy constant to strategy name.
-    SAMPLING_LOOKUP = {
+    SAMPLING_LOOKUP: Dict[int | None, bytes] = {
         NONE: b"none",
         AUTO: b"auto",
         PERIOD: b"period",
@@ -197,7 +212,8 @@ class SampleStrategy:
     }
 
     #: Mapping from strategy name to strategy constant.
-    SAMPLING_LOOKUP_REV = {v: k for k, v in SAMPLING_LOOKUP.items()}
+    SAMPLING_LOOKUP_REV: Dict[bytes, int] = {v: k for k, v in SAMPLING_LOOKUP.items()
+                                             if k is not None}
 
     #: True if the strategy observes the sensor's updates.
     OBSERVE_UPDATES = False
@@ -206,9 +222,9 @@ class SampleStrategy:
     _SAMPLING_TYPE: int | None = None
 
     __slots__ = ("_inform_callback", "_sensor", "_params", "_ioloop", "_loop", "_uloop",
-                 "_calls", "__weakref__")
+                 "_calls", "_last", "__weakref__")
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         ioloop = kwargs.pop("ioloop", None)
         if kwargs:
             raise TypeError(f"Unexpected keyword arguments: {sorted(kwargs)}")
@@ -225,8 +241,11 @@ class SampleStrategy:
         self._params = params
         self._ioloop = ioloop
         self._loop = _resolve_loop(ioloop)
-        self._uloop = self._loop
-        self._calls = None  # the loop's cross-thread queue, fetched when first needed
+        # The loop while active, _CANCELLED once cancelled (see update()).
+        self._uloop: object = self._loop
+        self._calls: LoopCalls | None = None  # the loop's cross-thread queue, fetched when needed
+        # The last reading reported, for strategies that report changes.
+        self._last = None
 
     @property
     def ioloop(self):
@@ -244,7 +263,7 @@ class SampleStrategy:
         return self._uloop is _CANCELLED
 
     @classmethod
-    def get_strategy(cls, strategyName, inform_callback: InformCallback, sensor,
+    def get_strategy(cls, strategyName, inform_callback: InformCallback, sensor: SampledSensor,
                      *params, **kwargs) -> SampleStrategy:
         """Create a strategy object from its KATCP name and parameters.
 
@@ -278,7 +297,7 @@ class SampleStrategy:
         elif isinstance(strategyName, bytes):
             key = strategyName
         else:
-            key = None
+            key = b""  # no strategy has that name
         strategy_type = cls.SAMPLING_LOOKUP_REV.get(key)
         if strategy_type is None:
             known = ", ".join(name.decode() for name in cls.SAMPLING_LOOKUP.values())
@@ -290,7 +309,7 @@ class SampleStrategy:
 
     # -- observer side -------------------------------------------------------
 
-    def update(self, sensor, reading) -> None:
+    def update(self, sensor: SampledSensor, reading) -> None:
         """Sensor observer callback: the sensor was set to ``reading``.
 
         Parameters
@@ -305,7 +324,7 @@ class SampleStrategy:
         else:
             self._update_elsewhere(sensor, reading)
 
-    def _update_elsewhere(self, sensor, reading) -> None:
+    def _update_elsewhere(self, sensor: SampledSensor, reading) -> None:
         """Slow path of update(): cancelled, or called outside the loop thread."""
         if self._uloop is _CANCELLED:
             return
@@ -316,6 +335,10 @@ class SampleStrategy:
         """The loop's queue of calls from other threads (fetched on first use)."""
         calls = self._calls = loop_calls(self._loop)
         return calls
+
+    def _changed(self, reading) -> bool:
+        """Whether ``reading`` counts as a change from the last one reported (base: always)."""
+        return True
 
     def _process(self, reading) -> None:
         """Decide whether ``reading`` is reported (loop thread only).
@@ -397,17 +420,29 @@ class SampleStrategy:
         return None
 
     def inform(self, reading) -> None:
-        """Pass ``reading`` to the inform callback, logging (not raising) its errors.
+        """Report ``reading`` now: pass it to the inform callback, logging (not raising) errors.
+
+        Strategies that keep state about what they reported (the last reading, the
+        rate-limit clocks) update it in :meth:`_reported`, so this is the one way a
+        report goes out.
 
         Parameters
         ----------
         reading : :class:`katcp.core.Reading`
             The reading to report.
         """
+        self._report(reading, None)
+
+    def _report(self, reading, when: float | None) -> None:
+        """Report ``reading``, due at loop time ``when`` (None: now); see :meth:`inform`."""
+        self._reported(reading, when)
         try:
             self._inform_callback(self._sensor, reading)
         except Exception:
             self._log_inform_error(reading)
+
+    def _reported(self, reading, when: float | None) -> None:
+        """Hook: ``reading`` is being reported (due at loop time ``when``; None: now)."""
 
     def _log_inform_error(self, reading) -> None:
         log.exception("Unhandled exception trying to send %r for sensor %r",
@@ -428,7 +463,7 @@ class SampleNone(SampleStrategy):
     _SAMPLING_TYPE = SampleStrategy.NONE
     __slots__ = ()
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if params:
             raise ValueError("The 'none' strategy takes no parameters.")
         super().__init__(inform_callback, sensor, **kwargs)
@@ -444,14 +479,14 @@ class SampleAuto(SampleStrategy):
     _SAMPLING_TYPE = SampleStrategy.AUTO
     __slots__ = ()
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if params:
             raise ValueError("The 'auto' strategy takes no parameters.")
         super().__init__(inform_callback, sensor, **kwargs)
 
-    def update(self, sensor, reading) -> None:
+    def update(self, sensor: SampledSensor, reading) -> None:
         """Report every reading (sensor observer callback)."""
-        if _get_running_loop() is self._uloop:
+        if _get_running_loop() is self._uloop:  # fast path: inform() inlined (no state)
             try:
                 self._inform_callback(self._sensor, reading)
             except Exception:
@@ -475,7 +510,7 @@ class SamplePeriod(SampleStrategy):
     _SAMPLING_TYPE = SampleStrategy.PERIOD
     __slots__ = ("_period", "_next_time", "_handle")
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if len(params) != 1:
             raise ValueError(
                 f"The 'period' strategy takes one parameter (period), got {len(params)}.")
@@ -532,9 +567,9 @@ class SampleEventRate(SampleStrategy):
 
     OBSERVE_UPDATES = True
     _SAMPLING_TYPE = SampleStrategy.EVENT_RATE
-    __slots__ = ("_shortest", "_longest", "_last", "_last_time", "_pending", "_long_handle")
+    __slots__ = ("_shortest", "_longest", "_last_time", "_pending", "_long_handle")
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if len(params) != 2:
             raise ValueError(
                 "The 'event-rate' strategy takes two parameters "
@@ -546,7 +581,6 @@ class SampleEventRate(SampleStrategy):
     def _init_rate(self, shortest: float, longest: float) -> None:
         self._shortest = shortest
         self._longest = longest
-        self._last = None
         self._last_time = -math.inf
         self._pending: asyncio.TimerHandle | None = None
         self._long_handle: asyncio.TimerHandle | None = None
@@ -580,19 +614,12 @@ class SampleEventRate(SampleStrategy):
         else:  # a report since this timer was set moved the deadline on
             self._long_handle = self._loop.call_at(due, self._longest_expired)
 
-    def inform(self, reading) -> None:
-        """Report ``reading`` now and restart the rate-limit clocks.
-
-        Parameters
-        ----------
-        reading : :class:`katcp.core.Reading`
-            The reading to report.
-        """
-        self._report(reading, self._loop.time())
-
-    def _report(self, reading, when: float) -> None:
+    def _reported(self, reading, when: float | None) -> None:
+        # A report restarts the rate-limit clocks.
         loop = self._loop
         now = loop.time()
+        if when is None:
+            when = now
         self._last = reading
         # Use the scheduled time (no drift) unless we are a whole period late.
         self._last_time = when if now - when < self._longest else now
@@ -603,10 +630,6 @@ class SampleEventRate(SampleStrategy):
             # Lazily armed: an earlier timer re-arms itself for the new deadline.
             self._long_handle = loop.call_at(self._last_time + self._longest,
                                              self._longest_expired)
-        try:
-            self._inform_callback(self._sensor, reading)
-        except Exception:
-            self._log_inform_error(reading)
 
     def cancel_timeouts(self) -> None:
         """Cancel the pending rate-limited report and the longest-period timer."""
@@ -618,8 +641,8 @@ class SampleEventRate(SampleStrategy):
             self._long_handle = None
 
 
-class _ReportEachChange:
-    """Mixin of ``event`` and ``differential``: report every change at once.
+class _ReportEachChange(SampleStrategy):
+    """Base of ``event`` and ``differential``: report every change at once.
 
     The class's ``_changed(reading)`` tells what counts as a change; there is no
     rate limit and no timer.
@@ -627,9 +650,9 @@ class _ReportEachChange:
 
     __slots__ = ()
 
-    def update(self, sensor, reading) -> None:
+    def update(self, sensor: SampledSensor, reading) -> None:
         """Report ``reading`` if it counts as a change (sensor observer callback)."""
-        if _get_running_loop() is self._uloop:  # fast path: inform() inlined
+        if _get_running_loop() is self._uloop:  # fast path: inform() inlined, one report
             if self._changed(reading):
                 self._last = reading
                 try:
@@ -643,19 +666,9 @@ class _ReportEachChange:
         if self._changed(reading):
             self.inform(reading)
 
-    def inform(self, reading) -> None:
-        """Report ``reading`` now (it becomes the reference for the next change).
-
-        Parameters
-        ----------
-        reading : :class:`katcp.core.Reading`
-            The reading to report.
-        """
+    def _reported(self, reading, when: float | None) -> None:
+        # The reading reported becomes the reference for the next change.
         self._last = reading
-        try:
-            self._inform_callback(self._sensor, reading)
-        except Exception:
-            self._log_inform_error(reading)
 
 
 class SampleEvent(_ReportEachChange, SampleEventRate):
@@ -668,14 +681,14 @@ class SampleEvent(_ReportEachChange, SampleEventRate):
     _SAMPLING_TYPE = SampleStrategy.EVENT
     __slots__ = ()
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if params:
             raise ValueError("The 'event' strategy takes no parameters.")
         SampleStrategy.__init__(self, inform_callback, sensor, **kwargs)
         self._init_rate(0.0, AGE_OF_UNIVERSE)
 
 
-class SampleDifferential(_ReportEachChange, SampleStrategy):
+class SampleDifferential(_ReportEachChange):
     """Strategy ``differential``: report when the value moves by more than ``difference``.
 
     A report is due when ``abs(value - last_reported_value) > difference``
@@ -690,9 +703,9 @@ class SampleDifferential(_ReportEachChange, SampleStrategy):
 
     OBSERVE_UPDATES = True
     _SAMPLING_TYPE = SampleStrategy.DIFFERENTIAL
-    __slots__ = ("_threshold", "_last")
+    __slots__ = ("_threshold",)
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if len(params) != 1:
             raise ValueError(
                 f"The 'differential' strategy takes one parameter (difference), "
@@ -700,7 +713,6 @@ class SampleDifferential(_ReportEachChange, SampleStrategy):
         threshold = _parse_difference(sensor, params[0], "differential")
         super().__init__(inform_callback, sensor, *params, **kwargs)
         self._threshold = threshold
-        self._last = None
 
     def _changed(self, reading) -> bool:
         """True if ``reading`` passes the differential test against the last report."""
@@ -721,7 +733,7 @@ class SampleDifferentialRate(SampleEventRate):
     _SAMPLING_TYPE = SampleStrategy.DIFFERENTIAL_RATE
     __slots__ = ("_threshold",)
 
-    def __init__(self, inform_callback: InformCallback, sensor, *params, **kwargs) -> None:
+    def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         if len(params) != 3:
             raise ValueError(
                 "The 'differential-rate' strategy takes three parameters "

@@ -30,7 +30,7 @@ from tornado.concurrent import Future
 from katcp._protocol.message import AsyncReply, FailReply, Message, ProtocolFlags
 from katcp._protocol.metaclass import convert_method_name
 from katcp._protocol.sensor import Sensor
-from katcp._resource.inspecting import _make_hook_client_class
+from katcp._resource.inspecting import _InformHookDeviceClient
 from katcp._resource.resource import escape_name
 from katcp._server.connections import ClientConnection, ClientRequestConnection
 
@@ -65,6 +65,10 @@ class FakeKATCPServer:
     def mass_send_message(self, msg):
         """Not supported by the fake: raises :class:`FakeKATCPServerError`."""
         raise FakeKATCPServerError("Fake request handlers cannot mass-inform")
+
+    def mass_send_message_from_thread(self, msg):
+        """Not supported by the fake: raises :class:`FakeKATCPServerError`."""
+        self.mass_send_message(msg)
 
     def flush_on_close(self, stream=None):
         """Return an already-resolved future: a fake connection has nothing to flush.
@@ -119,17 +123,7 @@ class FakeClientRequestConnection(ClientRequestConnection):
             self._reply_future.set_result(rep_msg)
 
 
-_FakeBase = None
-
-
-def _fake_base():
-    global _FakeBase
-    if _FakeBase is None:
-        _FakeBase = _make_hook_client_class()
-    return _FakeBase
-
-
-class FakeAsyncClient(_fake_base()):
+class FakeAsyncClient(_InformHookDeviceClient):
     """AsyncClient that answers requests from in-process handlers (no network).
 
     ``request_handlers`` maps request names to ``handler(req, msg)`` callables
