@@ -4,7 +4,7 @@
 Needs nothing but ``python3`` (3.9+) and network access to PyPI::
 
     python3 dev.py demo    # example instrument + a short client session
-    python3 dev.py test    # ruff, the Sphinx docs (-W) and the whole pytest suite
+    python3 dev.py test    # ruff, mypy, the Sphinx docs (-W) and the whole pytest suite
 
 The environment lives in ``.venv`` (the package installed in editable mode with its test, doc
 and shell extras) and ``.venv-peers/katcp093`` (katcp-python 0.9.3, a foreign peer that tests
@@ -74,6 +74,8 @@ def cmd_test(args):
     setup_peers()
     steps = [
         [py, "-m", "ruff", "check", "."],
+        # Configured in pyproject.toml ([tool.mypy]: which files, which Python).
+        [py, "-m", "mypy"],
         [py, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "doc", "doc/_build/html"],
         [py, "-m", "pytest", "-q", *args],
     ]
