@@ -4,7 +4,7 @@
 Needs nothing but ``python3`` (3.9+) and network access to PyPI::
 
     python3 dev.py demo     # example instrument + a short client session
-    python3 dev.py test     # ruff, the Sphinx docs (-W), the pytest suite, the codec tests on
+    python3 dev.py test     # ruff, mypy, the Sphinx docs (-W), the pytest suite, the codec tests on
                             # the pure-Python codec, then the packaging check below
     python3 dev.py test --codec=python   # the whole suite on the pure-Python KATCP codec
     python3 dev.py package  # only the packaging check: build the sdist and the wheel, install
@@ -104,6 +104,8 @@ def cmd_test(args):
     setup_peers()
     steps = [
         ("lint", [py, "-m", "ruff", "check", "."], None),
+        # Configured in pyproject.toml ([tool.mypy]: which files, which Python).
+        ("types", [py, "-m", "mypy"], None),
         ("docs", [py, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "doc",
                   "doc/_build/html"], None),
     ]

@@ -17,7 +17,8 @@ import asyncio
 import concurrent.futures
 import inspect
 from functools import update_wrapper, wraps
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Protocol, Sequence, TypeVar, Union
+
 
 from katcp._protocol.kattypes import KatcpType, Str, _check_multiple, pack_types, unpack_types
 from katcp._protocol.message import DEFAULT_KATCP_MAJOR, Message
@@ -30,6 +31,33 @@ __all__ = [
 ]
 
 _FUTURE_TYPES = (asyncio.Future, concurrent.futures.Future)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _ReplyTarget(Protocol):
+    """What :func:`send_reply` needs of the request its callback returns.
+
+    Satisfied by the server's ``ClientRequestConnection``: the request message (for the
+    reply's name) and the method that sends a ready reply.
+    """
+
+    msg: Message
+
+    def reply_with_message(self, rep_msg: Message) -> Any:
+        ...
+
+
+def _mark(handler: _F, **markers: Any) -> _F:
+    """Attach `markers` as attributes of `handler` and return it unchanged.
+
+    The markers (``_request_decorated``, ``_orig_argnames``, ``_concurrent_reply``,
+    ``_minimum_katcp_version``, ``_has_katcp_protocol_flags``, ``request_timeout_hint``) are
+    read back with ``getattr`` by the other decorators, the metaclass and the server's
+    dispatcher: function attributes are the interface katcp-python defined for them.
+    """
+    for name, value in markers.items():
+        setattr(handler, name, value)
+    return handler
 _STR = Str()
 _FAIL_TYPES = (_STR, _STR)
 
@@ -39,7 +67,7 @@ def _flags_major(flags: Any) -> Optional[int]:
     return major if isinstance(major, int) else None
 
 
-def _lookup_major(obj: Any, req: Any = None) -> int:
+def _lookup_major(obj: object, req: object = None) -> int:
     """KATCP major version in force for a handler bound to `obj` serving `req`."""
     major = _flags_major(getattr(obj, "PROTOCOL_INFO", None))
     if major is not None:
@@ -119,32 +147,37 @@ def request(*types: KatcpType, **options: Any) -> Callable:
         argnames = _positional_names(handler)[skip:]
         fixed_major = major
 
-        def unpack(self: Any, req: Any, msg: Any) -> list:
+        def unpack(self: object, req: object, msg: Message) -> list:
             m = fixed_major if fixed_major is not None else _lookup_major(self, req)
             return unpack_types(types, msg.arguments, argnames, m)
 
         # Arguments are unpacked before the handler runs, also for coroutine
         # handlers (whose coroutine is returned as is): a bad argument raises
         # FailReply at once, as katcp-python's tornado coroutines did.
+        # ``self`` is the user's server or client: any object (a true dynamic boundary).
+        raw_handler: Callable[..., Any]
         if has_req:
             if include_msg:
-                def raw_handler(self, req, msg):
+                def req_msg_handler(self: Any, req: Any, msg: Message) -> Any:
                     return handler(self, req, msg, *unpack(self, req, msg))
+                raw_handler = req_msg_handler
             else:
-                def raw_handler(self, req, msg):
+                def req_handler(self: Any, req: Any, msg: Message) -> Any:
                     return handler(self, req, *unpack(self, req, msg))
+                raw_handler = req_handler
         else:
             if include_msg:
-                def raw_handler(self, msg):
+                def msg_handler(self: Any, msg: Message) -> Any:
                     return handler(self, msg, *unpack(self, None, msg))
+                raw_handler = msg_handler
             else:
-                def raw_handler(self, msg):
+                def plain_handler(self: Any, msg: Message) -> Any:
                     return handler(self, *unpack(self, None, msg))
+                raw_handler = plain_handler
 
         update_wrapper(raw_handler, handler)
         # Tell an outer return_reply that it is on the outside.
-        raw_handler._request_decorated = True
-        return raw_handler
+        return _mark(raw_handler, _request_decorated=True)
 
     return decorator
 
@@ -241,6 +274,7 @@ def make_reply(msgname: str, types: Sequence[KatcpType], arguments: Sequence[Any
 
 def _chain(source: Any, transform: Callable[[Any], Any]) -> Any:
     """A future of the same family as `source` resolving to transform(result)."""
+    result: Union[asyncio.Future[Any], concurrent.futures.Future[Any]]
     if isinstance(source, asyncio.Future):
         result = source.get_loop().create_future()
     else:
@@ -350,16 +384,18 @@ def return_reply(*types: KatcpType, **options: Any) -> Callable:
         msgname = convert_method_name("request_", handler.__name__)
         fixed_major = major
 
+        raw_handler: Callable[..., Any]
         if inspect.iscoroutinefunction(handler):
             @wraps(handler)
-            async def raw_handler(self, *args):
+            async def async_handler(self: Any, *args: Any) -> Message:
                 reply_args = await handler(self, *args)
                 m = fixed_major if fixed_major is not None else _lookup_major(
                     self, args[0] if args else None)
                 return make_reply(msgname, types, reply_args, m)
+            raw_handler = async_handler
         else:
             @wraps(handler)
-            def raw_handler(self, *args):
+            def sync_handler(self: Any, *args: Any) -> Any:
                 reply_args = handler(self, *args)
                 m = fixed_major if fixed_major is not None else _lookup_major(
                     self, args[0] if args else None)
@@ -368,10 +404,11 @@ def return_reply(*types: KatcpType, **options: Any) -> Callable:
                 if isinstance(reply_args, _FUTURE_TYPES) or inspect.isawaitable(reply_args):
                     return async_make_reply(msgname, types, reply_args, m)
                 return make_reply(msgname, types, reply_args, m)
+            raw_handler = sync_handler
 
         if not getattr(handler, "_request_decorated", False):
             # We are inside @request: keep the real parameter names for it.
-            raw_handler._orig_argnames = _positional_names(handler)
+            _mark(raw_handler, _orig_argnames=_positional_names(handler))
         return raw_handler
 
     return decorator
@@ -403,9 +440,9 @@ def send_reply(*types: KatcpType, **options: Any) -> Callable:
 
     def decorator(handler: Callable) -> Callable:
         @wraps(handler)
-        def raw_handler(self, *args):
+        def raw_handler(self: Any, *args: Any) -> None:
             reply_args = handler(self, *args)
-            req = reply_args[0]
+            req: _ReplyTarget = reply_args[0]
             m = major if major is not None else _lookup_major(self, req)
             reply = make_reply(req.msg.name, types, reply_args[1:], m)
             req.reply_with_message(reply)
@@ -414,7 +451,7 @@ def send_reply(*types: KatcpType, **options: Any) -> Callable:
     return decorator
 
 
-def concurrent_reply(handler: Callable) -> Callable:
+def concurrent_reply(handler: _F) -> _F:
     """Decorator: let the next request of the same client start before this one ends.
 
     By default a handler that returns a future holds back further messages
@@ -430,11 +467,10 @@ def concurrent_reply(handler: Callable) -> Callable:
     ...         '''A slow request'''
     ...         return ("ok", await self.slow_operation())
     """
-    handler._concurrent_reply = True
-    return handler
+    return _mark(handler, _concurrent_reply=True)
 
 
-def minimum_katcp_version(major: int, minor: int = 0) -> Callable:
+def minimum_katcp_version(major: int, minor: int = 0) -> Callable[[_F], _F]:
     """Decorator: only expose the handler if the server's protocol is >= major.minor.
 
     Parameters
@@ -444,14 +480,13 @@ def minimum_katcp_version(major: int, minor: int = 0) -> Callable:
     """
     version_tuple = (major, minor)
 
-    def decorator(handler: Callable) -> Callable:
-        handler._minimum_katcp_version = version_tuple
-        return handler
+    def decorator(handler: _F) -> _F:
+        return _mark(handler, _minimum_katcp_version=version_tuple)
 
     return decorator
 
 
-def has_katcp_protocol_flags(protocol_flags: Sequence[Any]) -> Callable:
+def has_katcp_protocol_flags(protocol_flags: Sequence[Any]) -> Callable[[_F], _F]:
     """Decorator: only expose the handler if the server has all these protocol flags.
 
     Parameters
@@ -460,14 +495,13 @@ def has_katcp_protocol_flags(protocol_flags: Sequence[Any]) -> Callable:
         Flags such as ``ProtocolFlags.MULTI_CLIENT`` required in the server's
         ``PROTOCOL_INFO``.
     """
-    def decorator(handler: Callable) -> Callable:
-        handler._has_katcp_protocol_flags = protocol_flags
-        return handler
+    def decorator(handler: _F) -> _F:
+        return _mark(handler, _has_katcp_protocol_flags=protocol_flags)
 
     return decorator
 
 
-def request_timeout_hint(timeout_hint: Optional[float]) -> Callable:
+def request_timeout_hint(timeout_hint: Optional[float]) -> Callable[[_F], _F]:
     """Decorator: attach a recommended client timeout (seconds) to a request.
 
     Reported by ``?request-timeout-hint`` on servers with KATCP >= 5.1 and the
@@ -481,8 +515,7 @@ def request_timeout_hint(timeout_hint: Optional[float]) -> Callable:
     if timeout_hint is not None:
         timeout_hint = float(timeout_hint)
 
-    def decorator(handler: Callable) -> Callable:
-        handler.request_timeout_hint = timeout_hint
-        return handler
+    def decorator(handler: _F) -> _F:
+        return _mark(handler, request_timeout_hint=timeout_hint)
 
     return decorator

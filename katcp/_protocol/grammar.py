@@ -14,6 +14,7 @@ module follows the protocol.
 import os
 import re
 import sys
+from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional
 
 __all__ = [
@@ -344,15 +345,25 @@ def py_format_message(mtype: int, name: str, mid: Optional[bytes], arguments: Li
 
 _FORCE = os.environ.get("KATCP_CODEC", "").strip().lower()
 
-try:
-    if _FORCE in ("python", "py", "pure"):
-        raise ImportError("pure-Python KATCP codec forced by KATCP_CODEC")
-    from katcp_codec import _lib as _rust
-except ImportError:
-    if _FORCE == "rust":
-        raise
-    _rust = None
 
+
+def _import_rust() -> Optional[ModuleType]:
+    """``katcp_codec._lib``, or None when it is missing or ``KATCP_CODEC`` asks for Python."""
+    if _FORCE in ("python", "py", "pure"):
+        return None
+    try:
+        from katcp_codec import _lib
+    except ImportError:
+        if _FORCE == "rust":
+            raise
+        return None
+    # Typed as a plain module on purpose: the checks then read the same on platforms with and
+    # without katcp-codec (it has no Windows wheels), and the hot paths below test a parsed
+    # item for ``.mtype`` rather than narrowing katcp-codec's ``Message | ValueError``.
+    return _lib
+
+
+_rust = _import_rust()
 HAVE_RUST_CODEC = _rust is not None
 
 
@@ -417,6 +428,8 @@ if _rust is not None:
 
     CODEC_BACKEND = "rust"
 else:
+    # None tells callers the backend is missing; typed as the functions so that code using
+    # them after checking HAVE_RUST_CODEC needs no narrowing.
     rust_parse_line = None  # type: ignore[assignment]
     rust_format_message = None  # type: ignore[assignment]
     CODEC_BACKEND = "python"

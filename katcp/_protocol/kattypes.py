@@ -163,12 +163,21 @@ class KatcpType:
         return value
 
 
-class _RangeMixin:
-    """min/max handling shared by :class:`Int` and :class:`Float`."""
+class _RangeType(KatcpType):
+    """A number type with optional inclusive bounds: the base of :class:`Int` and :class:`Float`.
 
-    __slots__ = ()
+    Owns the bounds it checks (a base class, not a mixin, so that it reads only its own
+    attributes); subclasses name the kind and the format used in error messages.
+    """
+
+    __slots__ = ("_min", "_max")
     _kind = ""
     _fmt = "%s"
+
+    def __init__(self, min: Any = None, max: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._min = min
+        self._max = max
 
     def check(self, value: Any, major: int) -> None:
         """Raise ValueError if `value` lies outside [min, max]."""
@@ -180,7 +189,7 @@ class _RangeMixin:
                              f"{self._fmt % self._max}.")
 
 
-class Int(_RangeMixin, KatcpType):
+class Int(_RangeType):
     """The KATCP integer type.
 
     Parameters
@@ -191,16 +200,14 @@ class Int(_RangeMixin, KatcpType):
         `default`, `optional`, `multiple` as for :class:`KatcpType`.
     """
 
-    __slots__ = ("_min", "_max")
+    __slots__ = ()
     name = "integer"
     _kind = "Integer"
     _fmt = "%d"
 
     def __init__(self, min: Optional[int] = None, max: Optional[int] = None,
                  **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._min = min
-        self._max = max
+        super().__init__(min, max, **kwargs)
 
     def encode(self, value: Any, major: int) -> bytes:
         """Format an integer in decimal."""
@@ -217,7 +224,7 @@ class Int(_RangeMixin, KatcpType):
             raise ValueError(f"Could not parse value '{_text(value)}' as integer.") from None
 
 
-class Float(_RangeMixin, KatcpType):
+class Float(_RangeType):
     """The KATCP float type.
 
     Parameters
@@ -228,16 +235,14 @@ class Float(_RangeMixin, KatcpType):
         `default`, `optional`, `multiple` as for :class:`KatcpType`.
     """
 
-    __slots__ = ("_min", "_max")
+    __slots__ = ()
     name = "float"
     _kind = "Float"
     _fmt = "%g"
 
     def __init__(self, min: Optional[float] = None, max: Optional[float] = None,
                  **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._min = min
-        self._max = max
+        super().__init__(min, max, **kwargs)
 
     def encode(self, value: Any, major: int) -> bytes:
         """Format a real number with ``repr`` (shortest round-tripping form)."""
@@ -328,8 +333,9 @@ class Discrete(Str):
         self._case_insensitive = case_insensitive
         self._values = [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]
         self._valid_values = frozenset(self._values)
+        # Only read when case_insensitive.
         self._valid_values_lower = (frozenset(v.lower() for v in self._values)
-                                    if case_insensitive else None)
+                                    if case_insensitive else frozenset())
 
     def check(self, value: Any, major: int) -> None:
         """Raise ValueError if `value` is not one of the allowed values."""
@@ -380,7 +386,8 @@ class DiscreteMulti(Discrete):
         """Join the values with the separator."""
         return super().encode(self.separator.join(sorted(value, key=str.lower)), major)
 
-    def decode(self, value: bytes, major: int) -> List[str]:
+    # katcp-python's design: a Discrete (Str) whose unpacked values are lists.
+    def decode(self, value: bytes, major: int) -> List[str]:  # type: ignore[override]
         """Split the packed string into a sorted list of values."""
         joined = super().decode(value, major)
         if self.all_keyword and joined == self.all_keyword:

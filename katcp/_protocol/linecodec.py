@@ -169,8 +169,6 @@ class PyLineCodec:
         return py_format_message(msg.mtype, msg.name, msg.mid, msg.arguments) + b"\n"
 
 
-RustLineCodec: type | None
-
 if HAVE_RUST_CODEC:
     from katcp._protocol.grammar import (
         _RUST_REPLY,
@@ -217,7 +215,7 @@ if HAVE_RUST_CODEC:
             rep = _RUST_REPLY
             onew = _object_new
             cls = self._message_class
-            out = []
+            out: list = []
             append = out.append
             errors = False
             names = _NAME_CACHE
@@ -308,7 +306,8 @@ if HAVE_RUST_CODEC:
             )
 
 else:
-    RustLineCodec = None
+    # None tells callers the backend is missing (see rust_parse_line in grammar.py).
+    RustLineCodec = None  # type: ignore[assignment,misc]
 
 #: The streaming codec of the active backend.
 LineCodec: Type[Any] = RustLineCodec if RustLineCodec is not None else PyLineCodec

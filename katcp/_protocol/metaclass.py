@@ -4,7 +4,7 @@ Everything here is re-exported by :mod:`katcp.core`, the public import path.
 """
 
 from collections import defaultdict
-from typing import Any, Dict
+from typing import Any, Callable, Dict
 
 __all__ = [
     "AttrDict",
@@ -88,9 +88,10 @@ class DeviceMetaclass(type):
 
     def __init__(mcs, name: str, bases: tuple, dct: Dict[str, Any]) -> None:
         super().__init__(name, bases, dct)
-        mcs._request_handlers = {}
-        mcs._inform_handlers = {}
-        mcs._reply_handlers = {}
+        # KATCP name -> unbound handler (``request_foo_bar`` under ``"foo-bar"``).
+        mcs._request_handlers: Dict[str, Callable[..., Any]] = {}
+        mcs._inform_handlers: Dict[str, Callable[..., Any]] = {}
+        mcs._reply_handlers: Dict[str, Callable[..., Any]] = {}
         for attr in dir(mcs):
             if attr.startswith("request_"):
                 table, prefix = mcs._request_handlers, "request_"

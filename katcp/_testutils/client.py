@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Any, Iterable, List
+from typing import Any, Callable, Dict, Iterable, List
 
 from katcp._client.loop import make_threadsafe
 from katcp._client.requests import BlockingClient
@@ -115,7 +115,8 @@ class BlockingTestClient(BlockingClient):
 
     def __init__(self, test, *args, **kwargs) -> None:
         self.test = test
-        self._message_recorders = {}
+        # id(recorder) -> its append_msg, fed every message the client receives.
+        self._message_recorders: Dict[int, Callable[[Message], None]] = {}
         super().__init__(*args, **kwargs)
 
     @make_threadsafe
@@ -185,32 +186,34 @@ class BlockingTestClient(BlockingClient):
         """
         reply, informs = self.blocking_request(Message.request("sensor-value", sensorname))
         self.test.assertTrue(reply.reply_ok(), "Could not retrieve sensor '{}': {}".format(
-            sensorname, reply.arguments[1] if len(reply.arguments) >= 2 else ""))
+            sensorname, _native(reply.arguments[1]) if len(reply.arguments) >= 2 else ""))
         self.test.assertEqual(len(informs), 1, "Expected one sensor value inform for sensor "
                               f"'{sensorname}', but received {len(informs)}.")
         inform = informs[0]
         self.test.assertEqual(len(inform.arguments), 5, "Expected sensor value inform for "
                               f"sensor '{sensorname}' to have five arguments, but received "
                               f"{len(inform.arguments)}.")
-        timestamp, _num, _name, status, value = inform.arguments
+        raw_timestamp, _num, _name, raw_status, raw_value = inform.arguments
         typestr = repr(sensortype)
+        value: Any = raw_value
         try:
             if sensortype is bool:
                 typestr = f"{int!r} and then {bool!r}"
-                value = bool(int(value))
+                value = bool(int(raw_value))
             elif sensortype is str:
-                value = _native(value)
+                value = _native(raw_value)
             else:
-                value = sensortype(value)
+                value = sensortype(raw_value)
         except ValueError as exc:
-            self.test.fail(f"Could not convert value {value!r} of sensor '{sensorname}' to type {typestr}: {exc}")
-        status = _native(status)
+            self.test.fail(f"Could not convert value {raw_value!r} of sensor '{sensorname}' to type {typestr}: {exc}")
+        status = _native(raw_status)
         self.test.assertTrue(status in _SENSOR_STATUSES,
                              f"Got invalid status value {status!r} for sensor '{sensorname}'.")
+        timestamp: Any = raw_timestamp
         try:
-            timestamp = float(timestamp)
+            timestamp = float(raw_timestamp)
         except ValueError as exc:
-            self.test.fail(f"Could not convert timestamp {timestamp!r} of sensor '{sensorname}' to type {float!r}: {exc}")
+            self.test.fail(f"Could not convert timestamp {raw_timestamp!r} of sensor '{sensorname}' to type {float!r}: {exc}")
         return value, status, timestamp
 
     def get_sensor_value(self, sensorname: str, sensortype=str):
@@ -360,7 +363,7 @@ class BlockingTestClient(BlockingClient):
 
         reply, informs = self.blocking_request(Message.request("sensor-list"))
         self.test.assertTrue(reply.reply_ok(), "Could not retrieve sensor list: %s" % (
-            reply.arguments[1] if len(reply.arguments) >= 2 else ""))
+            _native(reply.arguments[1]) if len(reply.arguments) >= 2 else ""))
         expected = [sensortuple(*t) for t in expected_sensors]
         got = [sensortuple(*m.arguments) for m in informs]
         if ignore_descriptions:
@@ -394,8 +397,9 @@ class BlockingTestClient(BlockingClient):
         descriptions = bool(expected_requests) and not isinstance(expected_requests[0], str)
         reply, informs = self.blocking_request(Message.request("help"))
         self.test.assertTrue(reply.reply_ok(), "Could not retrieve help list: %s" % (
-            reply.arguments[1] if len(reply.arguments) >= 2 else ""))
-        got_requests = [tuple(m.arguments) for m in informs]
+            _native(reply.arguments[1]) if len(reply.arguments) >= 2 else ""))
+        # (name, description) tuples, or just names when expected_requests has no descriptions.
+        got_requests: List[Any] = [tuple(m.arguments) for m in informs]
         if descriptions:
             if not full_descriptions:
                 got_requests = [(name, desc.split(b"\n")[0]) for (name, desc) in got_requests]

@@ -206,8 +206,11 @@ class ToolClient(AsyncClient):
                  on_connection: Callable[[bool], None] | None = None,
                  verbose: bool = False) -> None:
         logger = logging.Logger("katcp.tools.client")
-        super().__init__(host, port, timeout=None, logger=logger,
-                         auto_reconnect=auto_reconnect)
+        # timeout=None: no default timeout, call() waits as long as its caller says.
+        # AsyncClient accepts None but its signature says float (katcp/_client/requests.py);
+        # drop this ignore when that says Optional[float].
+        super().__init__(host, port, timeout=None,  # type: ignore[arg-type]
+                         logger=logger, auto_reconnect=auto_reconnect)
         #: Suppress the client's own log lines (set while quitting).
         self.quiet_log = False
         self.on_inform = on_inform

@@ -116,7 +116,7 @@ class ExampleServer(DeviceServer):
     """
 
     VERSION_INFO = ("example-receiver", 1, 0)
-    BUILD_INFO = ("katcp-example-receiver",) + tuple(VERSION[:2]) + ("",)
+    BUILD_INFO = ("katcp-example-receiver", VERSION[0], VERSION[1], "")
     PROTOCOL_INFO = ProtocolFlags(5, 1, {
         ProtocolFlags.MULTI_CLIENT,
         ProtocolFlags.MESSAGE_IDS,
@@ -206,7 +206,9 @@ class ExampleServer(DeviceServer):
             As for :meth:`katcp.DeviceServer.start`.
         """
         result = super().start(timeout)
-        self.ioloop.add_callback(self._start_simulation)
+        ioloop = self.ioloop
+        assert ioloop is not None, "DeviceServer.start sets the ioloop"
+        ioloop.add_callback(self._start_simulation)
         return result
 
     def stop(self, timeout: float | None = 1.0):
@@ -250,7 +252,9 @@ class ExampleServer(DeviceServer):
 
     def _step(self) -> None:
         """One simulation step: move every time-varying sensor."""
-        self._sim_handle = self._sim_loop.call_later(self._update_period, self._step)
+        loop = self._sim_loop
+        assert loop is not None, "_start_simulation sets the loop before the first step"
+        self._sim_handle = loop.call_later(self._update_period, self._step)
         try:
             self.simulate()
         except Exception:  # a bug in the simulation must not stop the updates
@@ -585,7 +589,9 @@ class ExampleServer(DeviceServer):
             self._handled("countdown")
             req.reply("ok", total)
         else:
-            self.ioloop.call_later(COUNTDOWN_STEP, self._countdown_step, req, count - 1, total)
+            ioloop = self.ioloop
+            assert ioloop is not None, "handlers run once the server has its ioloop"
+            ioloop.call_later(COUNTDOWN_STEP, self._countdown_step, req, count - 1, total)
 
 
 # --------------------------------------------------------------------- running
@@ -620,7 +626,7 @@ async def run_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
         on_started(server)
     if stop_event is None:
         stop_event = asyncio.Event()
-    installed: List[int] = []
+    installed: List[signal.Signals] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(signum, stop_event.set)

@@ -200,6 +200,13 @@ class Shell:
         """Print a shell message (``*** text``) on stderr."""
         print(f"*** {text}", file=sys.stderr, flush=True)
 
+    @property
+    def _client(self) -> ToolClient:
+        """The client; :meth:`run` creates it before anything that uses it runs."""
+        client = self.client
+        assert client is not None, "the shell's client exists once run() starts"
+        return client
+
     # ------------------------------------------------------------------ client events
     def _on_inform(self, msg: Message) -> None:
         self.show(wire_line(msg))
@@ -209,7 +216,7 @@ class Shell:
     def _on_connection(self, connected: bool) -> None:
         if self._closing:
             return
-        address = self.client.address
+        address = self._client.address
         if not connected:
             self._lost = True
             self.notice(f"connection to {address} lost; reconnecting "
@@ -229,7 +236,7 @@ class Shell:
     async def _names(self, request: str) -> List[str] | None:
         informs: List[Message] = []
         try:
-            reply = await self.client.call(Message.request(request), self.timeout,
+            reply = await self._client.call(Message.request(request), self.timeout,
                                            on_reply_inform=informs.append)
         except (asyncio.TimeoutError, ConnectionLost, KatcpClientError):
             return None
@@ -248,7 +255,7 @@ class Shell:
         Waits at most :attr:`timeout` seconds, or until Ctrl-C in the
         interactive mode; a reply arriving later is still printed.
         """
-        client = self.client
+        client = self._client
         show_mid = msg.mid is not None
 
         def show(reply: Message) -> None:
@@ -313,7 +320,7 @@ class Shell:
     # ------------------------------------------------------------------ loops
     async def _plain_loop(self) -> None:
         reader = _StdinReader(self.stdin)
-        prompt = f"{self.client.address}> " if self.stdin.isatty() else ""
+        prompt = f"{self._client.address}> " if self.stdin.isatty() else ""
         while True:
             if prompt:
                 sys.stdout.write(prompt)
@@ -348,7 +355,7 @@ class Shell:
             history=self._history(), completer=make_completer(self.names),
             complete_while_typing=False, auto_suggest=AutoSuggestFromHistory(),
             input=self._pt_input, output=self._pt_output)
-        prompt = f"{self.client.address}> "
+        prompt = f"{self._client.address}> "
         with patch_stdout(raw=True):
             while True:
                 try:
