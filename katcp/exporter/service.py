@@ -1,0 +1,155 @@
+"""The exporter: watchers on one event loop, ``/metrics`` served from prometheus_client's thread.
+
+The watchers (:mod:`katcp.exporter.katcp_watcher`, :mod:`katcp.exporter.ncp_watcher`) run
+on the loop that :meth:`Exporter.start` is awaited in; ``/metrics`` is served by
+:func:`prometheus_client.start_http_server` in its own thread, which reads the device state
+without ever waiting for the loop (see :mod:`katcp.exporter.state`).  A slow scrape
+therefore cannot delay sensor updates by more than the GIL's switch interval at a time, and
+a long sync never delays a scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import List, Sequence, TextIO, Tuple, Union
+
+import tornado.ioloop
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+
+from .collector import FleetCollector
+from .katcp_watcher import KatcpWatcher
+from .ncp_watcher import NcpWatcher
+from .progress import Progress
+from .state import DeviceState
+from .targets import Target
+
+__all__ = ["DEFAULT_PORT", "Exporter"]
+
+log = logging.getLogger("katcp.exporter")
+
+#: Default port of ``/metrics`` (9700, as the issue and docs say).
+DEFAULT_PORT = 9700
+
+
+class Exporter:
+    """Watches `targets` and serves their sensors at ``http://HOST:PORT/metrics``.
+
+    Parameters
+    ----------
+    targets : sequence of Target
+        The devices to watch (already this shard's share).
+    listen : (str, int)
+        Address of the HTTP endpoint (port 0 picks a free port; see :attr:`port`).
+    progress : file-like, optional
+        Stream for the sync progress line (a terminal's stderr), or None for none.
+    process_metrics : bool
+        Also export the ``process_*`` metrics (CPU, memory) of this process.
+
+    Examples
+    --------
+    >>> async def main():
+    ...     exporter = Exporter(targets, ("", 9700))
+    ...     await exporter.start()
+    ...     await exporter.until_synced(60)
+    """
+
+    def __init__(self, targets: Sequence[Target], listen: Tuple[str, int] = ("", DEFAULT_PORT),
+                 progress: TextIO | None = None, process_metrics: bool = True) -> None:
+        names = [t.name for t in targets]
+        if len(set(names)) != len(names):
+            raise ValueError("device names must be unique")
+        self.targets = tuple(targets)
+        self.devices = tuple(DeviceState(t.name, t.kind) for t in self.targets)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collector = FleetCollector(self.devices)
+        self.registry.register(self.collector)
+        if process_metrics:
+            ProcessCollector(registry=self.registry)
+        self._listen = listen
+        self._progress_stream = progress
+        self._progress: Progress | None = None
+        self._watchers: List[Union[KatcpWatcher, NcpWatcher]] = []
+        self._httpd = None
+        self._http_thread = None
+        self.started_at: float | None = None
+
+    @property
+    def port(self) -> int:
+        """Port of the HTTP endpoint (after :meth:`start`)."""
+        if self._httpd is None:
+            raise RuntimeError("exporter not started")
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """URL of ``/metrics`` (after :meth:`start`)."""
+        host = self._httpd.server_address[0] if self._httpd is not None else ""
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}/metrics"
+
+    async def start(self) -> None:
+        """Serve ``/metrics`` and start watching (call from the loop the watchers use).
+
+        Raises
+        ------
+        OSError
+            If the listen address cannot be bound.
+        """
+        host, port = self._listen
+        self._httpd, self._http_thread = start_http_server(port, host or "0.0.0.0",
+                                                           registry=self.registry)
+        self.started_at = time.monotonic()
+        ioloop = tornado.ioloop.IOLoop.current()
+        for target, state in zip(self.targets, self.devices):
+            if target.kind == "ncp":
+                watcher: Union[KatcpWatcher, NcpWatcher] = NcpWatcher(target, state)
+                watcher.start()
+            else:
+                watcher = KatcpWatcher(target, state)
+                watcher.set_ioloop(ioloop)
+                watcher.start()
+            self._watchers.append(watcher)
+        if self._progress_stream is not None:
+            self._progress = Progress(self.devices, self._progress_stream)
+            self._progress.start()
+        log.info("Exporting %d device(s) at %s", len(self.devices), self.url)
+
+    async def stop(self) -> None:
+        """Stop watching and serving."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        watchers, self._watchers = self._watchers, []
+        stopping = []
+        for watcher in watchers:
+            if isinstance(watcher, NcpWatcher):
+                stopping.append(watcher.stop())
+            else:
+                watcher.stop()
+                stopping.append(watcher.until_stopped(timeout=5))
+        await asyncio.gather(*stopping, return_exceptions=True)
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            # shutdown() waits for the serving thread: not on the loop.
+            await asyncio.get_running_loop().run_in_executor(None, httpd.shutdown)
+            httpd.server_close()
+
+    def counts(self) -> Tuple[int, int, int]:
+        """``(connected, synced, total)`` devices."""
+        devices = self.devices
+        return (sum(1 for d in devices if d.connected), sum(1 for d in devices if d.synced),
+                len(devices))
+
+    async def until_synced(self, timeout: float, poll: float = 0.05) -> bool:
+        """Wait until every device is synced; return whether it happened within `timeout`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            _connected, synced, total = self.counts()
+            if synced == total:
+                return True
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(poll)
