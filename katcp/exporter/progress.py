@@ -52,10 +52,11 @@ class Progress:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def stop(self) -> None:
-        """Stop reporting; end an open line."""
+        """Stop reporting, with the final counts; end an open line."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
+            self.check()
         if self._line_open:
             self._write("\n")
             self._line_open = False
