@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -13,7 +15,7 @@ import pytest
 
 pytest.importorskip("prometheus_client")
 
-from katcp.exporter import DEFAULT_STRATEGY, Exporter, select  # noqa: E402
+from katcp.exporter import DEFAULT_STRATEGY, Exporter, select, targets_for_ports  # noqa: E402
 from katcp.exporter.settings import ConfigError, load_config, parse_strategy  # noqa: E402
 from katcp.tools import example_server  # noqa: E402
 from katcp.tools import exporter as exporter_tool  # noqa: E402
@@ -181,3 +183,40 @@ async def _scrape_when_up(url, predicate, timeout=20.0):
 
 def test_default_strategy_is_event_rate():
     assert DEFAULT_STRATEGY == ("event-rate", "1", "10")
+
+
+def _exported_metric_names():
+    """Sample names the exporter produces, from a scrape of one simulated device."""
+    async def main():
+        fleet = Fleet(1, 16, rate=0)
+        await fleet.start()
+        exporter = Exporter(targets_for_ports("127.0.0.1", fleet.ports), ("127.0.0.1", 0),
+                            process_metrics=False)
+        await exporter.start()
+        try:
+            await exporter.until_synced(10)
+            series = await scrape_until(exporter.url, lambda s: True)
+        finally:
+            await exporter.stop()
+            await fleet.stop()
+        return {name for name, _labels in series}
+    return run(main())
+
+
+def test_docs_list_the_metrics_and_the_dashboard_uses_only_them():
+    names = _exported_metric_names()
+    with open(os.path.join(ROOT, "doc", "monitoring.rst"), encoding="utf-8") as f:
+        chapter = f.read()
+    documented = set(re.findall(r"^``(katcp_[a-z_]+)``", chapter, re.MULTILINE))
+    assert documented == names
+    assert "examples/exporter.toml" in chapter and "examples/prometheus-shards.yml" in chapter
+    with open(os.path.join(ROOT, "doc", "examples", "grafana-example-instrument.json"),
+              encoding="utf-8") as f:
+        dashboard = json.load(f)
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for expr in exprs for m in re.findall(r"\bkatcp_[a-z_]+", expr)}
+    assert used and used <= names
+    # The dashboard's sensors exist on the example instrument.
+    sensors = {s for expr in exprs for s in re.findall(r'sensor="([^"]+)"', expr)}
+    instrument = {"temperature", "rf.power", "rf.gain", "mode", "last-request"}
+    assert sensors <= instrument
