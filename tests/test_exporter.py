@@ -361,3 +361,43 @@ def test_fleet_config_lists_every_device():
     text = fleet.config_text()
     assert text.count("[devices.sim") == 3
     assert 'katcp = "127.0.0.1:21002"' in text
+
+
+def test_katcp_v4_device_gets_strategies_it_knows_and_ms_timestamps():
+    async def device(reader, writer):
+        writer.write(b"#version old-device-1.0\n#build-state old-device-1.0.1\n")
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            match = _REQUEST.match(line.strip())
+            if not match:
+                continue
+            req, rest = match.group(1), match.group(3)
+            if req == b"sensor-list":
+                writer.write(b"#sensor-list temp Temperature degC float 0 100\n"
+                             b"!sensor-list ok 1\n")
+            elif req == b"sensor-sampling":
+                if rest.split()[1:] != [b"event"]:  # v4: no event-rate
+                    writer.write(b"!sensor-sampling fail Unknown\\_strategy\n")
+                else:
+                    writer.write(b"!sensor-sampling ok temp event\n"
+                                 b"#sensor-status 1700000000500 1 temp nominal 3.5\n")
+            await writer.drain()
+
+    async def main():
+        server, port = await _fake_device(device)
+        exporter = Exporter([Target("old", "katcp", "127.0.0.1", port)], ("127.0.0.1", 0),
+                            process_metrics=False)
+        await exporter.start()
+        lab = {"device": "old", "sensor": "temp"}
+        try:
+            series = await scrape_until(
+                exporter.url, lambda s: key("katcp_sensor_value", **lab) in s)
+            assert series[key("katcp_sensor_value", **lab)] == 3.5
+            assert series[key("katcp_sensor_timestamp_seconds", **lab)] == 1700000000.5
+            assert series[key("katcp_device_synced", device="old")] == 1
+        finally:
+            await exporter.stop()
+            server.close()
+    run(main())

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
+
+import tornado.gen
 
 from katcp.client import AsyncClient
 from katcp.core import Message
@@ -23,14 +25,20 @@ from katcp.core import Message
 from .state import DeviceState, SensorMeta, status_code
 from .targets import Target
 
-__all__ = ["KatcpWatcher"]
+__all__ = ["KatcpWatcher", "supported_strategy"]
 
 log = logging.getLogger("katcp.exporter")
 
 #: Longest ``?sensor-sampling a,b,c`` line (bytes of names) sent in one request.
 BULK_NAMES_MAX = 16384
-#: Seconds allowed for the protocol information, ?sensor-list and ?sensor-sampling.
+#: Seconds allowed for ?sensor-list and ?sensor-sampling.
 SYNC_TIMEOUT = 60.0
+#: Seconds to wait for the device's protocol version before assuming KATCP v5 without
+#: message ids (a device that never says which version it speaks).
+PROTOCOL_TIMEOUT = 10.0
+#: Stand-ins for strategies that a device's protocol version lacks (KATCP v4 has no
+#: rate-limited strategies): the same events, without the rate limit.
+_FALLBACK = {"event-rate": ("event",), "differential-rate": ("differential", 1)}
 
 
 def _text(raw: bytes) -> str:
@@ -100,7 +108,10 @@ class KatcpWatcher(AsyncClient):
     async def _sync(self) -> None:
         state = self.state
         state.synced = False
-        await self.until_protocol(timeout=SYNC_TIMEOUT)
+        try:
+            await self.until_protocol(timeout=PROTOCOL_TIMEOUT)
+        except tornado.gen.TimeoutError:
+            log.info("%s sent no protocol version; assuming KATCP v5", self.target.name)
         flags = self.protocol_flags
         major = getattr(flags, "major", None) or 5
         self._ts_scale = 1.0 if major >= 5 else 1e-3
@@ -121,7 +132,8 @@ class KatcpWatcher(AsyncClient):
             meta = SensorMeta(state.name, name, _text(args[3]),
                               [_text(a) for a in args[4:]], self._ts_scale)
             metas[raw_name] = meta
-            groups.setdefault(rules.strategy_for(name), []).append(raw_name)
+            strategy = supported_strategy(rules.strategy_for(name), flags)
+            groups.setdefault(strategy, []).append(raw_name)
         state.replace_sensors(metas)
         self._metas = metas  # updates for these are stored from now on
         bulk = bool(flags is not None and flags.bulk_set_sensor_sampling)
@@ -192,6 +204,25 @@ class KatcpWatcher(AsyncClient):
             readings[args[i]] = (meta, meta.convert(args[i + 2]), status_code(args[i + 1]), ts)
             stored += 1
         self.state.updates += stored
+
+
+def supported_strategy(strategy: Tuple[str, ...], flags: Any) -> Tuple[str, ...]:
+    """`strategy`, or its stand-in if the device's protocol version lacks it.
+
+    Parameters
+    ----------
+    strategy : tuple of str
+        Strategy name and parameters, e.g. ``("event-rate", "1", "10")``.
+    flags : katcp.core.ProtocolFlags or None
+        The device's protocol (None: unknown, assumed to support everything).
+    """
+    if flags is None or flags.major is None or flags.strategy_allowed(strategy[0]):
+        return strategy
+    fallback = _FALLBACK.get(strategy[0])
+    if fallback is None:
+        return strategy  # let the device say no; the sync logs it
+    name, *keep = fallback
+    return (name,) + tuple(strategy[1:1 + keep[0]]) if keep else (name,)
 
 
 def _describe(reply: Message) -> str:
