@@ -401,3 +401,35 @@ def test_katcp_v4_device_gets_strategies_it_knows_and_ms_timestamps():
             await exporter.stop()
             server.close()
     run(main())
+
+
+def test_fleetsim_command_runs_and_stops_cleanly(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        base = s.getsockname()[1]
+    if base > 65000:
+        base = 40000
+    config = tmp_path / "fleet.toml"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "katcp.tools.fleetsim", "--devices", "3", "--sensors", "4",
+         "--rate", "50", "--base-port", str(base), "--write-config", str(config)],
+        env={**os.environ, "PYTHONPATH": root}, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while not config.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert config.exists(), proc.stderr.read().decode() if proc.poll() is not None else ""
+        with socket.create_connection(("127.0.0.1", base + 2), timeout=5) as conn:
+            assert conn.recv(100).startswith(b"#version-connect")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err.decode()
+    assert f'katcp = "127.0.0.1:{base + 2}"' in config.read_text()
