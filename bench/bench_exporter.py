@@ -37,6 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from katcp.exporter import Exporter  # noqa: E402
+from katcp.exporter.service import SWITCH_INTERVAL, configure_process  # noqa: E402
 from katcp.exporter.settings import load_config  # noqa: E402
 from katcp.tools.fleetsim import raise_fd_limit  # noqa: E402
 
@@ -103,6 +104,7 @@ async def bench(args: argparse.Namespace) -> None:
         targets, _settings = load_config(config)
         total_sensors = args.devices * args.sensors
         raise_fd_limit(len(targets) + 256)
+        configure_process(args.switch_interval)  # as katcp-exporter does
         rss0 = rss_bytes()
         exporter = Exporter(targets, ("127.0.0.1", 0), process_metrics=False)
         t0 = time.monotonic()
@@ -174,6 +176,8 @@ def main() -> None:
                         help="seconds over which CPU is measured")
     parser.add_argument("--scrapes", type=int, default=3)
     parser.add_argument("--sync-timeout", type=float, default=300.0)
+    parser.add_argument("--switch-interval", type=float, default=SWITCH_INTERVAL,
+                        help="GIL switch interval of the exporter process (s)")
     asyncio.run(bench(parser.parse_args()))
 
 

@@ -433,3 +433,30 @@ def test_fleetsim_command_runs_and_stops_cleanly(tmp_path):
         _out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err.decode()
     assert f'katcp = "127.0.0.1:{base + 2}"' in config.read_text()
+
+
+def test_scrapes_pause_the_cyclic_gc_and_restore_it():
+    import gc
+
+    from katcp.exporter.collector import FleetCollector, ScrapeRegistry
+    from prometheus_client import generate_latest
+
+    seen = []
+
+    class Probe:
+        def collect(self):
+            seen.append(gc.isenabled())
+            return iter(())
+
+    registry = ScrapeRegistry()
+    registry.register(FleetCollector([DeviceState("d", "katcp")]))
+    registry.register(Probe())
+    assert gc.isenabled()
+    assert b'katcp_device_connected{device="d"} 0.0' in generate_latest(registry)
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        generate_latest(registry)
+        assert not gc.isenabled()  # left as it was
+    finally:
+        gc.enable()

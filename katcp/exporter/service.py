@@ -12,25 +12,47 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from typing import List, Sequence, TextIO, Tuple, Union
 
 import tornado.ioloop
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import ProcessCollector, start_http_server
 
-from .collector import FleetCollector
+from .collector import FleetCollector, ScrapeRegistry
 from .katcp_watcher import KatcpWatcher
 from .ncp_watcher import NcpWatcher
 from .progress import Progress
 from .state import DeviceState
 from .targets import Target
 
-__all__ = ["DEFAULT_PORT", "Exporter"]
+__all__ = ["DEFAULT_PORT", "Exporter", "SWITCH_INTERVAL", "configure_process"]
 
 log = logging.getLogger("katcp.exporter")
 
 #: Default port of ``/metrics`` (9700, as the issue and docs say).
 DEFAULT_PORT = 9700
+
+#: GIL switch interval (s) of an exporter process: see :func:`configure_process`.
+SWITCH_INTERVAL = 0.0005
+
+
+def configure_process(switch_interval: float = SWITCH_INTERVAL) -> None:
+    """Process-wide settings for a process whose job is to run an exporter.
+
+    While the HTTP thread formats a scrape it holds the GIL; each time the loop thread
+    releases it for a system call (one ``recv`` per readable device connection), it gets
+    it back only when the HTTP thread's switch interval expires (5 ms by default).  With
+    hundreds of busy connections that turns a loop pass into seconds.  A shorter interval
+    bounds that wait; the cost is more GIL hand-overs in the HTTP thread.  Call it from
+    the program that owns the process (``katcp-exporter`` does), not from a library.
+
+    Parameters
+    ----------
+    switch_interval : float
+        Seconds, passed to :func:`sys.setswitchinterval`.
+    """
+    sys.setswitchinterval(switch_interval)
 
 
 class Exporter:
@@ -62,7 +84,7 @@ class Exporter:
             raise ValueError("device names must be unique")
         self.targets = tuple(targets)
         self.devices = tuple(DeviceState(t.name, t.kind) for t in self.targets)
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry = ScrapeRegistry()
         self.collector = FleetCollector(self.devices)
         self.registry.register(self.collector)
         if process_metrics:

@@ -22,7 +22,7 @@ import sys
 from typing import Sequence, TextIO, Tuple
 
 from katcp.exporter import Exporter, ShardError, Target, parse_shard, select
-from katcp.exporter.service import DEFAULT_PORT
+from katcp.exporter.service import DEFAULT_PORT, configure_process
 from katcp.exporter.settings import ConfigError, load_config, parse_listen
 from katcp.tools.fleetsim import raise_fd_limit
 
@@ -107,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("Shard %d/%d: %d device(s)", index, count, len(targets))
     show = sys.stderr.isatty() if args.progress is None else args.progress
     raise_fd_limit(len(targets) + 256)
+    configure_process()
     try:
         asyncio.run(run(targets, listen, sys.stderr if show else None))
     except KeyboardInterrupt:
