@@ -460,3 +460,46 @@ def test_scrapes_pause_the_cyclic_gc_and_restore_it():
         assert not gc.isenabled()  # left as it was
     finally:
         gc.enable()
+
+
+def test_endpoint_formats_and_compression():
+    import gzip
+    import urllib.request
+
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_families,
+    )
+
+    om_accept = "application/openmetrics-text;version=1.0.0;q=0.75,text/plain;q=0.5"
+
+    def get(url, accept, encoding=None):
+        headers = {"Accept": accept}
+        if encoding:
+            headers["Accept-Encoding"] = encoding
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as r:
+            return r.headers.get("Content-Type"), r.headers.get("Content-Encoding"), r.read()
+
+    async def main():
+        fleet = Fleet(1, 8, rate=0)
+        await fleet.start()
+        plain = await start(fleet)
+        negotiating = Exporter(targets_for_ports("127.0.0.1", fleet.ports), ("127.0.0.1", 0),
+                               process_metrics=False, openmetrics=True)
+        await negotiating.start()
+        assert await negotiating.until_synced(10)
+        try:
+            ctype, _enc, body = await asyncio.to_thread(get, plain.url, om_accept)
+            assert ctype.startswith("text/plain") and parse(body.decode())
+            ctype, enc, body = await asyncio.to_thread(get, plain.url, om_accept, "gzip")
+            assert enc == "gzip" and parse(gzip.decompress(body).decode())
+            ctype, _enc, body = await asyncio.to_thread(get, negotiating.url, om_accept)
+            assert ctype.startswith("application/openmetrics-text")
+            families = {f.name: f for f in openmetrics_families(body.decode())}
+            assert families["katcp_sensor_state"].type == "stateset"
+            assert families["katcp_sensor"].type == "info"
+            assert families["katcp_sensor_updates"].type == "counter"
+        finally:
+            await negotiating.stop()
+            await plain.stop()
+            await fleet.stop()
+    run(main())

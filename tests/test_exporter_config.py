@@ -31,7 +31,7 @@ def test_docs_example_config():
     targets, settings = load_config(EXAMPLE)
     by_name = {t.name: t for t in targets}
     assert list(by_name) == ["rx1", "rx2", "node1"]
-    assert settings.listen == ("0.0.0.0", 9700)
+    assert settings.listen == ("0.0.0.0", 9700) and settings.openmetrics is False
     rx1, rx2, node1 = by_name["rx1"], by_name["rx2"], by_name["node1"]
     assert (rx1.kind, rx1.host, rx1.port) == ("katcp", "127.0.0.1", 7147)
     assert (node1.kind, node1.port) == ("ncp", 9999)

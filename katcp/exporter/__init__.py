@@ -11,6 +11,7 @@ One module per job:
 * :mod:`katcp.exporter.state` -- per-device state shared by the loop and the HTTP thread;
 * :mod:`katcp.exporter.katcp_watcher` / :mod:`katcp.exporter.ncp_watcher` -- one device;
 * :mod:`katcp.exporter.collector` -- the metric families, built at scrape time;
+* :mod:`katcp.exporter.endpoint` -- the HTTP endpoint (prometheus_client's WSGI app);
 * :mod:`katcp.exporter.progress` -- the sync progress line on a terminal;
 * :mod:`katcp.exporter.service` -- the :class:`Exporter` tying them together.
 """

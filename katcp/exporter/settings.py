@@ -6,6 +6,7 @@ Devices use the manager's syntax and its one parser, :mod:`katcp.manager.config`
 
     [exporter]
     listen = "0.0.0.0:9700"          # --listen overrides it
+    openmetrics = false              # true: OpenMetrics to clients that ask (slower)
     sensors = ["*"]                  # sensors of devices that list none of their own
     default_strategy = "event-rate 1 10"
     strategies = [                   # first match wins
@@ -41,7 +42,7 @@ _STRATEGY_PARAMS: Dict[str, Tuple[int, ...]] = {
     "event-rate": (2,),
     "differential-rate": (3,),
 }
-_EXPORTER_KEYS = {"listen", "sensors", "strategies", "default_strategy"}
+_EXPORTER_KEYS = {"listen", "openmetrics", "sensors", "strategies", "default_strategy"}
 
 
 class ConfigError(ValueError):
@@ -57,11 +58,15 @@ class ExporterSettings:
         Address of ``/metrics``, if the table gives one.
     rules : SensorRules
         Default sensor globs, strategy patterns and default strategy.
+    openmetrics : bool
+        Serve OpenMetrics to clients that ask for it (else always the text format).
     """
 
-    def __init__(self, listen: Tuple[str, int] | None, rules: SensorRules) -> None:
+    def __init__(self, listen: Tuple[str, int] | None, rules: SensorRules,
+                 openmetrics: bool = False) -> None:
         self.listen = listen
         self.rules = rules
+        self.openmetrics = openmetrics
 
 
 def parse_strategy(text: Any, where: str = "strategy") -> Tuple[str, ...]:
@@ -132,6 +137,9 @@ def load_exporter_settings(config: Mapping[str, Any]) -> ExporterSettings:
         if not isinstance(table["listen"], str):
             raise ConfigError("[exporter] listen: expected a string 'HOST:PORT'")
         listen = parse_listen(table["listen"])
+    openmetrics = table.get("openmetrics", False)
+    if not isinstance(openmetrics, bool):
+        raise ConfigError("[exporter] openmetrics: expected true or false")
     patterns = _globs(table.get("sensors", ["*"]), "[exporter] sensors")
     default = DEFAULT_STRATEGY
     if "default_strategy" in table:
@@ -148,7 +156,8 @@ def load_exporter_settings(config: Mapping[str, Any]) -> ExporterSettings:
             raise ConfigError(f"{where}: expected {{pattern = \"glob\", "
                               f"strategy = \"event-rate 1 10\"}}")
         strategies.append((rule["pattern"], parse_strategy(rule["strategy"], where)))
-    return ExporterSettings(listen, SensorRules(patterns, tuple(strategies), default))
+    return ExporterSettings(listen, SensorRules(patterns, tuple(strategies), default),
+                            openmetrics)
 
 
 def _target(spec: DeviceSpec, rules: SensorRules) -> Target:

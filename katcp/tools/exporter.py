@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def run(targets: Sequence[Target], listen: Tuple[str, int],
               progress: TextIO | None = None,
-              stop_event: asyncio.Event | None = None) -> None:
+              stop_event: asyncio.Event | None = None, openmetrics: bool = False) -> None:
     """Run an exporter of `targets` in the running loop until SIGINT, SIGTERM or `stop_event`.
 
     Parameters
@@ -68,8 +68,10 @@ async def run(targets: Sequence[Target], listen: Tuple[str, int],
         Stream for the sync progress line.
     stop_event : asyncio.Event, optional
         Stop when it is set.
+    openmetrics : bool
+        Serve OpenMetrics to clients that ask for it.
     """
-    exporter = Exporter(targets, listen, progress=progress)
+    exporter = Exporter(targets, listen, progress=progress, openmetrics=openmetrics)
     await exporter.start()
     stop = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -109,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_fd_limit(len(targets) + 256)
     configure_process()
     try:
-        asyncio.run(run(targets, listen, sys.stderr if show else None))
+        asyncio.run(run(targets, listen, sys.stderr if show else None,
+                        openmetrics=settings.openmetrics))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
