@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from typing import List, Sequence, TextIO, Tuple, Union
 
 import tornado.ioloop
@@ -101,7 +100,6 @@ class Exporter:
         self._watchers: List[Union[KatcpWatcher, NcpWatcher]] = []
         self._httpd = None
         self._http_thread = None
-        self.started_at: float | None = None
 
     @property
     def port(self) -> int:
@@ -129,7 +127,6 @@ class Exporter:
         host, port = self._listen
         self._httpd, self._http_thread = serve_metrics(self.registry, host or "0.0.0.0", port,
                                                        openmetrics=self._openmetrics)
-        self.started_at = time.monotonic()
         ioloop = tornado.ioloop.IOLoop.current()
         for target, state in zip(self.targets, self.devices):
             if target.kind == "ncp":
