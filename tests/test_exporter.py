@@ -503,3 +503,42 @@ def test_endpoint_formats_and_compression():
             await plain.stop()
             await fleet.stop()
     run(main())
+
+
+def test_ncp_node_going_away_and_coming_back():
+    connections = []
+
+    async def node(connection):
+        connections.append(connection)
+        connection.send("DSPC", "STAT", TEMP=float(len(connections)))
+        async for _field in connection:
+            pass
+
+    async def main():
+        server = await ncp.start_server(node, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        exporter = Exporter([Target("node1", "ncp", "127.0.0.1", port)], ("127.0.0.1", 0),
+                            process_metrics=False)
+        await exporter.start()
+        lab = {"device": "node1", "sensor": "STAT.TEMP"}
+        try:
+            await scrape_until(exporter.url,
+                               lambda s: s.get(key("katcp_sensor_value", **lab)) == 1.0)
+            server.close()
+            for connection in connections:
+                connection.close()
+            await server.wait_closed()
+            series = await scrape_until(
+                exporter.url, lambda s: s[key("katcp_device_connected", device="node1")] == 0)
+            assert series[key("katcp_sensor_status", **lab)] == Sensor.UNREACHABLE
+            server = await ncp.start_server(node, "127.0.0.1", port)
+            series = await scrape_until(
+                exporter.url, lambda s: s.get(key("katcp_sensor_value", **lab)) == 2.0)
+            assert series[key("katcp_device_connected", device="node1")] == 1
+            assert series[key("katcp_sensor_status", **lab)] == Sensor.NOMINAL
+        finally:
+            await exporter.stop()
+            server.close()
+            for connection in connections:
+                connection.close()
+    run(main())
