@@ -542,3 +542,44 @@ def test_ncp_node_going_away_and_coming_back():
             for connection in connections:
                 connection.close()
     run(main())
+
+
+def test_a_failed_sync_is_retried():
+    asked = []
+
+    async def device(reader, writer):
+        writer.write(b"#version-connect katcp-protocol 5.0-MI\n")
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            match = _REQUEST.match(line.strip())
+            if not match:
+                continue
+            tag = b"[" + match.group(2) + b"]"
+            if match.group(1) == b"sensor-list":
+                asked.append(line)
+                if len(asked) == 1:
+                    writer.write(b"!sensor-list" + tag + b" fail Not\\_ready\\_yet\n")
+                else:
+                    writer.write(b"#sensor-list" + tag + b" x X \\@ integer 0 9\n"
+                                 b"!sensor-list" + tag + b" ok 1\n")
+            elif match.group(1) == b"sensor-sampling":
+                writer.write(b"!sensor-sampling" + tag + b" ok x event-rate 1 10\n"
+                             b"#sensor-status 1700000000.0 1 x nominal 4\n")
+            await writer.drain()
+
+    async def main():
+        server, port = await _fake_device(device)
+        exporter = Exporter([Target("late", "katcp", "127.0.0.1", port)], ("127.0.0.1", 0),
+                            process_metrics=False)
+        await exporter.start()
+        try:
+            series = await scrape_until(
+                exporter.url, lambda s: s[key("katcp_device_synced", device="late")] == 1)
+            assert len(asked) == 2
+            assert series[key("katcp_sensor_value", device="late", sensor="x")] == 4
+        finally:
+            await exporter.stop()
+            server.close()
+    run(main())

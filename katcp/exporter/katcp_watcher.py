@@ -8,7 +8,7 @@ request per sensor, all in flight at once), and ``#interface-changed`` syncs aga
 :class:`~katcp.exporter.state.DeviceState`.  On disconnection every sensor turns
 ``unreachable`` and the device unsynced.  Nothing a device sends can raise out of here: an
 unparsable value exports no value (its status still shows), an unknown sensor is ignored, a
-failing sync is logged and retried at the next connection or interface change.
+failing sync is logged and retried with a back-off.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ SYNC_TIMEOUT = 60.0
 #: Seconds to wait for the device's protocol version before assuming KATCP v5 without
 #: message ids (a device that never says which version it speaks).
 PROTOCOL_TIMEOUT = 10.0
+#: Seconds before a failed sync is tried again, doubling up to the maximum.
+RESYNC_DELAY_INITIAL = 1.0
+RESYNC_DELAY_MAX = 60.0
 #: Stand-ins for strategies that a device's protocol version lacks (KATCP v4 has no
 #: rate-limited strategies): the same events, without the rate limit.
 _FALLBACK = {"event-rate": ("event",), "differential-rate": ("differential", 1)}
@@ -92,18 +95,22 @@ class KatcpWatcher(AsyncClient):
             self._sync_task = asyncio.get_running_loop().create_task(self._sync_loop())
 
     async def _sync_loop(self) -> None:
-        try:
-            self._resync = True
-            while self._resync:
-                self._resync = False
+        delay = RESYNC_DELAY_INITIAL
+        self._resync = True
+        while self._resync:
+            self._resync = False
+            try:
                 await self._sync()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # A device that cannot be synced stays connected and unsynced; an interface
-            # change or the next connection tries again.
-            log.warning("Sync of %s (%s:%d) failed: %s", self.target.name, self.target.host,
-                        self.target.port, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The device stays connected and unsynced, and is asked again later (the
+                # task is cancelled if the connection drops: the next one syncs afresh).
+                log.warning("Sync of %s (%s:%d) failed, retrying in %.0f s: %s",
+                            self.target.name, self.target.host, self.target.port, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, RESYNC_DELAY_MAX)
+                self._resync = True
 
     async def _sync(self) -> None:
         state = self.state
