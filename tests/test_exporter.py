@@ -583,3 +583,25 @@ def test_a_failed_sync_is_retried():
             await exporter.stop()
             server.close()
     run(main())
+
+
+def test_ipv6_listen_address():
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+
+    async def main():
+        exporter = Exporter([], ("::1", 0), process_metrics=False)
+        await exporter.start()
+        try:
+            assert exporter.url.startswith("http://[::1]:")
+            assert await scrape(exporter.url) == {}
+        finally:
+            await exporter.stop()
+    run(main())

@@ -112,8 +112,12 @@ class Exporter:
     def url(self) -> str:
         """URL of ``/metrics`` (after :meth:`start`)."""
         host = self._httpd.server_address[0] if self._httpd is not None else ""
-        if host in ("", "0.0.0.0", "::"):
+        if host in ("", "0.0.0.0"):
             host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
         return f"http://{host}:{self.port}/metrics"
 
     async def start(self) -> None:
