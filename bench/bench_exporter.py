@@ -152,8 +152,8 @@ async def bench(args: argparse.Namespace) -> None:
         print(f"scrape: median {statistics.median(times):.2f} s over {len(times)} (goal < 1 s)")
         s0 = time.monotonic()
         body = await asyncio.to_thread(fetch, exporter.url, PROMETHEUS_HEADERS)
-        print(f"scrape with Prometheus's request headers (OpenMetrics preferred, gzip): {time.monotonic() - s0:.2f} s, "
-              f"{len(body) / 1e6:.1f} MB compressed")
+        print(f"scrape with Prometheus's request headers (OpenMetrics preferred, gzip): "
+              f"{time.monotonic() - s0:.2f} s, {len(body) / 1e6:.1f} MB compressed")
         print(f"machine: {os.cpu_count()} cores, load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         await exporter.stop()
