@@ -1,6 +1,7 @@
 """The HTTP endpoint: prometheus_client's WSGI app in a threaded server of its own thread.
 
-This is :func:`prometheus_client.start_http_server` with two choices exposed:
+What :func:`prometheus_client.start_http_server` builds (its WSGI app in a threaded
+``wsgiref`` server), with two choices made differently:
 
 * **format** -- Prometheus asks for OpenMetrics first, which prometheus_client formats about
   twice as slowly as the Prometheus text format, and our families say the same in both (no

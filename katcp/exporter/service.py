@@ -1,11 +1,11 @@
-"""The exporter: watchers on one event loop, ``/metrics`` served from prometheus_client's thread.
+"""The exporter: watchers on one event loop, ``/metrics`` served from a thread of its own.
 
 The watchers (:mod:`katcp.exporter.katcp_watcher`, :mod:`katcp.exporter.ncp_watcher`) run
 on the loop that :meth:`Exporter.start` is awaited in; ``/metrics`` is served by
-prometheus_client's WSGI app in a thread of its own (:mod:`katcp.exporter.endpoint`), which reads the device state
-without ever waiting for the loop (see :mod:`katcp.exporter.state`).  A slow scrape
-therefore cannot delay sensor updates by more than the GIL's switch interval at a time, and
-a long sync never delays a scrape.
+prometheus_client's WSGI app in an HTTP thread (:mod:`katcp.exporter.endpoint`), which reads
+the device state without ever waiting for the loop (see :mod:`katcp.exporter.state`).  A
+scrape therefore delays sensor updates only by the GIL's hand-overs (see
+:func:`configure_process`), and a long sync never delays a scrape.
 """
 
 from __future__ import annotations
