@@ -605,3 +605,33 @@ def test_ipv6_listen_address():
         finally:
             await exporter.stop()
     run(main())
+
+
+def test_ncp_node_inventing_names_is_capped(monkeypatch):
+    from katcp.exporter import ncp_watcher
+
+    monkeypatch.setattr(ncp_watcher, "MAX_NCP_SENSORS", 5)
+
+    async def node(connection):
+        for i in range(20):
+            connection.send("DSPC", f"F{i:03d}", VALU=i)
+        connection.send("DSPC", "F000", VALU=99)
+        async for _field in connection:
+            pass
+
+    async def main():
+        server = await ncp.start_server(node, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        exporter = Exporter([Target("node1", "ncp", "127.0.0.1", port)], ("127.0.0.1", 0),
+                            process_metrics=False)
+        await exporter.start()
+        try:
+            series = await scrape_until(
+                exporter.url, lambda s: s.get(key("katcp_sensor_value", device="node1",
+                                                  sensor="F000.VALU")) == 99)
+            names = device_sensor_names(series, "katcp_sensor_status", "node1")
+            assert names == {f"F{i:03d}.VALU" for i in range(5)}
+        finally:
+            await exporter.stop()
+            server.close()
+    run(main())

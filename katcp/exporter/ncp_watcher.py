@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
 from typing import Dict
 
 from katcp import ncp
@@ -28,6 +27,9 @@ log = logging.getLogger("katcp.exporter")
 
 #: Seconds allowed to connect, and the receive timeout offered to the node.
 NCP_TIMEOUT = 30
+#: Distinct ``<field>.<param>`` names remembered per node (a node that invents new names
+#: without end must not exhaust the exporter's memory).
+MAX_NCP_SENSORS = 10000
 RECONNECT_DELAY_INITIAL = 0.5
 RECONNECT_DELAY_MAX = 5.0
 
@@ -49,7 +51,7 @@ class NcpWatcher:
         #: Sensor name -> meta, or None for a param that is not exported.
         self._metas: Dict[str, SensorMeta | None] = {}
         self._task: asyncio.Task | None = None
-        self._connection: ncp.Connection | None = None
+        self._full_logged = False
 
     def start(self) -> None:
         """Start watching (call on the exporter's loop)."""
@@ -93,15 +95,14 @@ class NcpWatcher:
             await asyncio.sleep(RECONNECT_DELAY_INITIAL)
 
     async def _receive(self, connection: ncp.Connection) -> None:
-        with warnings.catch_warnings():
-            # A node's DecodeWarnings are its business; they must not flood our log.
-            warnings.simplefilter("ignore", ncp.NCPWarning)
-            while True:
-                try:
-                    field = await connection.recv()
-                except ncp.NetworkTimeoutError:
-                    continue  # an idle node; the connection's keep-alive judges liveness
-                self.store(field)
+        # A node's DecodeWarnings go through the warnings module, which shows each one once
+        # per place of issue: no flood, and no process-wide filter to change from here.
+        while True:
+            try:
+                field = await connection.recv()
+            except ncp.NetworkTimeoutError:
+                continue  # an idle node; the connection's keep-alive judges liveness
+            self.store(field)
 
     def store(self, field: ncp.Field) -> None:
         """Store the params of one received field as readings."""
@@ -124,6 +125,9 @@ class NcpWatcher:
             try:
                 meta = metas[name]
             except KeyError:
+                if len(metas) >= MAX_NCP_SENSORS:
+                    self._log_full()
+                    continue
                 meta = sensor_meta(self.state.name, name, value) if rules.selects(name) else None
                 metas[name] = meta
             if meta is None:
@@ -137,3 +141,9 @@ class NcpWatcher:
             readings[name] = (meta, converted, status, ts)
             stored += 1
         self.state.updates += stored
+
+    def _log_full(self) -> None:
+        if not self._full_logged:
+            self._full_logged = True
+            log.warning("NCP node %s sent more than %d distinct params; ignoring new ones",
+                        self.target.name, MAX_NCP_SENSORS)
