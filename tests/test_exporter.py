@@ -181,6 +181,8 @@ _REQUEST = re.compile(rb"^\?([a-z-]+)(?:\[(\d+)\])?(.*)$")
 
 
 def test_garbage_from_a_device_does_not_break_the_exporter():
+    sampled = []
+
     async def device(reader, writer):
         writer.write(b"#version-connect katcp-protocol 5.0-MI\n"
                      b"#version-connect katcp-library fake-1.0\n")
@@ -202,6 +204,9 @@ def test_garbage_from_a_device_does_not_break_the_exporter():
                     b"!sensor-list" + tag + b" ok 4\n")
             elif req == b"sensor-sampling":
                 writer.write(b"!sensor-sampling" + tag + b" ok" + match.group(3) + b"\n")
+                sampled.append(line)
+                if len(sampled) < 3:  # one request per sensor (no B flag): reply to the last
+                    continue
                 writer.write(
                     b"#sensor-status 1700000000.5 1 good.float nominal not-a-number\n"
                     b"#sensor-status garbage 1 good.float nominal 1.0\n"

@@ -194,13 +194,15 @@ class DeviceState:
     def set_disconnected(self) -> None:
         """Mark the device gone: flags off, every sensor's status ``unreachable``.
 
-        Values and timestamps are kept (filter on the status to hide them).
+        Values and timestamps are kept (filter on the status to hide them).  A scrape that
+        sees the device disconnected sees all its sensors unreachable: ``connected`` drops
+        last.
         """
-        self.connected = False
         self.synced = False
         readings = self.readings
         for key, (meta, value, _status, ts) in list(readings.items()):
             readings[key] = (meta, value, STATUS_UNREACHABLE, ts)
+        self.connected = False
 
     def replace_sensors(self, metas: Dict[Hashable, SensorMeta]) -> None:
         """Keep exactly the sensors of `metas` (after a sync), keeping known readings.
