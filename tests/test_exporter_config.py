@@ -220,3 +220,20 @@ def test_docs_list_the_metrics_and_the_dashboard_uses_only_them():
     sensors = {s for expr in exprs for s in re.findall(r'sensor="([^"]+)"', expr)}
     instrument = {"temperature", "rf.power", "rf.gain", "mode", "last-request"}
     assert sensors <= instrument
+
+
+def test_busy_listen_port_exits_1(tmp_path, capsys):
+    config = tmp_path / "fleet.toml"
+    config.write_text("[devices.a]\nkatcp = \"127.0.0.1:1\"\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        interval = sys.getswitchinterval()
+        try:
+            status = exporter_tool.main(["--config", str(config), "--listen",
+                                         f"127.0.0.1:{port}", "--no-progress"])
+        finally:
+            sys.setswitchinterval(interval)  # main() tunes its process: undo it here
+    assert status == 1
+    assert "cannot serve on 127.0.0.1" in capsys.readouterr().err
