@@ -1,0 +1,185 @@
+"""Benchmark the exporter on a simulated fleet (by default 1,000 devices x 100 sensors).
+
+The fleet simulator runs in a separate process (``katcp-fleetsim``); the exporter runs in
+this one, so its memory and CPU are this process's.  Measured:
+
+1. sync: time from start until every device is synced and every sensor has a reading
+   (goal < 60 s on 2 cores);
+2. memory per exported sensor (RSS growth from before the exporter starts to after sync,
+   divided by the number of sensors);
+3. CPU of the exporter while the fleet changes ``--rate`` sensors per second (default
+   10,000), over ``--window`` seconds without scrapes, and the update rate received;
+4. scrape: wall time of a full GET /metrics (goal < 1 s), its size and series count, and the
+   worst delay of the exporter's event loop during the scrape (the loop keeps watching
+   devices while prometheus_client's thread formats).
+
+The machine is shared: note the number of cores and the load next to the figures.
+
+Usage::
+
+    PYTHONPATH=. .venv/bin/python bench/bench_exporter.py [--devices 1000] [--sensors 100]
+        [--rate 10000] [--base-port 30000] [--window 10] [--scrapes 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from katcp.exporter import Exporter  # noqa: E402
+from katcp.exporter.service import SWITCH_INTERVAL, configure_process  # noqa: E402
+from katcp.exporter.settings import load_config  # noqa: E402
+from katcp.tools.fleetsim import raise_fd_limit  # noqa: E402
+
+
+def rss_bytes(pid: str = "self") -> int:
+    """Resident set size of a process (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_seconds(pid: str = "self") -> float:
+    """User + system CPU seconds of a process (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: What Prometheus 2.x asks for: OpenMetrics first, gzip-compressed.
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0;q=0.75,"
+              "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
+
+
+def fetch(url: str, headers: dict | None = None) -> bytes:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=300) as response:
+        return response.read()
+
+
+async def loop_lag(stop: asyncio.Event, period: float = 0.01) -> float:
+    """Worst lateness (s) of a `period` timer on this loop until `stop` is set."""
+    loop = asyncio.get_running_loop()
+    worst = 0.0
+    while not stop.is_set():
+        due = loop.time() + period
+        await asyncio.sleep(period)
+        worst = max(worst, loop.time() - due)
+    return worst
+
+
+async def bench(args: argparse.Namespace) -> None:
+    workdir = tempfile.mkdtemp(prefix="bench-exporter-")
+    config = os.path.join(workdir, "fleet.toml")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "katcp.tools.fleetsim", "--devices", str(args.devices),
+         "--sensors", str(args.sensors), "--rate", str(args.rate), "--base-port",
+         str(args.base_port), "--write-config", config], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        t_sim = time.monotonic()
+        while not os.path.exists(config):
+            if sim.poll() is not None:
+                raise SystemExit(f"fleet simulator failed: {sim.stderr.read().decode()}")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the file is written in one go; let it be closed
+        print(f"fleet simulator: {args.devices} devices x {args.sensors} sensors up in "
+              f"{time.monotonic() - t_sim:.1f} s, {args.rate:.0f} updates/s")
+        targets, _settings = load_config(config)
+        total_sensors = args.devices * args.sensors
+        raise_fd_limit(len(targets) + 256)
+        configure_process(args.switch_interval)  # as katcp-exporter does
+        rss0 = rss_bytes()
+        exporter = Exporter(targets, ("127.0.0.1", 0), process_metrics=False)
+        t0 = time.monotonic()
+        await exporter.start()
+        if not await exporter.until_synced(args.sync_timeout, poll=0.1):
+            print(f"NOT synced within {args.sync_timeout} s: {exporter.counts()}")
+        t_synced = time.monotonic() - t0
+        while sum(d.counts()[1] for d in exporter.devices) < total_sensors:
+            if time.monotonic() - t0 > args.sync_timeout:
+                break
+            await asyncio.sleep(0.1)
+        t_readings = time.monotonic() - t0
+        have = sum(d.counts()[1] for d in exporter.devices)
+        print(f"sync: all {len(targets)} devices synced after {t_synced:.1f} s, "
+              f"{have}/{total_sensors} sensors with a reading after {t_readings:.1f} s "
+              f"(goal < 60 s)")
+        await asyncio.sleep(1.0)
+        rss1 = rss_bytes()
+        print(f"memory: {(rss1 - rss0) / 1e6:.1f} MB for {total_sensors} sensors = "
+              f"{(rss1 - rss0) / total_sensors:.0f} B per sensor (RSS growth)")
+
+        updates0 = sum(d.updates for d in exporter.devices)
+        cpu0, sim_cpu0, w0 = cpu_seconds(), cpu_seconds(str(sim.pid)), time.monotonic()
+        await asyncio.sleep(args.window)
+        cpu1, sim_cpu1, w1 = cpu_seconds(), cpu_seconds(str(sim.pid)), time.monotonic()
+        updates = sum(d.updates for d in exporter.devices) - updates0
+        rate = updates / (w1 - w0)
+        cpu = (cpu1 - cpu0) / (w1 - w0)
+        print(f"CPU: exporter {100 * cpu:.1f} % of a core at {rate:.0f} updates/s received "
+              f"({1e6 * cpu / max(rate, 1):.1f} us CPU per update); simulator "
+              f"{100 * (sim_cpu1 - sim_cpu0) / (w1 - w0):.1f} %")
+
+        times = []
+        for _ in range(args.scrapes):
+            stop = asyncio.Event()
+            lag = asyncio.ensure_future(loop_lag(stop))
+            s0 = time.monotonic()
+            body = await asyncio.to_thread(fetch, exporter.url)
+            times.append(time.monotonic() - s0)
+            stop.set()
+            worst_lag = await lag
+            series = body.count(b"\n") - body.count(b"\n#")
+            print(f"scrape: {times[-1]:.2f} s, {len(body) / 1e6:.1f} MB, {series} series, "
+                  f"worst loop delay during it {1e3 * worst_lag:.0f} ms")
+        print(f"scrape: median {statistics.median(times):.2f} s over {len(times)} (goal < 1 s)")
+        s0 = time.monotonic()
+        body = await asyncio.to_thread(fetch, exporter.url, PROMETHEUS_HEADERS)
+        print(f"scrape with Prometheus's request headers (OpenMetrics preferred, gzip): "
+              f"{time.monotonic() - s0:.2f} s, {len(body) / 1e6:.1f} MB compressed")
+        print(f"machine: {os.cpu_count()} cores, load average "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        await exporter.stop()
+    finally:
+        sim.terminate()
+        try:
+            sim.wait(30)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--sensors", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=10000.0,
+                        help="sensor updates per second over the fleet")
+    parser.add_argument("--base-port", type=int, default=30000)
+    parser.add_argument("--window", type=float, default=10.0,
+                        help="seconds over which CPU is measured")
+    parser.add_argument("--scrapes", type=int, default=3)
+    parser.add_argument("--sync-timeout", type=float, default=300.0)
+    parser.add_argument("--switch-interval", type=float, default=SWITCH_INTERVAL,
+                        help="GIL switch interval of the exporter process (s)")
+    asyncio.run(bench(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

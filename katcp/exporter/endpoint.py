@@ -1,0 +1,116 @@
+"""The HTTP endpoint: prometheus_client's WSGI app in a threaded server of its own thread.
+
+What :func:`prometheus_client.start_http_server` builds (its WSGI app in a threaded
+``wsgiref`` server), with two choices made differently:
+
+* **format** -- Prometheus asks for OpenMetrics first, which prometheus_client formats about
+  twice as slowly as the Prometheus text format, and our families say the same in both (no
+  ``_created`` series, no exemplars).  By default the endpoint therefore answers every
+  request in the text format (``text/plain; version=0.0.4``), which Prometheus accepts;
+  ``openmetrics=True`` lets the ``Accept`` header choose, as prometheus_client does.
+* **compression** -- gzip when the client accepts it (Prometheus does), but at level 1
+  rather than prometheus_client's 9: on our text that is 8 times faster (85 MB/s against
+  11 MB/s, seconds per scrape at 100,000 sensors) for a result 30 % larger and still a
+  tenth of the text; ``compress=False`` turns it off for a scraper on the same host.
+"""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import threading
+from socketserver import ThreadingMixIn
+from typing import Any, Callable, Iterable, Tuple
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import make_wsgi_app
+from prometheus_client.registry import Collector
+
+__all__ = ["serve_metrics"]
+
+_TEXT = "text/plain;version=0.0.4"
+#: gzip level of responses (see the module docstring).
+GZIP_LEVEL = 1
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    """One thread per request, so a slow scraper does not hold up another."""
+
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr (Prometheus scrapes all day)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _text_only(app: Callable) -> Callable:
+    def text_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        environ["HTTP_ACCEPT"] = _TEXT
+        return app(environ, start_response)
+    return text_app
+
+
+def _gzipped(app: Callable) -> Callable:
+    def gzip_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if "gzip" not in environ.get("HTTP_ACCEPT_ENCODING", "").lower():
+            return app(environ, start_response)
+        reply: dict = {}
+
+        def keep(status: str, headers: list, exc_info: Any = None) -> None:
+            reply["status"], reply["headers"] = status, headers
+
+        body = gzip.compress(b"".join(app(environ, keep)), compresslevel=GZIP_LEVEL)
+        start_response(reply["status"], reply["headers"] + [("Content-Encoding", "gzip")])
+        return [body]
+    return gzip_app
+
+
+def _family(host: str, port: int) -> socket.AddressFamily:
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                               flags=socket.AI_PASSIVE)
+    return infos[0][0]
+
+
+def serve_metrics(registry: Collector, host: str, port: int, openmetrics: bool = False,
+                  compress: bool = True) -> Tuple[WSGIServer, threading.Thread]:
+    """Serve `registry` at ``http://host:port/metrics`` from a daemon thread.
+
+    Parameters
+    ----------
+    registry : prometheus_client registry
+        What to serve.
+    host, port : str, int
+        Address to listen on (port 0 picks a free one: see ``server.server_address``).
+    openmetrics : bool
+        Let the request's ``Accept`` header choose OpenMetrics (default: always the
+        Prometheus text format, which is faster to produce).
+    compress : bool
+        gzip the response when the client accepts it.
+
+    Returns
+    -------
+    (server, thread)
+        Stop with ``server.shutdown()`` (from another thread) then ``server.server_close()``.
+
+    Raises
+    ------
+    OSError
+        If the address cannot be bound or resolved.
+    """
+    app = make_wsgi_app(registry, disable_compression=True)
+    if not openmetrics:
+        app = _text_only(app)
+    if compress:
+        app = _gzipped(app)
+
+    class Server(_Server):
+        address_family = _family(host, port)
+
+    httpd = make_server(host, port, app, server_class=Server, handler_class=_QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever, name="katcp-exporter-http",
+                              daemon=True)
+    thread.start()
+    return httpd, thread
