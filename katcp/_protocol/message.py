@@ -626,6 +626,8 @@ class ProtocolFlags:
         """Return True if sampling ``strategy`` is valid for this major version."""
         if isinstance(strategy, str):
             strategy = strategy.encode("ascii", errors="replace")
+        if self.major is None:
+            return False
         allowed = self.STRATEGIES_ALLOWED_BY_MAJOR_VERSION.get(self.major, frozenset())
         return strategy in allowed
 

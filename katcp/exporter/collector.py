@@ -117,7 +117,7 @@ class FleetCollector:
                     continue
                 kind = meta.kind
                 if kind is NUMBER:
-                    add_value(Sample("katcp_sensor_value", lab, val))
+                    add_value(Sample("katcp_sensor_value", lab, float(val)))
                 elif kind is STATESET:
                     for allowed, state_labels in meta.states:
                         add_state(Sample("katcp_sensor_state", state_labels,
@@ -125,7 +125,7 @@ class FleetCollector:
                 elif kind is INFO:
                     add_info(Sample("katcp_sensor_info",
                                     {"device": lab["device"], "sensor": lab["sensor"],
-                                     "value": val}, 1.0))
+                                     "value": str(val)}, 1.0))
         families: Iterable[Metric] = (
             connected, synced, count, updates, value, state, info, status, stamp)
         yield from families

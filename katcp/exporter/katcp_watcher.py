@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Hashable, List, Sequence, Tuple
 
 import tornado.gen
 
@@ -41,7 +41,9 @@ RESYNC_DELAY_INITIAL = 1.0
 RESYNC_DELAY_MAX = 60.0
 #: Stand-ins for strategies that a device's protocol version lacks (KATCP v4 has no
 #: rate-limited strategies): the same events, without the rate limit.
-_FALLBACK = {"event-rate": ("event",), "differential-rate": ("differential", 1)}
+#: Strategy to use instead where the device's version lacks one: (name, parameters kept).
+_FALLBACK: Dict[str, Tuple[str, int]] = {"event-rate": ("event", 0),
+                                         "differential-rate": ("differential", 1)}
 
 
 def _text(raw: bytes) -> str:
@@ -67,7 +69,7 @@ class KatcpWatcher(AsyncClient):
         self.target = target
         self.state = state
         #: Raw sensor name -> meta of the sensors subscribed on this connection.
-        self._metas: Dict[bytes, SensorMeta] = {}
+        self._metas: Dict[Hashable, SensorMeta] = {}  # raw sensor name -> meta
         self._sync_task: asyncio.Task | None = None
         self._resync = False
         self._ts_scale = 1.0
@@ -126,7 +128,7 @@ class KatcpWatcher(AsyncClient):
         if not reply.reply_ok():
             raise RuntimeError(f"?sensor-list failed: {_describe(reply)}")
         rules = self.target.rules
-        metas: Dict[bytes, SensorMeta] = {}
+        metas: Dict[Hashable, SensorMeta] = {}
         groups: Dict[Tuple[str, ...], List[bytes]] = {}
         for inform in informs:
             args = inform.arguments
@@ -228,8 +230,8 @@ def supported_strategy(strategy: Tuple[str, ...], flags: Any) -> Tuple[str, ...]
     fallback = _FALLBACK.get(strategy[0])
     if fallback is None:
         return strategy  # let the device say no; the sync logs it
-    name, *keep = fallback
-    return (name,) + tuple(strategy[1:1 + keep[0]]) if keep else (name,)
+    name, keep = fallback
+    return (name,) + tuple(strategy[1:1 + keep])
 
 
 def _describe(reply: Message) -> str:

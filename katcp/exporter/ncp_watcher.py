@@ -133,7 +133,7 @@ class NcpWatcher:
             if meta is None:
                 continue
             if isinstance(value, (bool, int, float)):
-                converted: object | None = float(value) if meta.kind is NUMBER else str(value)
+                converted: float | str | None = float(value) if meta.kind is NUMBER else str(value)
             elif isinstance(value, str):
                 converted = value if meta.kind is INFO else None
             else:

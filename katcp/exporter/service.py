@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
+from wsgiref.simple_server import WSGIServer
 from typing import List, Sequence, TextIO, Tuple, Union
 
 import tornado.ioloop
@@ -98,20 +100,20 @@ class Exporter:
         self._progress_stream = progress
         self._progress: Progress | None = None
         self._watchers: List[Union[KatcpWatcher, NcpWatcher]] = []
-        self._httpd = None
-        self._http_thread = None
+        self._httpd: WSGIServer | None = None
+        self._http_thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
         """Port of the HTTP endpoint (after :meth:`start`)."""
         if self._httpd is None:
             raise RuntimeError("exporter not started")
-        return self._httpd.server_address[1]
+        return int(self._httpd.server_address[1])
 
     @property
     def url(self) -> str:
         """URL of ``/metrics`` (after :meth:`start`)."""
-        host = self._httpd.server_address[0] if self._httpd is not None else ""
+        host = str(self._httpd.server_address[0]) if self._httpd is not None else ""
         if host in ("", "0.0.0.0"):
             host = "127.0.0.1"
         elif host == "::":
