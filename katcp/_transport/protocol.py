@@ -10,6 +10,8 @@ import threading
 import weakref
 from typing import Any, List, Tuple
 
+from katcp._aio.lowlevel import direct_socket, send_now
+
 log = logging.getLogger("katcp.connection")
 
 #: Size of the receive buffer shared by all connections of one event loop.
@@ -440,16 +442,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         # Re-entrant: a flush that overflows the write buffer aborts, which clears the queue.
         self._send_lock = threading.RLock()
-        transport = self.transport
-        if transport is None or not isinstance(
-            self.loop, asyncio.selector_events.BaseSelectorEventLoop
-        ):
-            return
-        if type(transport).__name__ != "_SelectorSocketTransport":
-            return  # e.g. TLS: the socket carries records, not our bytes
-        sock = _raw_socket(transport.get_extra_info("socket"))
-        if isinstance(sock, socket.socket):
-            self._direct_sock = sock
+        self._direct_sock = direct_socket(self.loop, self.transport)
 
     @property
     def threadsafe_writes(self) -> bool:
@@ -481,13 +474,7 @@ class Connection(asyncio.BufferedProtocol):
                 return
             sock = self._direct_sock
             if sock is not None and not self._pending and not self._backlog:
-                try:
-                    sent = sock.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    # Let the ioloop meet the error through the transport and report it.
-                    sent = 0
+                sent = send_now(sock, data)
                 if sent == len(data):
                     return
                 data = data[sent:]
@@ -553,7 +540,3 @@ def _check_ssl(ssl: Any) -> _ssl.SSLContext | None:
         return ssl
     raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}")
 
-
-def _raw_socket(sock: Any) -> Any:
-    """The socket inside asyncio's TransportSocket wrapper (sending/accepting needs it)."""
-    return getattr(sock, "_sock", sock)
