@@ -12,7 +12,9 @@ import tornado.ioloop
 
 from katcp._resource import resource
 from katcp._resource.client import KATCPClientResource
-from katcp._resource.helpers import in_ioloop_thread, list_sensors, until_some
+from katcp._aio.futures import until_some_settled
+from katcp._aio.loopcalls import in_loop_thread
+from katcp._resource.helpers import list_sensors
 from katcp._resource.inspecting_state import with_optional_timeout
 from katcp._resource.resource import escape_name
 
@@ -220,13 +222,13 @@ class ClientGroup:
             initial_timeout = timeout
         futures = {c.name: c.wait(sensor_name, condition_or_value, initial_timeout)
                    for c in self.clients}
-        initial = yield until_some(done_at_least=quorum, **futures)
+        initial = yield until_some_settled(done_at_least=quorum, **futures)
         results = {name: False for name in futures}
         results.update(dict(initial))
         stragglers = {c.name: c.wait(sensor_name, condition_or_value, grace_period)
                       for c in self.clients if not results.get(c.name)}
         if stragglers:
-            rest = yield until_some(**stragglers)
+            rest = yield until_some_settled(**stragglers)
             results.update(dict(rest))
         for f in futures.values():
             f = tornado.gen.convert_yielded(f)
@@ -372,7 +374,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         """Start and connect all the children."""
         if self.ioloop is None:
             self.set_ioloop(tornado.ioloop.IOLoop.current())
-        if not in_ioloop_thread(self.ioloop):
+        if not in_loop_thread(self.ioloop, idle_is_here=True):
             self.ioloop.add_callback(self.start)
             return
         for res in dict.values(self._children):
@@ -442,7 +444,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def until_any_child_in_state(self, state, timeout=None):
         """Future resolving when any child is in `state`."""
         futures = [c.until_state(state) for c in dict.values(self._children)]
-        return with_optional_timeout(until_some(*futures, done_at_least=1), timeout)
+        return with_optional_timeout(until_some_settled(*futures, done_at_least=1), timeout)
 
     def until_synced(self, timeout=None):
         """Future resolving when all children are synced."""
@@ -451,7 +453,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def until_not_synced(self, timeout=None):
         """Future resolving when any child is not synced."""
         futures = [c.until_not_synced() for c in dict.values(self._children)]
-        return with_optional_timeout(until_some(*futures, done_at_least=1), timeout)
+        return with_optional_timeout(until_some_settled(*futures, done_at_least=1), timeout)
 
     # -- sensors -----------------------------------------------------------
     def list_sensors(self, filter="", strategy=False, status="",
