@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, List, Tuple
+from typing import Any, Callable, List, Tuple
 
-from katcp._client.base import DeviceClient, log
-from katcp._client.loop import _get_ident, make_threadsafe
+from katcp._aio.loopcalls import in_loop_thread
+from katcp._client.base import DeviceClient, log, make_threadsafe
 from katcp._protocol.message import KatcpClientError, Message
 
 
@@ -74,6 +74,22 @@ class AsyncClient(DeviceClient):
     ...                       reply_cb=print, inform_cb=print)
     >>> c.stop(); c.join()
     """
+
+    #: Whether :meth:`blocking_request` may write requests on the socket from the
+    #: calling thread, past :meth:`send_request` and :meth:`send_message`: only
+    #: while the class overrides neither (decided per class, in __init_subclass__).
+    _direct_writes = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Decide once per class whether the direct write path may be used.
+
+        An override of :meth:`send_request` or :meth:`send_message` (to log or
+        audit traffic, say) must see every request, so such a class sends all
+        its requests through them.
+        """
+        super().__init_subclass__(**kwargs)
+        cls._direct_writes = (cls.send_request is DeviceClient.send_request
+                              and cls.send_message is DeviceClient.send_message)
 
     def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: float = 5.0,
                  logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
@@ -204,9 +220,12 @@ class AsyncClient(DeviceClient):
         matched by that order). Returns False, having done nothing, when the
         request must go through the ioloop instead: not connected, calls of
         this client made by other threads still on their way to the ioloop
-        (they were made first), or an unusual request the ioloop path
-        reports on.
+        (they were made first), an unusual request the ioloop path reports
+        on, or a class that overrides :meth:`send_request` or
+        :meth:`send_message` (see :meth:`__init_subclass__`).
         """
+        if not self._direct_writes:
+            return False
         conn = self._conn
         if conn is None or conn.closing or not conn.threadsafe_writes:
             return False
@@ -282,7 +301,7 @@ class AsyncClient(DeviceClient):
         pending = _Pending(msg)
         pending.future = fut
         pending.informs = []
-        if _get_ident() == self.ioloop_thread_id:
+        if in_loop_thread(loop):
             try:
                 self._start_request(msg, pending, timeout, use_mid)
             except Exception as exc:
@@ -314,7 +333,8 @@ class AsyncClient(DeviceClient):
         reply : Message
         informs : list of Message
         """
-        if _get_ident() == self.ioloop_thread_id:
+        loop = self._loop
+        if loop is not None and in_loop_thread(loop):
             raise AssertionError("Cannot call blocking_request() in ioloop")
         if timeout is None:
             timeout = self._request_timeout
@@ -329,8 +349,7 @@ class AsyncClient(DeviceClient):
         # One thread hand-off per request: the request is sent from this thread
         # and only the reply is passed over by the ioloop.
         if not self._start_request_direct(msg, pending, use_mid):
-            self._loop.call_soon_threadsafe(self._start_request, msg, pending, None, use_mid,
-                                            False)
+            self._loop_calls.post(self._start_request, msg, pending, None, use_mid, False)
         if not lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
             with self._request_lock:
                 pending.cancelled = True

@@ -10,6 +10,7 @@ import threading
 import weakref
 from typing import Any, List, Tuple
 
+from katcp._aio.loopcalls import LoopCalls, loop_calls
 from katcp._aio.lowlevel import direct_socket, send_now
 
 log = logging.getLogger("katcp.connection")
@@ -158,6 +159,7 @@ class Connection(asyncio.BufferedProtocol):
         "_send_lock",
         "_direct_sock",
         "_xflush",
+        "_loop_calls",
         "_backlog",
         "__weakref__",
     )
@@ -196,6 +198,7 @@ class Connection(asyncio.BufferedProtocol):
         self._direct_sock: socket.socket | None = None
         self._xflush = False
         self._backlog = False
+        self._loop_calls: LoopCalls | None = None
 
     def __repr__(self) -> str:
         state = "closing" if self.closing else "open"
@@ -442,6 +445,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         # Re-entrant: a flush that overflows the write buffer aborts, which clears the queue.
         self._send_lock = threading.RLock()
+        self._loop_calls = loop_calls(self.loop)
         self._direct_sock = direct_socket(self.loop, self.transport)
 
     @property
@@ -485,7 +489,7 @@ class Connection(asyncio.BufferedProtocol):
             if self._xflush:
                 return  # a flush is already on its way
             self._xflush = True
-        self.loop.call_soon_threadsafe(self._flush)
+        self._loop_calls.post(self._flush)  # type: ignore[union-attr]
 
     def flush(self) -> None:
         """Hand any queued output to the transport now instead of at the end of the iteration."""
