@@ -299,7 +299,7 @@ def until_any(*futures: Any, **kwargs: Any) -> Any:
     """
     timeout = kwargs.get("timeout", None)
     loop = _get_loop(kwargs.get("ioloop", None))
-    futures = [tornado.gen.convert_yielded(f) for f in futures]
+    converted = [tornado.gen.convert_yielded(f) for f in futures]
     any_future = loop.create_future()
 
     def handle_done(done_future: Any) -> None:
@@ -314,7 +314,7 @@ def until_any(*futures: Any, **kwargs: Any) -> Any:
         else:
             any_future.set_result(done_future.result())
 
-    for fut in futures:
+    for fut in converted:
         fut.add_done_callback(handle_done)
     return _with_timeout(any_future, timeout)
 
@@ -341,7 +341,7 @@ def until_some(*args: Any, **kwargs: Any) -> Any:
         done_at_least = len(args) + len(kwargs)
     wait_iterator = tornado.gen.WaitIterator(*args, **kwargs)
     maybe_timeout = future_timeout_manager(timeout)
-    results = []
+    results: List[Tuple[Any, Any]] = []
     while len(results) < done_at_least and not wait_iterator.done():
         result = yield maybe_timeout(wait_iterator.next())
         results.append((wait_iterator.current_index, result))

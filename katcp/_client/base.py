@@ -11,9 +11,10 @@ import asyncio
 import functools
 import inspect
 import logging
+import socket
 import threading
 import traceback
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import tornado.gen
 import tornado.ioloop
@@ -30,6 +31,7 @@ from katcp._protocol.message import (
 )
 from katcp._protocol.metaclass import DeviceMetaclass
 from katcp._transport.dial import open_connection, start_connect
+from katcp._transport.protocol import Connection
 
 log = logging.getLogger("katcp.client")
 
@@ -263,6 +265,11 @@ class DeviceClient(metaclass=DeviceMetaclass):
     >>> c.stop(); c.join()
     """
 
+    # Handler tables, filled in by DeviceMetaclass.
+    _request_handlers: Dict[str, Callable[..., Any]]
+    _inform_handlers: Dict[str, Callable[..., Any]]
+    _reply_handlers: Dict[str, Callable[..., Any]]
+
     #: Maximum length of a message (line) accepted from the server.
     MAX_MSG_SIZE = 2 * 1024 * 1024
     #: Unsent output above which the connection is dropped.
@@ -295,7 +302,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._xthread_calls = 0
         #: Counts runs (start()s), to tell stale scheduled calls apart.
         self._xthread_run = 0
-        self._ioloop = None
+        self._ioloop: tornado.ioloop.IOLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: The cross-thread call queue of ``_loop`` (set by start()).
         self._loop_calls: LoopCalls | None = None
@@ -317,10 +324,10 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._received_protocol_info = _StateFlag()
         self._server_supports_ids = False
         self._protocol_flags = None
-        self._conn = None
+        self._conn: Connection | None = None
         self._task = None
         self._run_started = _StateFlag()
-        self._early_sock = None
+        self._early_sock: socket.socket | None = None
         self._conn_lost: asyncio.Future | None = None
         self._wakeup: asyncio.Future | None = None
         if self._static_protocol_configuration:
@@ -417,7 +424,9 @@ class DeviceClient(metaclass=DeviceMetaclass):
         with self._request_lock:
             self._xthread_calls += 1
             run = self._xthread_run
-        if not self._loop_calls.post(self._run_scheduled, run, fn, args, kwargs):
+        calls = self._loop_calls
+        assert calls is not None  # only called once started
+        if not calls.post(self._run_scheduled, run, fn, args, kwargs):
             with self._request_lock:
                 self._xthread_calls -= 1
             raise RuntimeError("IOLoop is closed")
@@ -442,15 +451,15 @@ class DeviceClient(metaclass=DeviceMetaclass):
         if self._running.is_set():
             raise RuntimeError("Device client already started.")
         # After stop(), a managed manager hands out a fresh loop for the new run.
-        self._ioloop = self._ioloop_manager.get_ioloop()
-        self._loop = loop = self._ioloop.asyncio_loop
-        self._loop_calls = loop_calls(loop)
+        self._ioloop = ioloop = self._ioloop_manager.get_ioloop()
+        self._loop = loop = ioloop.asyncio_loop  # type: ignore[attr-defined]
+        self._loop_calls = calls = loop_calls(loop)
         if not self._state_fresh:
             self._init_state_per_run()
         self._ioloop_manager.start(timeout)
         if in_loop_thread(loop):
             self._install()
-        elif not self._loop_calls.post(self._install):
+        elif not calls.post(self._install):
             raise RuntimeError("IOLoop is closed")
         if timeout and not in_loop_thread(loop):
             # Not wait_running(): the client may already have run and stopped.
@@ -500,13 +509,13 @@ class DeviceClient(metaclass=DeviceMetaclass):
             if timeout and self._task is None:
                 # Not installed in the loop yet: give it the chance to start.
                 try:
-                    await self._running.until_set(self._loop, timeout)
+                    await self._running.until_set(self._started_loop(), timeout)
                 except tornado.gen.TimeoutError:
                     pass
             self._stop_in_loop()
             if not from_loop:
                 try:
-                    await self._stopped.until_set(self._loop, timeout)
+                    await self._stopped.until_set(self._started_loop(), timeout)
                 except tornado.gen.TimeoutError:
                     self._logger.warning("Client %s did not stop within %s s",
                                          self.bind_address_string, timeout)
@@ -521,7 +530,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         timeout : float, optional
             Seconds before the future fails with ``tornado.gen.TimeoutError``.
         """
-        return self._stopped.until_set(self._loop, timeout)
+        return self._stopped.until_set(self._started_loop(), timeout)
 
     def running(self) -> bool:
         """Whether the client is running."""
@@ -529,7 +538,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
 
     def until_running(self, timeout: float | None = None):
         """Future that resolves when the client is running (ioloop thread only)."""
-        return self._running.until_set(self._loop, timeout)
+        return self._running.until_set(self._started_loop(), timeout)
 
     def wait_running(self, timeout: float | None = None) -> bool:
         """Block until the client is running; return whether it is.
@@ -545,7 +554,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         return self._connected.is_set()
 
     async def _until_flag(self, flag: _StateFlag, timeout: float | None) -> None:
-        loop = self._loop
+        loop = self._started_loop()
         t0 = loop.time()
         await self._running.until_set(loop, timeout)
         remaining = None if timeout is None else timeout - (loop.time() - t0)
@@ -554,7 +563,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
     def until_connected(self, timeout: float | None = None):
         """Future that resolves when the client is connected (ioloop thread only)."""
         if self._running.is_set():
-            return self._connected.until_set(self._loop, timeout)
+            return self._connected.until_set(self._started_loop(), timeout)
         return asyncio.ensure_future(self._until_flag(self._connected, timeout))
 
     def wait_connected(self, timeout: float | None = None) -> bool:
@@ -571,7 +580,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
     def until_protocol(self, timeout: float | None = None):
         """Future that resolves once the server's protocol information is known."""
         if self._running.is_set():
-            return self._received_protocol_info.until_set(self._loop, timeout)
+            return self._received_protocol_info.until_set(self._started_loop(), timeout)
         return asyncio.ensure_future(self._until_flag(self._received_protocol_info, timeout))
 
     def wait_protocol(self, timeout: float | None = None) -> bool:
@@ -779,13 +788,14 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._conn = conn
         # Lets threads send requests without waking the ioloop (blocking_request).
         conn.enable_threadsafe_writes()
-        self._conn_lost = self._loop.create_future()
+        loop = self._started_loop()
+        self._conn_lost = loop.create_future()
         if self._connect_failures >= 5:
             self._logger.warning("Reconnected to %s", self.bind_address_string)
         self._connect_failures = 0
         self._disconnected.clear()
         self._connected.set()
-        self.last_connect_time = self._loop.time()
+        self.last_connect_time = loop.time()
         self._logger.debug("Connected to %s", self.bind_address_string)
         try:
             self.notify_connected(True)
@@ -875,11 +885,19 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._run_started.set()
         # Put the SYN on the wire now rather than one task step (and the set-up of
         # create_connection) later: the server's greeting then arrives that much sooner.
-        self._early_sock = sock = start_connect(self._loop, *self._bindaddr)
-        self._task = task = self._loop.create_task(self._run())
+        loop = self._started_loop()
+        self._early_sock = sock = start_connect(loop, *self._bindaddr)
+        self._task = task = loop.create_task(self._run())
         if sock is not None:
             # Also when the task is cancelled before its first step (loop shut down).
             task.add_done_callback(lambda _task: self._close_early_sock(sock))
+
+    def _started_loop(self) -> asyncio.AbstractEventLoop:
+        """The client's asyncio loop; RuntimeError before :meth:`start`."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("Call start() first")
+        return loop
 
     def _close_early_sock(self, only=None) -> None:
         """Close the socket _install() began connecting if no attempt took it.
@@ -893,9 +911,14 @@ class DeviceClient(metaclass=DeviceMetaclass):
         sock.close()
 
     async def _sleep_interruptibly(self, delay: float) -> None:
-        loop = self._loop
+        loop = self._started_loop()
         self._wakeup = wakeup = loop.create_future()
-        handle = loop.call_later(delay, lambda: wakeup.done() or wakeup.set_result(None))
+
+        def wake() -> None:
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+        handle = loop.call_later(delay, wake)
         try:
             await wakeup
         finally:

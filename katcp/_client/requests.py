@@ -6,10 +6,11 @@ failure, or with a failure when the connection drops or the client stops.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from katcp._aio.loopcalls import in_loop_thread
 from katcp._client.base import DeviceClient, log, make_threadsafe
@@ -28,19 +29,21 @@ class _Pending:
                  "timeout_handle", "start", "future", "informs", "lock", "result", "exc",
                  "cancelled")
 
-    def __init__(self, request: Message, reply_cb=None, inform_cb=None, user_data=None) -> None:
+    def __init__(self, request: Message, reply_cb: Callable | None = None,
+                 inform_cb: Callable | None = None, user_data: tuple | None = None) -> None:
         self.request = request
-        self.mid = None
+        self.mid: bytes | None = None
         self.reply_cb = reply_cb
         self.inform_cb = inform_cb
         self.user_data = user_data
-        self.timeout_handle = None
+        self.timeout_handle: asyncio.TimerHandle | None = None
         self.start = 0.0
-        self.future = None
-        self.informs = None
-        self.lock = None
-        self.result = None
-        self.exc = None
+        self.future: asyncio.Future | None = None
+        #: Informs collected for a future or a blocked thread (None: to ``inform_cb``).
+        self.informs: List[Message] | None = None
+        self.lock: threading.Lock | None = None
+        self.result: Tuple[Message, List[Message] | None] | None = None
+        self.exc: BaseException | None = None
         #: Set (under the client's request lock) when a blocked thread gave up waiting.
         self.cancelled = False
 
@@ -102,15 +105,16 @@ class AsyncClient(DeviceClient):
     def _reset_async_requests(self) -> None:
         """Forget all pending requests."""
         #: mid -> _Pending
-        self._async_queue = {}
+        self._async_queue: Dict[bytes, _Pending] = {}
         #: request name -> list of mids, oldest first
-        self._async_id_stack = {}
+        self._async_id_stack: Dict[str, List[bytes]] = {}
 
     # The pending requests are shared with threads that send requests directly
     # (blocking_request): _push and _pop are called holding ``_request_lock``.
     def _push(self, mid: bytes, pending: _Pending, timeout: float | None) -> None:
         pending.mid = mid
         loop = self._loop
+        assert loop is not None  # requests are registered once started
         pending.start = loop.time()
         if timeout is not None:
             # (ioloop thread only: blocked threads time out themselves)
@@ -194,7 +198,7 @@ class AsyncClient(DeviceClient):
                 self.send_request(msg)
         except KatcpClientError as exc:
             with self._request_lock:
-                popped = self._pop(mid)
+                popped = None if mid is None else self._pop(mid)
             if popped is not None:
                 self._fail(pending, str(exc))
         except Exception as exc:
@@ -341,7 +345,8 @@ class AsyncClient(DeviceClient):
         if not self._connected.is_set():
             return (Message.reply(msg.name, "fail", f"Not connected to device {self.bind_address_string}", mid=msg.mid), [])
         pending = _Pending(msg)
-        pending.informs = []
+        informs: List[Message] = []
+        pending.informs = informs
         lock = threading.Lock()
         lock.acquire()
         pending.lock = lock
@@ -349,7 +354,9 @@ class AsyncClient(DeviceClient):
         # One thread hand-off per request: the request is sent from this thread
         # and only the reply is passed over by the ioloop.
         if not self._start_request_direct(msg, pending, use_mid):
-            self._loop_calls.post(self._start_request, msg, pending, None, use_mid, False)
+            calls = self._loop_calls
+            assert calls is not None  # connected, so started
+            calls.post(self._start_request, msg, pending, None, use_mid, False)
         if not lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
             with self._request_lock:
                 pending.cancelled = True
@@ -361,11 +368,13 @@ class AsyncClient(DeviceClient):
                 reply = Message.reply(msg.name, "fail",
                                       f"Request {msg.name} timed out after {elapsed:f} seconds.",
                                       mid=msg.mid)
-                return (reply, pending.informs)
+                return (reply, informs)
             lock.acquire()
         if pending.exc is not None:
             raise pending.exc
-        return pending.result
+        result = pending.result
+        assert result is not None  # set before the lock was released
+        return (result[0], informs)
 
     # ------------------------------------------------------------------ incoming
     def handle_inform(self, msg: Message):
@@ -437,7 +446,9 @@ class AsyncClient(DeviceClient):
                 return
             pending.timeout_handle = None
             self._pop(mid)
-        elapsed = self._loop.time() - pending.start
+        loop = self._loop
+        assert loop is not None  # timers run in the loop
+        elapsed = loop.time() - pending.start
         self._fail(pending, f"Request {pending.request.name} timed out after {elapsed:f} seconds.")
 
     def _fail_waiting_requests(self, reason: str) -> None:

@@ -10,9 +10,9 @@ import logging
 import os
 import socket
 import ssl as _ssl
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
-from katcp._transport.protocol import Connection, _check_ssl
+from katcp._transport.protocol import Codec, Connection, ConnectionHandler, _check_ssl
 
 
 def start_connect(
@@ -86,8 +86,8 @@ async def _until_connected(loop: asyncio.AbstractEventLoop, sock: socket.socket)
 
 
 async def open_connection(
-    handler: Any,
-    codec: Any,
+    handler: ConnectionHandler,
+    codec: Codec,
     host: str,
     port: int,
     *,
@@ -160,6 +160,7 @@ async def open_connection(
             kwargs["server_hostname"] = host
         if timeout is not None:
             kwargs["ssl_handshake_timeout"] = timeout
+    coro: Awaitable[Any]
     if sock is None:
         coro = loop.create_connection(lambda: conn, host, port, **kwargs)
     else:

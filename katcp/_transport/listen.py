@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
-from typing import Any, Callable
+from typing import Callable
 
 from katcp._aio import lowlevel
-from katcp._transport.protocol import Connection, _check_ssl, format_address
+from katcp._transport.protocol import (
+    Codec,
+    Connection,
+    ConnectionHandler,
+    _check_ssl,
+    format_address,
+)
 
 
 async def create_server(
-    handler: Any,
-    codec_factory: Callable[[], Any],
+    handler: ConnectionHandler,
+    codec_factory: Callable[[], Codec],
     host: str | None,
     port: int,
     *,

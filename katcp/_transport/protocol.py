@@ -8,7 +8,7 @@ import socket
 import ssl as _ssl
 import threading
 import weakref
-from typing import Any, List, Tuple
+from typing import Any, List, Protocol, Tuple
 
 from katcp._aio.loopcalls import LoopCalls, loop_calls
 from katcp._aio.lowlevel import direct_socket, send_now
@@ -78,6 +78,40 @@ class WriteBufferOverflow(ConnectionError):
             f"Write buffer of {size} bytes exceeds limit of {limit} bytes: "
             "peer is not reading fast enough"
         )
+
+
+class Codec(Protocol):
+    """What a :class:`Connection` needs of its sans-I/O codec (KATCP lines, NCP packets)."""
+
+    def feed(self, data: bytes) -> List[Any]:
+        """Decode ``data``; return the complete messages and the errors, in order."""
+
+    def encode(self, msg: Any) -> bytes:
+        """Encode one message."""
+
+    @property
+    def buffer_size(self) -> int:
+        """Bytes held for an incomplete message."""
+
+
+class ConnectionHandler(Protocol):
+    """The owner of a :class:`Connection`: the contract between transport and endpoint.
+
+    Every callback runs in the loop's thread; an exception it raises is logged and the
+    connection carries on.
+    """
+
+    def connection_made(self, conn: Connection) -> None:
+        """The connection is up (a server writes its greeting here)."""
+
+    def message_received(self, conn: Connection, msg: Any) -> None:
+        """One decoded message arrived."""
+
+    def decode_error(self, conn: Connection, exc: Exception) -> None:
+        """Bytes that do not decode (or a message over the size limit) arrived."""
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        """The connection is gone (called exactly once; ``exc`` None on a clean close)."""
 
 
 def format_address(peer: Any) -> str:
@@ -166,8 +200,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def __init__(
         self,
-        handler: Any,
-        codec: Any,
+        handler: ConnectionHandler,
+        codec: Codec,
         loop: asyncio.AbstractEventLoop,
         *,
         max_msg_size: int = 2**20,
@@ -300,12 +334,12 @@ class Connection(asyncio.BufferedProtocol):
             if not self.closing:
                 size = self.codec.buffer_size
                 if size >= self.max_msg_size:
-                    exc = MessageTooLong(self.max_msg_size, size)
+                    too_long = MessageTooLong(self.max_msg_size, size)
                     try:
-                        handler.decode_error(self, exc)
+                        handler.decode_error(self, too_long)
                     except Exception:
                         self.logger.exception("Handler decode_error failed for %s", self.address)
-                    self._protocol_error(exc)
+                    self._protocol_error(too_long)
         finally:
             self._in_receive = False
         if self._pending and not self.closing:
