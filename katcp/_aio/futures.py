@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import tornado.gen
 import tornado.ioloop
 
-from katcp._aio.loopcalls import in_loop_thread, loop_calls
+from katcp._aio.loopcalls import CallTimeoutError, call_blocking, in_loop_thread, loop_calls
 from katcp._aio.lowlevel import running_loop
 
 __all__ = [
@@ -160,23 +160,9 @@ class AsyncEvent:
         """
         if self._flag:
             return True
-        import concurrent.futures
-
-        done: concurrent.futures.Future = concurrent.futures.Future()
-
-        def _wait() -> None:
-            fut = self.until_set()
-
-            def _copy(f: asyncio.Future) -> None:
-                if not done.done():
-                    done.set_result(True)
-
-            fut.add_done_callback(_copy)
-
-        ioloop.add_callback(_wait)
         try:
-            done.result(timeout)
-        except concurrent.futures.TimeoutError:
+            call_blocking(ioloop.asyncio_loop, self.until_set, (), {}, timeout)  # type: ignore[attr-defined]
+        except (CallTimeoutError, RuntimeError):  # timed out, or the loop is closed
             pass
         return self._flag
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Sequence
 import tornado.gen
 import tornado.ioloop
 
-from katcp._aio.loopcalls import call_blocking, in_loop_thread, resolve
+from katcp._aio.loopcalls import call_blocking, in_loop_thread, loop_calls, resolve
 from katcp._aio.lowlevel import running_loop
 from katcp._aio.proxies import ObjectWrapper
 
@@ -290,7 +290,7 @@ class IOLoopManager:
                 raise RuntimeError("Managed ioloop has already been started")
             if _loop_is_closed(ioloop):
                 raise RuntimeError("Managed ioloop is closed (it was not made by this manager)")
-            ioloop.add_callback(self._running.set)
+            loop_calls(ioloop.asyncio_loop).post(self._running.set)  # type: ignore[attr-defined]
             self._run_managed_ioloop()
         else:
             # The caller runs the loop; mark it as running once it gets going.
@@ -299,7 +299,7 @@ class IOLoopManager:
             if in_loop_thread(ioloop):
                 self._running.set()  # running in this very thread: no need to wake it
             else:
-                ioloop.add_callback(self._running.set)
+                loop_calls(ioloop.asyncio_loop).post(self._running.set)  # type: ignore[attr-defined]
         if timeout:
             return self._running.wait(timeout)
         return None
@@ -402,7 +402,10 @@ class IOLoopManager:
                 if not stopped.done():
                     stopped.set_result(None)
 
-        ioloop.add_callback(_stop)
+        def start_stopping() -> None:
+            asyncio.ensure_future(_stop())
+
+        loop_calls(ioloop.asyncio_loop).post(start_stopping)  # type: ignore[attr-defined]
         if _loop_is_closed(ioloop) and not stopped.done():  # raced with the loop closing
             stopped.set_result(None)
         return stopped

@@ -18,7 +18,7 @@ import tornado.ioloop
 import tornado.locks
 import tornado.testing
 
-from katcp._aio.loopcalls import call_blocking
+from katcp._aio.loopcalls import call_blocking, loop_calls
 from katcp._aio.proxies import ObjectWrapper
 
 logger = logging.getLogger("katcp.testutils")
@@ -349,11 +349,12 @@ def wait_sensor_async(sensor, value, status=None, ioloop=None):
         def update(self, sensor, reading):
             if reading[2] == value and (status is None or reading[1] == status):
                 sensor.detach(self)
-                ioloop.add_callback(_resolve)
+                calls.post(_resolve)
 
+    calls = loop_calls(ioloop.asyncio_loop)
     observer = _Observer()
     sensor.attach(observer)
-    ioloop.add_callback(observer.update, sensor, sensor.read())
+    calls.post(observer.update, sensor, sensor.read())
     return fut
 
 
@@ -502,7 +503,7 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
 
         def set_ioloop_thread_id():
             self.ioloop_thread_id = threading.get_ident()
-        ioloop.add_callback(set_ioloop_thread_id)
+        loop_calls(ioloop.asyncio_loop).post(set_ioloop_thread_id)
         return ioloop
 
     def wake_ioloop(self):
@@ -553,10 +554,8 @@ class TimewarpAsyncTestCaseTimeAdvancer(threading.Thread):
                 test = self.test_instance
                 test.set_ioloop_time(test.ioloop_time + self.quantum, wake_ioloop=False)
                 done.set()
-            try:
-                self.test_instance.io_loop.add_callback(advance)
-            except RuntimeError:
-                break
+            if not loop_calls(self.test_instance.io_loop.asyncio_loop).post(advance):
+                break  # the loop is closed
             while not done.wait(0.05):
                 if self._stop_requested.is_set():
                     return
