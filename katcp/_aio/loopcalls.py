@@ -42,10 +42,11 @@ def in_loop_thread(loop: Any, idle_is_here: bool = False) -> bool:
     -------
     here : bool
     """
-    loop = getattr(loop, "asyncio_loop", loop)
     running = running_loop()
     if running is not None:
-        return running is loop
+        # (asyncio loop first: getattr of a missing attribute costs an exception.)
+        return running is loop or running is getattr(loop, "asyncio_loop", None)
+    loop = getattr(loop, "asyncio_loop", loop)
     return idle_is_here and loop is not None and not loop.is_running()
 
 
