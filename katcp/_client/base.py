@@ -614,11 +614,6 @@ class DeviceClient(metaclass=DeviceMetaclass):
             device_time = int(device_time)
         return device_time
 
-    def _next_id(self) -> bytes:
-        """Return the next message id as bytes (ioloop thread only)."""
-        self._last_msg_id += 1
-        return b"%d" % self._last_msg_id
-
     def preset_protocol_flags(self, protocol_flags) -> None:
         """Preset the server's protocol flags and disable version detection.
 

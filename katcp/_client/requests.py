@@ -140,13 +140,6 @@ class AsyncClient(DeviceClient):
                 handle.cancel()
         return pending
 
-    def _msg_id_for_name(self, msg_name: str) -> bytes | None:
-        with self._request_lock:
-            stack = self._async_id_stack.get(msg_name)
-            if stack:
-                return stack[0]
-        return None
-
     def _complete(self, pending: _Pending, msg: Message) -> None:
         """Deliver the final reply of a pending request."""
         fut = pending.future
