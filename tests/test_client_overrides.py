@@ -161,3 +161,17 @@ def test_plain_class_takes_the_direct_path(server):
         assert c.direct == N  # every blocking_request went out from the calling thread
     finally:
         _stop(c)
+
+
+def test_thread_safety_assigns_no_methods_on_the_instance(server):
+    """enable_thread_safety() flips a flag; the marked methods decide per call."""
+    c = _client(BlockingClient, server)
+    try:
+        assert c.threadsafe
+        assert not any(callable(v) for v in vars(c).values() if not isinstance(v, type))
+        assert BlockingClient.send_message.make_threadsafe_blocking
+        assert BlockingClient.callback_request.make_threadsafe
+        # From this (non-loop) thread: send_message runs in the loop and blocks for it.
+        c.send_message(Message.request("echo", "direct"), timeout=WAIT)
+    finally:
+        _stop(c)
