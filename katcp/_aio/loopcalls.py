@@ -8,6 +8,11 @@
 * :func:`call_blocking` runs a callable (or coroutine function) in the loop's thread and waits
   for its outcome with a timeout.
 * :func:`in_loop_thread` says whether the calling thread is the one running a loop.
+
+The public cross-thread methods delegate here: ``KATCPServer.call_from_thread`` (post),
+``IOLoopThreadWrapper.call_in_ioloop``, ``testutils.call_in_ioloop``, the clients'
+``make_threadsafe_blocking`` methods and the NCP blocking API (call_blocking), and the
+clients' ``make_threadsafe`` methods and ``Connection.write_threadsafe`` (post).
 """
 
 from __future__ import annotations
