@@ -89,7 +89,8 @@ def _raw_socket(sock: Any) -> Any:
     return getattr(sock, "_sock", sock)
 
 
-def _is_selector_loop(loop: asyncio.AbstractEventLoop) -> bool:
+def is_selector_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` is one of asyncio's selector loops (it can watch any socket)."""
     return isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
 
 
@@ -101,7 +102,7 @@ def direct_socket(
     None unless :data:`USE_PRIVATE` and ``transport`` is plain TCP on a selector loop;
     writes must then be handed to the loop thread.
     """
-    if not USE_PRIVATE or transport is None or not _is_selector_loop(loop):
+    if not USE_PRIVATE or transport is None or not is_selector_loop(loop):
         return None
     if type(transport).__name__ != "_SelectorSocketTransport":
         return None  # e.g. TLS: the socket carries records, not our bytes
@@ -123,7 +124,7 @@ def send_now(sock: socket.socket, data: bytes) -> int:
 
 def can_accept_directly(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether :func:`accept_directly` can be used on ``loop`` (asyncio's selector loops)."""
-    if not USE_PRIVATE or not _is_selector_loop(loop):
+    if not USE_PRIVATE or not is_selector_loop(loop):
         return False
     make = getattr(loop, "_make_socket_transport", None)
     if make is None:

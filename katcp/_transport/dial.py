@@ -12,6 +12,7 @@ import socket
 import ssl as _ssl
 from typing import Any, Awaitable, Callable
 
+from katcp._aio.lowlevel import is_selector_loop
 from katcp._transport.protocol import Codec, Connection, ConnectionHandler, _check_ssl
 
 
@@ -39,7 +40,7 @@ def start_connect(
         a loop that cannot watch sockets, or an immediate error, which the regular
         :func:`open_connection` path then reports).
     """
-    if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+    if not is_selector_loop(loop):
         return None  # e.g. the proactor loop on Windows cannot wait for writability
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
