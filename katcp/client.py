@@ -12,9 +12,12 @@ from katcp._client.base import (
     SEC_TO_MS_FAC,
     SEC_TS_KATCP_MAJOR,
     DeviceClient,
+    address_to_string,
     log,
+    make_threadsafe,
+    make_threadsafe_blocking,
 )
-from katcp._client.loop import address_to_string, make_threadsafe, make_threadsafe_blocking
+
 from katcp._client.requests import AsyncClient, BlockingClient, CallbackClient, request_check
 
 __all__ = [

@@ -14,6 +14,7 @@ import peers
 import pytest
 import tornado.ioloop
 
+from katcp._aio.loopcalls import call_blocking
 from katcp import client as kclient
 from katcp.client import (
     AsyncClient,
@@ -73,7 +74,7 @@ def _eventually(predicate, timeout=WAIT):
 
 def call_in_loop(c, fn, *args):
     """Run fn in the client's loop; wait for (an awaitable's) result."""
-    return c._call_in_loop(fn, args, {}, WAIT)
+    return call_blocking(c._loop, fn, args, {}, WAIT)
 
 
 class Raw:

@@ -80,9 +80,9 @@ def test_running_out_of_descriptors_pauses_accepting_and_serving_goes_on():
         import asyncio, logging, resource, socket, sys
         sys.path.insert(0, sys.argv[1])
         import katcp.connection as kc
-        import katcp._transport.listen
+        import katcp._aio.lowlevel
         from katcp.codec import LineCodec
-        katcp._transport.listen.ACCEPT_RETRY_DELAY = 0.1
+        katcp._aio.lowlevel.ACCEPT_RETRY_DELAY = 0.1
         logging.basicConfig(level=logging.ERROR, stream=sys.stdout, format="%(message)s")
 
         class Echo:

@@ -10,10 +10,13 @@ import asyncio
 import datetime
 import functools
 import logging
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import tornado.gen
 import tornado.ioloop
+
+from katcp._aio.loopcalls import CallTimeoutError, call_blocking, in_loop_thread, loop_calls
+from katcp._aio.lowlevel import running_loop
 
 __all__ = [
     "AsyncEvent",
@@ -37,16 +40,10 @@ def _get_loop(ioloop: Optional[tornado.ioloop.IOLoop] = None) -> asyncio.Abstrac
     """The asyncio loop behind ``ioloop``, else the running loop, else the current one."""
     if ioloop is not None:
         return ioloop.asyncio_loop  # type: ignore[attr-defined]
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return tornado.ioloop.IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
-
-
-def _get_ioloop(ioloop: Optional[tornado.ioloop.IOLoop] = None) -> tornado.ioloop.IOLoop:
-    if ioloop is not None:
-        return ioloop
-    return tornado.ioloop.IOLoop.current()
+    loop = running_loop()
+    if loop is not None:
+        return loop
+    return tornado.ioloop.IOLoop.current().asyncio_loop  # type: ignore[attr-defined]
 
 
 def _resolved(loop: asyncio.AbstractEventLoop, result: Any) -> asyncio.Future:
@@ -58,19 +55,15 @@ def _resolved(loop: asyncio.AbstractEventLoop, result: Any) -> asyncio.Future:
 def _set_result_safe(fut: asyncio.Future, result: Any) -> None:
     """Resolve ``fut`` (if still pending) from any thread."""
     loop = fut.get_loop()
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop or not loop.is_running():
-        if not fut.done():
-            fut.set_result(result)
+    if in_loop_thread(loop, idle_is_here=True):
+        _set_result_if_pending(fut, result)
     else:
-        def _set() -> None:
-            if not fut.done():
-                fut.set_result(result)
+        loop_calls(loop).post2(_set_result_if_pending, fut, result)
 
-        loop.call_soon_threadsafe(_set)
+
+def _set_result_if_pending(fut: asyncio.Future, result: Any) -> None:
+    if not fut.done():
+        fut.set_result(result)
 
 
 def _new_waiter(loop: asyncio.AbstractEventLoop, waiters: set,
@@ -167,23 +160,9 @@ class AsyncEvent:
         """
         if self._flag:
             return True
-        import concurrent.futures
-
-        done: concurrent.futures.Future = concurrent.futures.Future()
-
-        def _wait() -> None:
-            fut = self.until_set()
-
-            def _copy(f: asyncio.Future) -> None:
-                if not done.done():
-                    done.set_result(True)
-
-            fut.add_done_callback(_copy)
-
-        ioloop.add_callback(_wait)
         try:
-            done.result(timeout)
-        except concurrent.futures.TimeoutError:
+            call_blocking(ioloop.asyncio_loop, self.until_set, (), {}, timeout)  # type: ignore[attr-defined]
+        except (CallTimeoutError, RuntimeError):  # timed out, or the loop is closed
             pass
         return self._flag
 
@@ -295,7 +274,8 @@ class AsyncState:
 def until_any(*futures: Any, **kwargs: Any) -> Any:
     """Return a future that resolves when any of the passed futures resolves.
 
-    It resolves with the result (or exception) of the first one to finish.
+    It resolves with the result (or exception) of the first one to finish; if one is done
+    already, the returned future is done when this returns.
 
     Other Parameters
     ----------------
@@ -306,7 +286,7 @@ def until_any(*futures: Any, **kwargs: Any) -> Any:
     """
     timeout = kwargs.get("timeout", None)
     loop = _get_loop(kwargs.get("ioloop", None))
-    futures = [tornado.gen.convert_yielded(f) for f in futures]
+    converted = [tornado.gen.convert_yielded(f) for f in futures]
     any_future = loop.create_future()
 
     def handle_done(done_future: Any) -> None:
@@ -321,8 +301,15 @@ def until_any(*futures: Any, **kwargs: Any) -> Any:
         else:
             any_future.set_result(done_future.result())
 
-    for fut in futures:
-        fut.add_done_callback(handle_done)
+    # A future that is done already settles the result at once, as tornado 4's futures (and
+    # so katcp-python's until_any) did; the others report when they finish.
+    for fut in converted:
+        if fut.done():
+            handle_done(fut)
+            break
+    else:
+        for fut in converted:
+            fut.add_done_callback(handle_done)
     return _with_timeout(any_future, timeout)
 
 
@@ -348,10 +335,54 @@ def until_some(*args: Any, **kwargs: Any) -> Any:
         done_at_least = len(args) + len(kwargs)
     wait_iterator = tornado.gen.WaitIterator(*args, **kwargs)
     maybe_timeout = future_timeout_manager(timeout)
-    results = []
+    results: List[Tuple[Any, Any]] = []
     while len(results) < done_at_least and not wait_iterator.done():
         result = yield maybe_timeout(wait_iterator.next())
         results.append((wait_iterator.current_index, result))
+    return results
+
+
+async def until_some_settled(*args: Any, done_at_least: Optional[int] = None,
+                             timeout: Optional[float] = None,
+                             **kwargs: Any) -> List[Tuple[Any, Any]]:
+    """Wait until ``done_at_least`` futures have settled; return the successful results.
+
+    Unlike :func:`until_some`, a failed (or cancelled) future counts as settled instead
+    of failing the wait, and results come in argument order, not completion order: what
+    a resource container needs to wait for a quorum of its children.
+
+    Parameters
+    ----------
+    *args, **kwargs : futures
+        Positional futures are keyed by index, keyword futures by name.
+    done_at_least : int, optional
+        Number of futures that must be done, successfully or not (default: all).
+    timeout : float, optional
+        Give up after this many seconds (raises :class:`tornado.gen.TimeoutError`).
+
+    Returns
+    -------
+    list of (key, result)
+        Results of the futures that completed successfully, in argument order.
+    """
+    futures: Dict[Any, Any] = {i: tornado.gen.convert_yielded(f) for i, f in enumerate(args)}
+    futures.update({k: tornado.gen.convert_yielded(f) for k, f in kwargs.items()})
+    if done_at_least is None:
+        done_at_least = len(futures)
+    done_at_least = min(done_at_least, len(futures))
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    pending = set(futures.values())
+    while sum(1 for f in futures.values() if f.done()) < done_at_least:
+        remaining = None if deadline is None else deadline - loop.time()
+        if remaining is not None and remaining <= 0:
+            raise tornado.gen.TimeoutError("Timed out waiting for futures")
+        _, pending = await asyncio.wait(pending, timeout=remaining,
+                                        return_when=asyncio.FIRST_COMPLETED)
+    results = []
+    for key, f in futures.items():
+        if f.done() and not f.cancelled() and f.exception() is None:
+            results.append((key, f.result()))
     return results
 
 

@@ -26,7 +26,8 @@ from typing import Any, Callable, Dict, Sequence
 import tornado.gen
 import tornado.ioloop
 
-from katcp._aio.loopcalls import call_blocking, resolve
+from katcp._aio.loopcalls import call_blocking, in_loop_thread, loop_calls, resolve
+from katcp._aio.lowlevel import running_loop
 from katcp._aio.proxies import ObjectWrapper
 
 __all__ = [
@@ -289,20 +290,16 @@ class IOLoopManager:
                 raise RuntimeError("Managed ioloop has already been started")
             if _loop_is_closed(ioloop):
                 raise RuntimeError("Managed ioloop is closed (it was not made by this manager)")
-            ioloop.add_callback(self._running.set)
+            loop_calls(ioloop.asyncio_loop).post(self._running.set)  # type: ignore[attr-defined]
             self._run_managed_ioloop()
         else:
             # The caller runs the loop; mark it as running once it gets going.
             if _loop_is_closed(ioloop):
                 raise RuntimeError("IOLoop is closed")
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is not None and running is getattr(ioloop, "asyncio_loop", None):
+            if in_loop_thread(ioloop):
                 self._running.set()  # running in this very thread: no need to wake it
             else:
-                ioloop.add_callback(self._running.set)
+                loop_calls(ioloop.asyncio_loop).post(self._running.set)  # type: ignore[attr-defined]
         if timeout:
             return self._running.wait(timeout)
         return None
@@ -405,7 +402,10 @@ class IOLoopManager:
                 if not stopped.done():
                     stopped.set_result(None)
 
-        ioloop.add_callback(_stop)
+        def start_stopping() -> None:
+            asyncio.ensure_future(_stop())
+
+        loop_calls(ioloop.asyncio_loop).post(start_stopping)  # type: ignore[attr-defined]
         if _loop_is_closed(ioloop) and not stopped.done():  # raced with the loop closing
             stopped.set_result(None)
         return stopped
@@ -420,11 +420,7 @@ class IOLoopManager:
                 await resolve(callback())
 
         try:
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is None:
+            if running_loop() is None:
                 aloop.run_until_complete(run_callback())
                 self._shutdown_loop(aloop)
             elif callback is not None:
@@ -476,21 +472,7 @@ class IOLoopThreadWrapper:
     default_timeout: float | None = None
 
     def __init__(self, ioloop: tornado.ioloop.IOLoop | None = None) -> None:
-        self.ioloop = ioloop = ioloop or tornado.ioloop.IOLoop.current()
-        self._thread_id: int | None = None
-        ioloop.add_callback(self._install)
-
-    def _install(self) -> None:
-        self._thread_id = threading.get_ident()
-
-    def _in_loop_thread(self) -> bool:
-        if self._thread_id is not None and threading.get_ident() == self._thread_id:
-            return True
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        return running is getattr(self.ioloop, "asyncio_loop", None)
+        self.ioloop = ioloop or tornado.ioloop.IOLoop.current()
 
     def call_in_ioloop(
         self,
@@ -533,7 +515,7 @@ class IOLoopThreadWrapper:
             Whatever ``fn`` (or its future) raised.
         """
         timeout = timeout or self.default_timeout
-        if self._in_loop_thread():
+        if in_loop_thread(self.ioloop):
             raise RuntimeError(
                 "Cannot call a thread-wrapped object from its own ioloop's thread "
                 "(it would wait for itself); call the object directly there"

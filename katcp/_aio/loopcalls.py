@@ -8,6 +8,11 @@
 * :func:`call_blocking` runs a callable (or coroutine function) in the loop's thread and waits
   for its outcome with a timeout.
 * :func:`in_loop_thread` says whether the calling thread is the one running a loop.
+
+The public cross-thread methods delegate here: ``KATCPServer.call_from_thread`` (post),
+``IOLoopThreadWrapper.call_in_ioloop``, ``testutils.call_in_ioloop``, the clients'
+``make_threadsafe_blocking`` methods and the NCP blocking API (call_blocking), and the
+clients' ``make_threadsafe`` methods and ``Connection.write_threadsafe`` (post).
 """
 
 from __future__ import annotations
@@ -21,7 +26,33 @@ import weakref
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Sequence
 
+from katcp._aio.lowlevel import running_loop
+
 log = logging.getLogger("katcp")
+
+
+def in_loop_thread(loop: Any, idle_is_here: bool = False) -> bool:
+    """Whether the calling thread is the one running ``loop``: the one loop-thread test.
+
+    Parameters
+    ----------
+    loop : asyncio.AbstractEventLoop or tornado.ioloop.IOLoop or None
+        The loop (an IOLoop stands for its asyncio loop); None is nobody's.
+    idle_is_here : bool
+        Also say True when no loop runs in this thread and ``loop`` runs in no thread
+        either: it is not running yet, so what is done now cannot race with it (the
+        thread that will run it later sees the result).
+
+    Returns
+    -------
+    here : bool
+    """
+    running = running_loop()
+    if running is not None:
+        # (asyncio loop first: getattr of a missing attribute costs an exception.)
+        return running is loop or running is getattr(loop, "asyncio_loop", None)
+    loop = getattr(loop, "asyncio_loop", loop)
+    return idle_is_here and loop is not None and not loop.is_running()
 
 
 def _apply(fn: Callable, args: tuple) -> None:
@@ -270,15 +301,13 @@ def call_blocking(
         Whatever ``fn`` (or its future) raised.
     """
     call = _LoopCall(fn, args, kwargs)
-    try:
-        aloop.call_soon_threadsafe(call.run)
-    except RuntimeError as exc:  # closed loop
-        raise RuntimeError(f"IOLoop is closed: {exc}") from None
+    calls = loop_calls(aloop)
+    # (is_closed first: a queue whose wake-up was pending when the loop closed accepts
+    # calls that never run.)
+    if aloop.is_closed() or not calls.post(call.run):
+        raise RuntimeError("IOLoop is closed")
     if not call.wait(timeout):
-        try:
-            aloop.call_soon_threadsafe(call.cancel_waiting)
-        except RuntimeError:
-            pass
+        calls.post(call.cancel_waiting)
         raise CallTimeoutError(
             f"Call to {getattr(fn, '__qualname__', fn)!r} in ioloop timed out: no result "
             f"within the wrapper's timeout of {timeout} seconds"

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Callable
+from typing import Any, Callable, Dict
 
 __all__ = [
     "AbstractProxy",
@@ -141,13 +141,13 @@ class AbstractProxy:
     def __round__(self, *ndigits: Any) -> Any:
         return round(self.__subject__, *ndigits)
 
-    def __pow__(self, *args: Any) -> Any:
-        return pow(self.__subject__, *args)
+    def __pow__(self, ob: Any, *mod: Any) -> Any:
+        return pow(self.__subject__, ob, *mod)
 
     def __rpow__(self, ob: Any) -> Any:
         return pow(ob, self.__subject__)
 
-    def __ipow__(self, ob: Any) -> AbstractProxy:
+    def __ipow__(self, ob: Any, *mod: Any) -> Any:
         self.__subject__ **= ob
         return self
 
@@ -194,13 +194,13 @@ def _inplace(name: str, func: Callable[[Any, Any], Any]) -> Callable[[Any, Any],
     return method
 
 
-_UNARY = {
+_UNARY: Dict[str, Callable[[Any], Any]] = {
     "repr": repr, "str": str, "hash": hash, "len": len, "iter": iter, "reversed": reversed,
     "abs": abs, "complex": complex, "int": int, "float": float, "bytes": bytes,
     "index": operator.index, "trunc": math.trunc, "floor": math.floor, "ceil": math.ceil,
     "neg": operator.neg, "pos": operator.pos, "invert": operator.invert,
 }
-_COMPARISONS = {
+_COMPARISONS: Dict[str, Callable[[Any, Any], Any]] = {
     "lt": operator.lt, "gt": operator.gt, "le": operator.le, "ge": operator.ge,
     "eq": operator.eq, "ne": operator.ne,
 }
@@ -214,15 +214,15 @@ _NUMERIC = {
     "floordiv": (operator.floordiv, operator.ifloordiv),
 }
 
-for _name, _func in _UNARY.items():
-    setattr(AbstractProxy, f"__{_name}__", _unary(_name, _func))
-for _name, _func in _COMPARISONS.items():
-    setattr(AbstractProxy, f"__{_name}__", _binary(_name, _func))
-for _name, (_func, _ifunc) in _NUMERIC.items():
-    setattr(AbstractProxy, f"__{_name}__", _binary(_name, _func))
-    setattr(AbstractProxy, f"__r{_name}__", _reflected(_name, _func))
+for _name, _func1 in _UNARY.items():
+    setattr(AbstractProxy, f"__{_name}__", _unary(_name, _func1))
+for _name, _func2 in _COMPARISONS.items():
+    setattr(AbstractProxy, f"__{_name}__", _binary(_name, _func2))
+for _name, (_func2, _ifunc) in _NUMERIC.items():
+    setattr(AbstractProxy, f"__{_name}__", _binary(_name, _func2))
+    setattr(AbstractProxy, f"__r{_name}__", _reflected(_name, _func2))
     setattr(AbstractProxy, f"__i{_name}__", _inplace(_name, _ifunc))
-del _name, _func, _ifunc
+del _name, _func1, _func2, _ifunc
 
 
 class ObjectProxy(AbstractProxy):

@@ -8,24 +8,20 @@ import everything from :mod:`katcp.client`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
+import socket
 import threading
 import traceback
-from typing import Tuple
+from typing import Any, Callable, Dict, Tuple
 
+import tornado.gen
+import tornado.ioloop
 from tornado.util import ObjectDict
 
 from katcp._aio.ioloop import IOLoopManager
-from katcp._client.loop import (
-    _asyncio_timeout,
-    _ClientLoopMixin,
-    _get_ident,
-    _StateFlag,
-    address_to_string,
-    make_threadsafe,
-    make_threadsafe_blocking,
-)
+from katcp._aio.loopcalls import LoopCalls, call_blocking, in_loop_thread, loop_calls
 from katcp._protocol.linecodec import LineCodec
 from katcp._protocol.message import (
     KatcpClientDisconnected,
@@ -35,6 +31,7 @@ from katcp._protocol.message import (
 )
 from katcp._protocol.metaclass import DeviceMetaclass
 from katcp._transport.dial import open_connection, start_connect
+from katcp._transport.protocol import Connection
 
 log = logging.getLogger("katcp.client")
 
@@ -44,6 +41,162 @@ FLOAT_TS_KATCP_MAJOR = 4
 SEC_TO_MS_FAC = 1000
 #: KATCP major version from which timestamps are in seconds (v5).
 SEC_TS_KATCP_MAJOR = 5
+
+# asyncio.timeout() (3.11+) needs no extra task, unlike wait_for().
+_asyncio_timeout = getattr(asyncio, "timeout", None)
+
+
+def address_to_string(addr_tuple: Tuple[str, int]) -> str:
+    """Format a ``(host, port)`` tuple as ``"host:port"``.
+
+    Parameters
+    ----------
+    addr_tuple : tuple of (str, int)
+        Host and port.
+
+    Returns
+    -------
+    str
+        ``"host:port"``.
+    """
+    host, port = addr_tuple[0], addr_tuple[1]
+    return f"{host}:{port}"
+
+
+def make_threadsafe(meth: Callable) -> Callable:
+    """Mark a method to run in the client's ioloop when thread safety is on.
+
+    After :meth:`DeviceClient.enable_thread_safety`, a call from another
+    thread is scheduled in the ioloop and returns ``None`` at once; a call
+    from the ioloop thread runs directly.  Without thread safety the method
+    runs as it is.
+
+    Parameters
+    ----------
+    meth : callable
+        The method (of a :class:`DeviceClient` subclass) to mark.
+
+    Returns
+    -------
+    callable
+        The method, wrapped; its ``make_threadsafe`` attribute is True.
+    """
+    # The wrapper decides per call, from the client's own state, instead of
+    # enable_thread_safety() assigning wrapped methods on the instance.
+    @functools.wraps(meth)
+    def threadsafe(self: DeviceClient, *args: Any, **kwargs: Any) -> Any:
+        if self._threadsafe:
+            loop = self._loop
+            if loop is not None and not in_loop_thread(loop):
+                self._schedule_from_thread(meth, self, *args, **kwargs)
+                return None
+        return meth(self, *args, **kwargs)
+
+    threadsafe.make_threadsafe = True  # type: ignore[attr-defined]
+    return threadsafe
+
+
+def make_threadsafe_blocking(meth: Callable) -> Callable:
+    """Mark a method to run in the ioloop and block for its result.
+
+    After :meth:`DeviceClient.enable_thread_safety`, a call from another
+    thread runs the method in the ioloop and waits (``timeout`` keyword,
+    default 5 s) for its result, which is returned (or its exception raised).
+    Without thread safety the method runs as it is.
+
+    Parameters
+    ----------
+    meth : callable
+        The method (of a :class:`DeviceClient` subclass) to mark.
+
+    Returns
+    -------
+    callable
+        The method, wrapped; its ``make_threadsafe_blocking`` attribute is True.
+    """
+    @functools.wraps(meth)
+    def threadsafe_blocking(self: DeviceClient, *args: Any, **kwargs: Any) -> Any:
+        if self._threadsafe:
+            timeout = kwargs.pop("timeout", 5)
+            loop = self._loop
+            if loop is not None and not in_loop_thread(loop):
+                return call_blocking(loop, meth, (self, *args), kwargs, timeout)
+        return meth(self, *args, **kwargs)
+
+    threadsafe_blocking.make_threadsafe_blocking = True  # type: ignore[attr-defined]
+    return threadsafe_blocking
+
+
+class _StateFlag:
+    """A boolean state usable from the ioloop (futures) and threads (wait).
+
+    Set and clear from the ioloop thread only; :meth:`wait` may be called
+    from any thread. The threading.Event behind :meth:`wait` is only made
+    when a thread first waits.
+    """
+
+    __slots__ = ("_flag", "_tevent", "_waiters")
+
+    def __init__(self, initial: bool = False) -> None:
+        self._flag = initial
+        self._tevent: threading.Event | None = None
+        self._waiters: list = []
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    isSet = is_set
+
+    def set(self) -> None:
+        if self._flag:
+            return
+        self._flag = True
+        tevent = self._tevent
+        if tevent is not None:
+            tevent.set()
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(True)
+
+    def clear(self) -> None:
+        self._flag = False
+        tevent = self._tevent
+        if tevent is not None:
+            tevent.clear()
+
+    def until_set(self, loop: asyncio.AbstractEventLoop, timeout: float | None = None):
+        """Future resolving (to True) once the flag is set.
+
+        Raises ``tornado.gen.TimeoutError`` through the future after `timeout`.
+        """
+        fut = loop.create_future()
+        if self._flag:
+            fut.set_result(True)
+            return fut
+        self._waiters.append(fut)
+        if timeout is not None:
+            def _expire() -> None:
+                if not fut.done():
+                    fut.set_exception(tornado.gen.TimeoutError(
+                        f"Timed out after {timeout} s"))
+            handle = loop.call_later(max(timeout, 0), _expire)
+            fut.add_done_callback(lambda _f: handle.cancel())
+        return fut
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block the calling thread until set; return the flag."""
+        tevent = self._tevent
+        if tevent is None:
+            tevent = threading.Event()
+            if self._flag:
+                tevent.set()
+            self._tevent = tevent
+        if self._flag:
+            return True
+        return tevent.wait(timeout)
+
 
 class _ClientHandler:
     """Transport handler forwarding connection events to a DeviceClient."""
@@ -78,7 +231,7 @@ class _ClientHandler:
         self._client._connection_lost(conn, exc)
 
 
-class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
+class DeviceClient(metaclass=DeviceMetaclass):
     """Device client proxy.
 
     Subclasses should implement ``reply_*``, ``inform_*`` and ``request_*``
@@ -112,6 +265,11 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
     >>> c.stop(); c.join()
     """
 
+    # Handler tables, filled in by DeviceMetaclass.
+    _request_handlers: Dict[str, Callable[..., Any]]
+    _inform_handlers: Dict[str, Callable[..., Any]]
+    _reply_handlers: Dict[str, Callable[..., Any]]
+
     #: Maximum length of a message (line) accepted from the server.
     MAX_MSG_SIZE = 2 * 1024 * 1024
     #: Unsent output above which the connection is dropped.
@@ -144,8 +302,10 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         self._xthread_calls = 0
         #: Counts runs (start()s), to tell stale scheduled calls apart.
         self._xthread_run = 0
-        self._ioloop = None
+        self._ioloop: tornado.ioloop.IOLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The cross-thread call queue of ``_loop`` (set by start()).
+        self._loop_calls: LoopCalls | None = None
         self.ioloop_thread_id: int | None = None
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._threadsafe = False
@@ -164,10 +324,10 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         self._received_protocol_info = _StateFlag()
         self._server_supports_ids = False
         self._protocol_flags = None
-        self._conn = None
+        self._conn: Connection | None = None
         self._task = None
         self._run_started = _StateFlag()
-        self._early_sock = None
+        self._early_sock: socket.socket | None = None
         self._conn_lost: asyncio.Future | None = None
         self._wakeup: asyncio.Future | None = None
         if self._static_protocol_configuration:
@@ -227,6 +387,209 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         """The tornado IOLoop the client runs on (None before start)."""
         return self._ioloop
 
+    # ------------------------------------------------------------------ threads / ioloop
+    def set_ioloop(self, ioloop=None) -> None:
+        """Run on an existing tornado IOLoop (unmanaged) instead of a managed thread.
+
+        Parameters
+        ----------
+        ioloop : tornado.ioloop.IOLoop, optional
+            Loop to use (default ``IOLoop.current()``). Call before :meth:`start`.
+        """
+        if ioloop is None:
+            ioloop = tornado.ioloop.IOLoop.current()
+        self._ioloop_manager.set_ioloop(ioloop, managed=False)
+        self._ioloop = ioloop
+
+    def enable_thread_safety(self) -> None:
+        """Make the marked public methods callable from any thread.
+
+        The methods marked with :func:`make_threadsafe` or
+        :func:`make_threadsafe_blocking` then hand calls from other threads to
+        the ioloop.  Must be called before :meth:`start`.
+        """
+        if self._threadsafe:
+            return
+        if self._running.is_set():
+            raise RuntimeError("Cannot enable thread safety after start")
+        self._threadsafe = True
+
+    def _schedule_from_thread(self, fn: Callable, *args, **kwargs) -> None:
+        """Run ``fn(*args, **kwargs)`` in the ioloop soon (from another thread).
+
+        While such calls are on their way, no thread sends requests directly
+        (they go through the ioloop, behind these calls), so that the calls of
+        a thread reach the wire in the order it made them.
+        """
+        with self._request_lock:
+            self._xthread_calls += 1
+            run = self._xthread_run
+        calls = self._loop_calls
+        assert calls is not None  # only called once started
+        if not calls.post(self._run_scheduled, run, fn, args, kwargs):
+            with self._request_lock:
+                self._xthread_calls -= 1
+            raise RuntimeError("IOLoop is closed")
+
+    def _run_scheduled(self, run: int, fn: Callable, args, kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        finally:
+            with self._request_lock:
+                if run == self._xthread_run:  # not left over from an earlier run
+                    self._xthread_calls -= 1
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start the client (in a managed ioloop thread unless :meth:`set_ioloop` was used).
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for the client to be running. Do not pass a timeout
+            when starting from the thread of the (unmanaged) ioloop itself.
+        """
+        if self._running.is_set():
+            raise RuntimeError("Device client already started.")
+        # After stop(), a managed manager hands out a fresh loop for the new run.
+        self._ioloop = ioloop = self._ioloop_manager.get_ioloop()
+        self._loop = loop = ioloop.asyncio_loop  # type: ignore[attr-defined]
+        self._loop_calls = calls = loop_calls(loop)
+        if not self._state_fresh:
+            self._init_state_per_run()
+        self._ioloop_manager.start(timeout)
+        if in_loop_thread(loop):
+            self._install()
+        elif not calls.post(self._install):
+            raise RuntimeError("IOLoop is closed")
+        if timeout and not in_loop_thread(loop):
+            # Not wait_running(): the client may already have run and stopped.
+            self._run_started.wait(timeout)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the managed ioloop thread to finish (no-op if unmanaged).
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait.
+        """
+        self._ioloop_manager.join(timeout)
+
+    def _stop_in_loop(self) -> None:
+        """Begin stopping (ioloop thread): fail requests, drop connection."""
+        self._state_fresh = False
+        self._running.clear()
+        self._on_stopping()
+        self._disconnect()
+        self._close_early_sock()  # in case the main task never got to run
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+
+    def stop(self, timeout: float | None = None):
+        """Stop the client.
+
+        With a managed ioloop this must be called from another thread; the
+        loop stops after the client's main coroutine ends (use :meth:`join`).
+        From the thread of an unmanaged loop, yield :meth:`until_stopped`.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for the client to have started, and to stop.
+        """
+        if self._ioloop is None:
+            raise RuntimeError("Call start() before stop()")
+        from_loop = in_loop_thread(self._loop)
+
+        async def _stop() -> None:
+            if timeout and self._task is None:
+                # Not installed in the loop yet: give it the chance to start.
+                try:
+                    await self._running.until_set(self._started_loop(), timeout)
+                except tornado.gen.TimeoutError:
+                    pass
+            self._stop_in_loop()
+            if not from_loop:
+                try:
+                    await self._stopped.until_set(self._started_loop(), timeout)
+                except tornado.gen.TimeoutError:
+                    self._logger.warning("Client %s did not stop within %s s",
+                                         self.bind_address_string, timeout)
+
+        return self._ioloop_manager.stop(timeout=timeout, callback=_stop)
+
+    def until_stopped(self, timeout: float | None = None):
+        """Future that resolves when the client has stopped (ioloop thread only).
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds before the future fails with ``tornado.gen.TimeoutError``.
+        """
+        return self._stopped.until_set(self._started_loop(), timeout)
+
+    def running(self) -> bool:
+        """Whether the client is running."""
+        return self._running.is_set()
+
+    def until_running(self, timeout: float | None = None):
+        """Future that resolves when the client is running (ioloop thread only)."""
+        return self._running.until_set(self._started_loop(), timeout)
+
+    def wait_running(self, timeout: float | None = None) -> bool:
+        """Block until the client is running; return whether it is.
+
+        Do not call from the ioloop thread; use :meth:`until_running`.
+        """
+        if self._ioloop is None:
+            raise RuntimeError("Call start() before wait_running()")
+        return self._running.wait(timeout)
+
+    def is_connected(self) -> bool:
+        """Whether the client is connected to its server."""
+        return self._connected.is_set()
+
+    async def _until_flag(self, flag: _StateFlag, timeout: float | None) -> None:
+        loop = self._started_loop()
+        t0 = loop.time()
+        await self._running.until_set(loop, timeout)
+        remaining = None if timeout is None else timeout - (loop.time() - t0)
+        await flag.until_set(loop, remaining)
+
+    def until_connected(self, timeout: float | None = None):
+        """Future that resolves when the client is connected (ioloop thread only)."""
+        if self._running.is_set():
+            return self._connected.until_set(self._started_loop(), timeout)
+        return asyncio.ensure_future(self._until_flag(self._connected, timeout))
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Block until connected; return whether the client is connected.
+
+        Do not call from the ioloop thread; use :meth:`until_connected`.
+        """
+        return self._connected.wait(timeout)
+
+    def wait_disconnected(self, timeout: float | None = None) -> bool:
+        """Block until disconnected; return whether the client is disconnected."""
+        return self._disconnected.wait(timeout)
+
+    def until_protocol(self, timeout: float | None = None):
+        """Future that resolves once the server's protocol information is known."""
+        if self._running.is_set():
+            return self._received_protocol_info.until_set(self._started_loop(), timeout)
+        return asyncio.ensure_future(self._until_flag(self._received_protocol_info, timeout))
+
+    def wait_protocol(self, timeout: float | None = None) -> bool:
+        """Block until the server's protocol information is known; return whether it is.
+
+        When True, :attr:`protocol_flags` holds the server's flags.
+        """
+        return self._received_protocol_info.wait(timeout)
+
     # ------------------------------------------------------------------ protocol
     def convert_seconds(self, time_seconds: float) -> float:
         """Convert a time in seconds to the device's timestamp units.
@@ -250,11 +613,6 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         if self.protocol_flags.major < FLOAT_TS_KATCP_MAJOR:
             device_time = int(device_time)
         return device_time
-
-    def _next_id(self) -> bytes:
-        """Return the next message id as bytes (ioloop thread only)."""
-        self._last_msg_id += 1
-        return b"%d" % self._last_msg_id
 
     def preset_protocol_flags(self, protocol_flags) -> None:
         """Preset the server's protocol flags and disable version detection.
@@ -425,13 +783,14 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         self._conn = conn
         # Lets threads send requests without waking the ioloop (blocking_request).
         conn.enable_threadsafe_writes()
-        self._conn_lost = self._loop.create_future()
+        loop = self._started_loop()
+        self._conn_lost = loop.create_future()
         if self._connect_failures >= 5:
             self._logger.warning("Reconnected to %s", self.bind_address_string)
         self._connect_failures = 0
         self._disconnected.clear()
         self._connected.set()
-        self.last_connect_time = self._loop.time()
+        self.last_connect_time = loop.time()
         self._logger.debug("Connected to %s", self.bind_address_string)
         try:
             self.notify_connected(True)
@@ -510,7 +869,7 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
 
     def _install(self) -> None:
         """Put the client on its loop (ioloop thread): running, then connect."""
-        self.ioloop_thread_id = _get_ident()
+        self.ioloop_thread_id = threading.get_ident()  # katcp-python's attribute, for users
         with self._request_lock:
             # Calls scheduled into the loop of an earlier run are not counted any more.
             self._xthread_calls = 0
@@ -521,11 +880,19 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         self._run_started.set()
         # Put the SYN on the wire now rather than one task step (and the set-up of
         # create_connection) later: the server's greeting then arrives that much sooner.
-        self._early_sock = sock = start_connect(self._loop, *self._bindaddr)
-        self._task = task = self._loop.create_task(self._run())
+        loop = self._started_loop()
+        self._early_sock = sock = start_connect(loop, *self._bindaddr)
+        self._task = task = loop.create_task(self._run())
         if sock is not None:
             # Also when the task is cancelled before its first step (loop shut down).
             task.add_done_callback(lambda _task: self._close_early_sock(sock))
+
+    def _started_loop(self) -> asyncio.AbstractEventLoop:
+        """The client's asyncio loop; RuntimeError before :meth:`start`."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("Call start() first")
+        return loop
 
     def _close_early_sock(self, only=None) -> None:
         """Close the socket _install() began connecting if no attempt took it.
@@ -539,9 +906,14 @@ class DeviceClient(_ClientLoopMixin, metaclass=DeviceMetaclass):
         sock.close()
 
     async def _sleep_interruptibly(self, delay: float) -> None:
-        loop = self._loop
+        loop = self._started_loop()
         self._wakeup = wakeup = loop.create_future()
-        handle = loop.call_later(delay, lambda: wakeup.done() or wakeup.set_result(None))
+
+        def wake() -> None:
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+        handle = loop.call_later(delay, wake)
         try:
             await wakeup
         finally:

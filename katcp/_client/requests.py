@@ -6,13 +6,14 @@ failure, or with a failure when the connection drops or the client stops.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from typing import Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
-from katcp._client.base import DeviceClient, log
-from katcp._client.loop import _get_ident, make_threadsafe
+from katcp._aio.loopcalls import in_loop_thread
+from katcp._client.base import DeviceClient, log, make_threadsafe
 from katcp._protocol.message import KatcpClientError, Message
 
 
@@ -28,19 +29,21 @@ class _Pending:
                  "timeout_handle", "start", "future", "informs", "lock", "result", "exc",
                  "cancelled")
 
-    def __init__(self, request: Message, reply_cb=None, inform_cb=None, user_data=None) -> None:
+    def __init__(self, request: Message, reply_cb: Callable | None = None,
+                 inform_cb: Callable | None = None, user_data: tuple | None = None) -> None:
         self.request = request
-        self.mid = None
+        self.mid: bytes | None = None
         self.reply_cb = reply_cb
         self.inform_cb = inform_cb
         self.user_data = user_data
-        self.timeout_handle = None
+        self.timeout_handle: asyncio.TimerHandle | None = None
         self.start = 0.0
-        self.future = None
-        self.informs = None
-        self.lock = None
-        self.result = None
-        self.exc = None
+        self.future: asyncio.Future | None = None
+        #: Informs collected for a future or a blocked thread (None: to ``inform_cb``).
+        self.informs: List[Message] | None = None
+        self.lock: threading.Lock | None = None
+        self.result: Tuple[Message, List[Message] | None] | None = None
+        self.exc: BaseException | None = None
         #: Set (under the client's request lock) when a blocked thread gave up waiting.
         self.cancelled = False
 
@@ -75,6 +78,22 @@ class AsyncClient(DeviceClient):
     >>> c.stop(); c.join()
     """
 
+    #: Whether :meth:`blocking_request` may write requests on the socket from the
+    #: calling thread, past :meth:`send_request` and :meth:`send_message`: only
+    #: while the class overrides neither (decided per class, in __init_subclass__).
+    _direct_writes = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Decide once per class whether the direct write path may be used.
+
+        An override of :meth:`send_request` or :meth:`send_message` (to log or
+        audit traffic, say) must see every request, so such a class sends all
+        its requests through them.
+        """
+        super().__init_subclass__(**kwargs)
+        cls._direct_writes = (cls.send_request is DeviceClient.send_request
+                              and cls.send_message is DeviceClient.send_message)
+
     def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: float = 5.0,
                  logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
         super().__init__(host, port, tb_limit=tb_limit, logger=logger,
@@ -86,15 +105,16 @@ class AsyncClient(DeviceClient):
     def _reset_async_requests(self) -> None:
         """Forget all pending requests."""
         #: mid -> _Pending
-        self._async_queue = {}
+        self._async_queue: Dict[bytes, _Pending] = {}
         #: request name -> list of mids, oldest first
-        self._async_id_stack = {}
+        self._async_id_stack: Dict[str, List[bytes]] = {}
 
     # The pending requests are shared with threads that send requests directly
     # (blocking_request): _push and _pop are called holding ``_request_lock``.
     def _push(self, mid: bytes, pending: _Pending, timeout: float | None) -> None:
         pending.mid = mid
         loop = self._loop
+        assert loop is not None  # requests are registered once started
         pending.start = loop.time()
         if timeout is not None:
             # (ioloop thread only: blocked threads time out themselves)
@@ -119,13 +139,6 @@ class AsyncClient(DeviceClient):
             if handle is not None:
                 handle.cancel()
         return pending
-
-    def _msg_id_for_name(self, msg_name: str) -> bytes | None:
-        with self._request_lock:
-            stack = self._async_id_stack.get(msg_name)
-            if stack:
-                return stack[0]
-        return None
 
     def _complete(self, pending: _Pending, msg: Message) -> None:
         """Deliver the final reply of a pending request."""
@@ -178,7 +191,7 @@ class AsyncClient(DeviceClient):
                 self.send_request(msg)
         except KatcpClientError as exc:
             with self._request_lock:
-                popped = self._pop(mid)
+                popped = None if mid is None else self._pop(mid)
             if popped is not None:
                 self._fail(pending, str(exc))
         except Exception as exc:
@@ -204,9 +217,12 @@ class AsyncClient(DeviceClient):
         matched by that order). Returns False, having done nothing, when the
         request must go through the ioloop instead: not connected, calls of
         this client made by other threads still on their way to the ioloop
-        (they were made first), or an unusual request the ioloop path
-        reports on.
+        (they were made first), an unusual request the ioloop path reports
+        on, or a class that overrides :meth:`send_request` or
+        :meth:`send_message` (see :meth:`__init_subclass__`).
         """
+        if not self._direct_writes:
+            return False
         conn = self._conn
         if conn is None or conn.closing or not conn.threadsafe_writes:
             return False
@@ -282,7 +298,7 @@ class AsyncClient(DeviceClient):
         pending = _Pending(msg)
         pending.future = fut
         pending.informs = []
-        if _get_ident() == self.ioloop_thread_id:
+        if in_loop_thread(loop):
             try:
                 self._start_request(msg, pending, timeout, use_mid)
             except Exception as exc:
@@ -314,14 +330,16 @@ class AsyncClient(DeviceClient):
         reply : Message
         informs : list of Message
         """
-        if _get_ident() == self.ioloop_thread_id:
+        loop = self._loop
+        if loop is not None and in_loop_thread(loop):
             raise AssertionError("Cannot call blocking_request() in ioloop")
         if timeout is None:
             timeout = self._request_timeout
         if not self._connected.is_set():
             return (Message.reply(msg.name, "fail", f"Not connected to device {self.bind_address_string}", mid=msg.mid), [])
         pending = _Pending(msg)
-        pending.informs = []
+        informs: List[Message] = []
+        pending.informs = informs
         lock = threading.Lock()
         lock.acquire()
         pending.lock = lock
@@ -329,8 +347,9 @@ class AsyncClient(DeviceClient):
         # One thread hand-off per request: the request is sent from this thread
         # and only the reply is passed over by the ioloop.
         if not self._start_request_direct(msg, pending, use_mid):
-            self._loop.call_soon_threadsafe(self._start_request, msg, pending, None, use_mid,
-                                            False)
+            calls = self._loop_calls
+            assert calls is not None  # connected, so started
+            calls.post(self._start_request, msg, pending, None, use_mid, False)
         if not lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
             with self._request_lock:
                 pending.cancelled = True
@@ -342,11 +361,13 @@ class AsyncClient(DeviceClient):
                 reply = Message.reply(msg.name, "fail",
                                       f"Request {msg.name} timed out after {elapsed:f} seconds.",
                                       mid=msg.mid)
-                return (reply, pending.informs)
+                return (reply, informs)
             lock.acquire()
         if pending.exc is not None:
             raise pending.exc
-        return pending.result
+        result = pending.result
+        assert result is not None  # set before the lock was released
+        return (result[0], informs)
 
     # ------------------------------------------------------------------ incoming
     def handle_inform(self, msg: Message):
@@ -418,7 +439,9 @@ class AsyncClient(DeviceClient):
                 return
             pending.timeout_handle = None
             self._pop(mid)
-        elapsed = self._loop.time() - pending.start
+        loop = self._loop
+        assert loop is not None  # timers run in the loop
+        elapsed = loop.time() - pending.start
         self._fail(pending, f"Request {pending.request.name} timed out after {elapsed:f} seconds.")
 
     def _fail_waiting_requests(self, reason: str) -> None:

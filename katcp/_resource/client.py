@@ -23,7 +23,8 @@ from tornado.concurrent import Future
 
 from katcp._protocol.metaclass import AttrDict
 from katcp._resource import resource
-from katcp._resource.helpers import in_ioloop_thread, list_sensors, transform_future
+from katcp._aio.loopcalls import in_loop_thread
+from katcp._resource.helpers import list_sensors, transform_future
 from katcp._resource.inspecting import InspectingClientAsync
 from katcp._resource.inspecting_state import StateTracker
 from katcp._resource.resource import KATCPReply, escape_name, normalize_strategy_parameters
@@ -477,7 +478,7 @@ class KATCPClientResource(resource.KATCPResource):
         """
         if self._ioloop_set_to is None:
             self._ioloop_set_to = tornado.ioloop.IOLoop.current()
-        if not in_ioloop_thread(self._ioloop_set_to):
+        if not in_loop_thread(self._ioloop_set_to, idle_is_here=True):
             self._ioloop_set_to.add_callback(self.start)
             return
         host, port = self._address

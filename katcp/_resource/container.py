@@ -9,11 +9,12 @@ from typing import Any, Dict
 
 import tornado.gen
 import tornado.ioloop
-from tornado.concurrent import Future, future_add_done_callback
 
 from katcp._resource import resource
 from katcp._resource.client import KATCPClientResource
-from katcp._resource.helpers import in_ioloop_thread, list_sensors, until_some
+from katcp._aio.futures import until_any, until_some_settled
+from katcp._aio.loopcalls import in_loop_thread
+from katcp._resource.helpers import list_sensors
 from katcp._resource.inspecting_state import with_optional_timeout
 from katcp._resource.resource import escape_name
 
@@ -22,27 +23,6 @@ log = logging.getLogger("katcp.resource_client")
 # Log sync progress for containers with at least this many children.
 PROGRESS_LOG_MIN_CHILDREN = 10
 PROGRESS_LOG_INTERVAL = 1.0
-
-
-def _until_first(futures) -> Future:
-    """Future resolving (at once if one is done already) when the first of `futures` does."""
-    first: Future = Future()
-
-    def done(f):
-        if first.done():
-            return
-        if f.cancelled():
-            first.cancel()
-        elif f.exception() is not None:
-            first.set_exception(f.exception())
-        else:
-            first.set_result(f.result())
-
-    for f in futures:
-        future_add_done_callback(tornado.gen.convert_yielded(f), done)
-        if first.done():
-            break
-    return first
 
 
 class _FutureDict(dict):
@@ -249,13 +229,13 @@ class ClientGroup:
             initial_timeout = timeout
         futures = {c.name: c.wait(sensor_name, condition_or_value, initial_timeout)
                    for c in self.clients}
-        initial = yield until_some(done_at_least=quorum, **futures)
+        initial = yield until_some_settled(done_at_least=quorum, **futures)
         results = {name: False for name in futures}
         results.update(dict(initial))
         stragglers = {c.name: c.wait(sensor_name, condition_or_value, grace_period)
                       for c in self.clients if not results.get(c.name)}
         if stragglers:
-            rest = yield until_some(**stragglers)
+            rest = yield until_some_settled(**stragglers)
             results.update(dict(rest))
         for f in futures.values():
             f = tornado.gen.convert_yielded(f)
@@ -409,7 +389,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         """Start and connect all the children."""
         if self.ioloop is None:
             self.set_ioloop(tornado.ioloop.IOLoop.current())
-        if not in_ioloop_thread(self.ioloop):
+        if not in_loop_thread(self.ioloop, idle_is_here=True):
             self.ioloop.add_callback(self.start)
             return
         for res in dict.values(self._children):
@@ -490,7 +470,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     def until_any_child_in_state(self, state, timeout=None):
         """Future resolving when any child is in `state`."""
         futures = [c.until_state(state) for c in dict.values(self._children)]
-        return with_optional_timeout(_until_first(futures), timeout)
+        return with_optional_timeout(until_any(*futures), timeout)
 
     def until_synced(self, timeout=None):
         """Future resolving when all children are synced.
@@ -508,7 +488,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         not synced.
         """
         futures = [c.until_not_synced() for c in dict.values(self._children)]
-        return with_optional_timeout(_until_first(futures), timeout)
+        return with_optional_timeout(until_any(*futures), timeout)
 
     # -- sensors -----------------------------------------------------------
     def list_sensors(self, filter="", strategy=False, status="",

@@ -6,7 +6,7 @@ import asyncio
 import collections.abc
 import logging
 import re
-from typing import Any, Callable, Dict
+from typing import Any, Callable
 
 import tornado.gen
 from tornado.concurrent import Future, future_add_done_callback
@@ -51,19 +51,6 @@ class AttrMappingProxy(MappingProxy):
         return list(self.keys())
 
 
-def in_ioloop_thread(ioloop) -> bool:
-    """True if called from the thread running `ioloop` (or if it is not running)."""
-    loop = getattr(ioloop, "asyncio_loop", ioloop)
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        return True
-    # A loop that is not running anywhere yet will run in this thread later.
-    return running is None and not loop.is_running()
-
-
 def transform_future(transformation: Callable[[Any], Any], future) -> Future:
     """Return a future resolving with ``transformation(future.result())``.
 
@@ -89,44 +76,6 @@ def transform_future(transformation: Callable[[Any], Any], future) -> Future:
 
     future_add_done_callback(future, _transform)
     return new_future
-
-
-async def until_some(*args, done_at_least=None, timeout=None, **kwargs):
-    """Wait until at least `done_at_least` of the given futures are done.
-
-    Parameters
-    ----------
-    *args, **kwargs : futures
-        Positional futures are keyed by index, keyword futures by name.
-    done_at_least : int, optional
-        Number of futures that must be done (default: all).
-    timeout : float, optional
-        Give up after this many seconds (raises tornado.gen.TimeoutError).
-
-    Returns
-    -------
-    list of (key, result)
-        Results of the futures that completed successfully.
-    """
-    futures: Dict[Any, Any] = {i: tornado.gen.convert_yielded(f) for i, f in enumerate(args)}
-    futures.update({k: tornado.gen.convert_yielded(f) for k, f in kwargs.items()})
-    if done_at_least is None:
-        done_at_least = len(futures)
-    done_at_least = min(done_at_least, len(futures))
-    loop = asyncio.get_event_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    pending = set(futures.values())
-    while sum(1 for f in futures.values() if f.done()) < done_at_least:
-        remaining = None if deadline is None else deadline - loop.time()
-        if remaining is not None and remaining <= 0:
-            raise tornado.gen.TimeoutError("Timed out waiting for futures")
-        _, pending = await asyncio.wait(pending, timeout=remaining,
-                                        return_when=asyncio.FIRST_COMPLETED)
-    results = []
-    for key, f in futures.items():
-        if f.done() and not f.cancelled() and f.exception() is None:
-            results.append((key, f.result()))
-    return results
 
 
 @tornado.gen.coroutine

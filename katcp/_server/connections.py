@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, Callable, Deque, Dict, List, Protocol, Tuple, cast
 
 from katcp._aio.ioloop import IOLoopManager, StopFuture
-from katcp._aio.loopcalls import LoopCalls, loop_calls
+from katcp._aio.loopcalls import LoopCalls, in_loop_thread, loop_calls
 from katcp._protocol.linecodec import LineCodec
 from katcp._protocol.message import Message
 from katcp._transport.listen import create_server
@@ -649,7 +649,7 @@ class KATCPServer:
         thread; otherwise returns a `concurrent.futures.Future`.
 
         """
-        if get_ident() == self.ioloop_thread_id:
+        if in_loop_thread(self._loop):
             f = self._loop.create_future()
             try:
                 f.set_result(fn())

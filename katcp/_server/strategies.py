@@ -39,6 +39,7 @@ import math
 from functools import wraps
 from typing import Any, Callable, Dict, List, Protocol, Tuple
 
+from katcp._aio.lowlevel import running_loop
 from katcp._aio.loopcalls import LoopCalls, loop_calls
 from katcp._protocol.message import Message
 from katcp._server.sampling_params import (
@@ -68,7 +69,8 @@ _EPS = 1e-6
 # the fast path of ``update`` falls through to the checking (slow) path.
 _CANCELLED = object()
 
-_get_running_loop = asyncio._get_running_loop
+# The loop running in this thread (asyncio's fast private accessor; see _aio.lowlevel).
+_get_running_loop = running_loop
 
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List
 
-from katcp._client.loop import make_threadsafe
+from katcp._client.base import make_threadsafe
 from katcp._client.requests import BlockingClient
 from katcp._protocol.message import Message
 from katcp._server.requests import DeviceServer

@@ -9,7 +9,8 @@ import queue
 import re
 import threading
 import time
-from typing import Callable
+import unittest
+from typing import TYPE_CHECKING, Any, Callable
 from unittest import mock
 
 import tornado.gen
@@ -17,10 +18,18 @@ import tornado.ioloop
 import tornado.locks
 import tornado.testing
 
-from katcp._aio.loopcalls import call_blocking
+from katcp._aio.loopcalls import call_blocking, loop_calls
 from katcp._aio.proxies import ObjectWrapper
 
 logger = logging.getLogger("katcp.testutils")
+
+# The assertion mixins are combined with unittest.TestCase by their users, and use its
+# assert* methods; only the type checker is told so (at run time they stay plain mixins,
+# as in katcp-python).
+if TYPE_CHECKING:
+    _TestCaseBase = unittest.TestCase
+else:
+    _TestCaseBase = object
 
 
 def add_mid_to_msg_str(msg_str: str, mid) -> str:
@@ -50,7 +59,7 @@ class TestLogHandler(logging.Handler):
         self._records = []
 
 
-class SensorComparisonMixin:
+class SensorComparisonMixin(_TestCaseBase):
     """unittest.TestCase mixin comparing Sensor objects with descriptions.
 
     A description is a dict with any of the keys of :attr:`key_fns`: name,
@@ -110,7 +119,7 @@ class SensorComparisonMixin:
             test(actual[name].value())
 
 
-class TestUtilMixin:
+class TestUtilMixin(_TestCaseBase):
     """unittest.TestCase mixin for assertions about lists of KATCP messages."""
 
     def _assert_msgs_length(self, actual_msgs, expected_number) -> None:
@@ -177,12 +186,13 @@ def counting_callback(event: threading.Event | None = None, number_of_calls: int
             calls[0] = 0
             event.clear()
 
-        wrapped_callback.get_no_calls = lambda: calls[0]
-        wrapped_callback.done = event
-        wrapped_callback.wait = event.wait
-        wrapped_callback.assert_wait = assert_wait
-        wrapped_callback.reset = reset
-        return wrapped_callback
+        decorated: Any = wrapped_callback  # a function with attributes
+        decorated.get_no_calls = lambda: calls[0]
+        decorated.done = event
+        decorated.wait = event.wait
+        decorated.assert_wait = assert_wait
+        decorated.reset = reset
+        return decorated
     return decorator
 
 
@@ -339,11 +349,12 @@ def wait_sensor_async(sensor, value, status=None, ioloop=None):
         def update(self, sensor, reading):
             if reading[2] == value and (status is None or reading[1] == status):
                 sensor.detach(self)
-                ioloop.add_callback(_resolve)
+                calls.post(_resolve)
 
+    calls = loop_calls(ioloop.asyncio_loop)
     observer = _Observer()
     sensor.attach(observer)
-    ioloop.add_callback(observer.update, sensor, sensor.read())
+    calls.post(observer.update, sensor, sensor.read())
     return fut
 
 
@@ -395,7 +406,9 @@ class WaitingMock(mock.Mock):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._counted_queue: queue.Queue = queue.Queue(maxsize=1)
-        self.call_count = AtomicIaddCallback(0, callback=self._call_count_callback)
+        # A proxy of the int, so that mock's ``call_count += 1`` reports each call.
+        self.call_count = AtomicIaddCallback(  # type: ignore[assignment]
+            0, callback=self._call_count_callback)
 
     def _call_count_callback(self, call_count) -> None:
         try:
@@ -406,8 +419,8 @@ class WaitingMock(mock.Mock):
     def reset_mock(self, visited=None, **kwargs) -> None:
         """Reset the mock, keeping the waitable call counter."""
         super().reset_mock(visited, **kwargs)
-        self.call_count = AtomicIaddCallback(self.call_count,
-                                             callback=self._call_count_callback)
+        self.call_count = AtomicIaddCallback(  # type: ignore[assignment]
+            self.call_count, callback=self._call_count_callback)
 
     def assert_wait_call_count(self, count: int, timeout: float = 1.0):
         """Wait until called at least `count` times; AssertionError after `timeout`."""
@@ -490,7 +503,7 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
 
         def set_ioloop_thread_id():
             self.ioloop_thread_id = threading.get_ident()
-        ioloop.add_callback(set_ioloop_thread_id)
+        loop_calls(ioloop.asyncio_loop).post(set_ioloop_thread_id)
         return ioloop
 
     def wake_ioloop(self):
@@ -541,10 +554,8 @@ class TimewarpAsyncTestCaseTimeAdvancer(threading.Thread):
                 test = self.test_instance
                 test.set_ioloop_time(test.ioloop_time + self.quantum, wake_ioloop=False)
                 done.set()
-            try:
-                self.test_instance.io_loop.add_callback(advance)
-            except RuntimeError:
-                break
+            if not loop_calls(self.test_instance.io_loop.asyncio_loop).post(advance):
+                break  # the loop is closed
             while not done.wait(0.05):
                 if self._stop_requested.is_set():
                     return

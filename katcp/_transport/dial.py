@@ -10,9 +10,10 @@ import logging
 import os
 import socket
 import ssl as _ssl
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
-from katcp._transport.protocol import Connection, _check_ssl
+from katcp._aio.lowlevel import is_selector_loop
+from katcp._transport.protocol import Codec, Connection, ConnectionHandler, _check_ssl
 
 
 def start_connect(
@@ -39,7 +40,7 @@ def start_connect(
         a loop that cannot watch sockets, or an immediate error, which the regular
         :func:`open_connection` path then reports).
     """
-    if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+    if not is_selector_loop(loop):
         return None  # e.g. the proactor loop on Windows cannot wait for writability
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
@@ -86,8 +87,8 @@ async def _until_connected(loop: asyncio.AbstractEventLoop, sock: socket.socket)
 
 
 async def open_connection(
-    handler: Any,
-    codec: Any,
+    handler: ConnectionHandler,
+    codec: Codec,
     host: str,
     port: int,
     *,
@@ -160,6 +161,7 @@ async def open_connection(
             kwargs["server_hostname"] = host
         if timeout is not None:
             kwargs["ssl_handshake_timeout"] = timeout
+    coro: Awaitable[Any]
     if sock is None:
         coro = loop.create_connection(lambda: conn, host, port, **kwargs)
     else:

@@ -8,7 +8,10 @@ import socket
 import ssl as _ssl
 import threading
 import weakref
-from typing import Any, List, Tuple
+from typing import Any, List, Protocol, Tuple
+
+from katcp._aio.loopcalls import LoopCalls, loop_calls
+from katcp._aio.lowlevel import direct_socket, send_now
 
 log = logging.getLogger("katcp.connection")
 
@@ -75,6 +78,40 @@ class WriteBufferOverflow(ConnectionError):
             f"Write buffer of {size} bytes exceeds limit of {limit} bytes: "
             "peer is not reading fast enough"
         )
+
+
+class Codec(Protocol):
+    """What a :class:`Connection` needs of its sans-I/O codec (KATCP lines, NCP packets)."""
+
+    def feed(self, data: bytes) -> List[Any]:
+        """Decode ``data``; return the complete messages and the errors, in order."""
+
+    def encode(self, msg: Any) -> bytes:
+        """Encode one message."""
+
+    @property
+    def buffer_size(self) -> int:
+        """Bytes held for an incomplete message."""
+
+
+class ConnectionHandler(Protocol):
+    """The owner of a :class:`Connection`: the contract between transport and endpoint.
+
+    Every callback runs in the loop's thread; an exception it raises is logged and the
+    connection carries on.
+    """
+
+    def connection_made(self, conn: Connection) -> None:
+        """The connection is up (a server writes its greeting here)."""
+
+    def message_received(self, conn: Connection, msg: Any) -> None:
+        """One decoded message arrived."""
+
+    def decode_error(self, conn: Connection, exc: Exception) -> None:
+        """Bytes that do not decode (or a message over the size limit) arrived."""
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        """The connection is gone (called exactly once; ``exc`` None on a clean close)."""
 
 
 def format_address(peer: Any) -> str:
@@ -156,14 +193,15 @@ class Connection(asyncio.BufferedProtocol):
         "_send_lock",
         "_direct_sock",
         "_xflush",
+        "_loop_calls",
         "_backlog",
         "__weakref__",
     )
 
     def __init__(
         self,
-        handler: Any,
-        codec: Any,
+        handler: ConnectionHandler,
+        codec: Codec,
         loop: asyncio.AbstractEventLoop,
         *,
         max_msg_size: int = 2**20,
@@ -194,6 +232,7 @@ class Connection(asyncio.BufferedProtocol):
         self._direct_sock: socket.socket | None = None
         self._xflush = False
         self._backlog = False
+        self._loop_calls: LoopCalls | None = None
 
     def __repr__(self) -> str:
         state = "closing" if self.closing else "open"
@@ -295,12 +334,12 @@ class Connection(asyncio.BufferedProtocol):
             if not self.closing:
                 size = self.codec.buffer_size
                 if size >= self.max_msg_size:
-                    exc = MessageTooLong(self.max_msg_size, size)
+                    too_long = MessageTooLong(self.max_msg_size, size)
                     try:
-                        handler.decode_error(self, exc)
+                        handler.decode_error(self, too_long)
                     except Exception:
                         self.logger.exception("Handler decode_error failed for %s", self.address)
-                    self._protocol_error(exc)
+                    self._protocol_error(too_long)
         finally:
             self._in_receive = False
         if self._pending and not self.closing:
@@ -440,16 +479,8 @@ class Connection(asyncio.BufferedProtocol):
             return
         # Re-entrant: a flush that overflows the write buffer aborts, which clears the queue.
         self._send_lock = threading.RLock()
-        transport = self.transport
-        if transport is None or not isinstance(
-            self.loop, asyncio.selector_events.BaseSelectorEventLoop
-        ):
-            return
-        if type(transport).__name__ != "_SelectorSocketTransport":
-            return  # e.g. TLS: the socket carries records, not our bytes
-        sock = _raw_socket(transport.get_extra_info("socket"))
-        if isinstance(sock, socket.socket):
-            self._direct_sock = sock
+        self._loop_calls = loop_calls(self.loop)
+        self._direct_sock = direct_socket(self.loop, self.transport)
 
     @property
     def threadsafe_writes(self) -> bool:
@@ -481,13 +512,7 @@ class Connection(asyncio.BufferedProtocol):
                 return
             sock = self._direct_sock
             if sock is not None and not self._pending and not self._backlog:
-                try:
-                    sent = sock.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    # Let the ioloop meet the error through the transport and report it.
-                    sent = 0
+                sent = send_now(sock, data)
                 if sent == len(data):
                     return
                 data = data[sent:]
@@ -498,7 +523,7 @@ class Connection(asyncio.BufferedProtocol):
             if self._xflush:
                 return  # a flush is already on its way
             self._xflush = True
-        self.loop.call_soon_threadsafe(self._flush)
+        self._loop_calls.post(self._flush)  # type: ignore[union-attr]
 
     def flush(self) -> None:
         """Hand any queued output to the transport now instead of at the end of the iteration."""
@@ -553,7 +578,3 @@ def _check_ssl(ssl: Any) -> _ssl.SSLContext | None:
         return ssl
     raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}")
 
-
-def _raw_socket(sock: Any) -> Any:
-    """The socket inside asyncio's TransportSocket wrapper (sending/accepting needs it)."""
-    return getattr(sock, "_sock", sock)

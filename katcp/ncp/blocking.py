@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Iterator, Mapping, TypeVar
 
-from .._aio.loopcalls import CallTimeoutError, call_blocking
+from .._aio.loopcalls import CallTimeoutError, call_blocking, in_loop_thread
 from ..ioloop_manager import IOLoopManager
 from .client import connect as _async_connect
 from .connection import Connection, Field, Response
@@ -39,11 +39,7 @@ class _Runner:
         self.loop: asyncio.AbstractEventLoop = manager.get_ioloop().asyncio_loop  # type: ignore[attr-defined]
 
     def run(self, coro: Awaitable[T], timeout: float | None) -> T:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
+        if in_loop_thread(self.loop):
             coro.close()  # type: ignore[attr-defined]
             raise RuntimeError("blocking NCP calls cannot be made from the ioloop's own thread")
         try:

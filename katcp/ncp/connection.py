@@ -221,7 +221,7 @@ class Connection(_AsyncIteratorMixin):
         self._paused = False
         self._deadline = 0.0
         self._terminal: BaseException | None = None
-        self._keepalive_handle: asyncio.TimerHandle | None = None
+        self._keepalive_handle: asyncio.Handle | None = None
         self._keepalive_interval = 0.0
         self._legacy = False
         self._last_send = loop.time()

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-class _CommandMixin:
+class _CommandMixin(Exception):
     """Shared constructor of :class:`CommandError` and :class:`CommandWarning`."""
 
     field: Any

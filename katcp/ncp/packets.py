@@ -451,9 +451,12 @@ class PacketCodec:
         """Number of bytes held for an incomplete packet."""
         return len(self._buf)
 
-    def encode(self, packet: Tuple[str, int, datetime, bytes, Iterable[Any]]) -> bytes:
-        """Encode a packet tuple ``(packet_type, packet_id, timestamp, info, fields)``."""
-        if type(packet) is bytes:
+    def encode(self, packet: Union[bytes, Tuple[str, int, datetime, bytes, Iterable[Any]]]) -> bytes:
+        """Encode a packet tuple ``(packet_type, packet_id, timestamp, info, fields)``.
+
+        Already encoded bytes pass through unchanged.
+        """
+        if isinstance(packet, bytes):
             return packet
         return encode_packet(*packet)
 

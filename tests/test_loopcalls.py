@@ -1,0 +1,70 @@
+"""katcp._aio.loopcalls: the one loop-thread test and the one call-and-wait."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+import tornado.ioloop
+
+from katcp._aio.loopcalls import call_blocking, in_loop_thread, loop_calls
+
+
+def test_in_loop_thread_outside_any_loop():
+    loop = asyncio.new_event_loop()
+    try:
+        assert not in_loop_thread(loop)
+        assert in_loop_thread(loop, idle_is_here=True)  # not running anywhere yet
+        assert not in_loop_thread(None)
+        assert not in_loop_thread(None, idle_is_here=True)
+    finally:
+        loop.close()
+
+
+def test_in_loop_thread_inside_and_from_other_threads():
+    async def main():
+        loop = asyncio.get_running_loop()
+        ioloop = tornado.ioloop.IOLoop.current()
+        other = asyncio.new_event_loop()
+        try:
+            assert in_loop_thread(loop) and in_loop_thread(ioloop)
+            assert not in_loop_thread(other)
+            assert not in_loop_thread(other, idle_is_here=True)  # another loop runs here
+        finally:
+            other.close()
+        seen = []
+        thread = threading.Thread(target=lambda: seen.extend(
+            [in_loop_thread(loop), in_loop_thread(ioloop), in_loop_thread(loop, True)]))
+        thread.start()
+        await loop.run_in_executor(None, thread.join)
+        assert seen == [False, False, False]  # the loop runs, in another thread
+
+    asyncio.run(main())
+
+
+def test_call_blocking_runs_in_posting_order_and_refuses_a_closed_loop():
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        order = []
+        calls = loop_calls(loop)
+        for i in range(5):
+            calls.post(order.append, i)
+        assert call_blocking(loop, lambda: order.append("wait") or len(order), (), {}, 5) == 6
+        assert order == [0, 1, 2, 3, 4, "wait"]
+
+        async def coro(x):
+            await asyncio.sleep(0)
+            return x * 2
+
+        assert call_blocking(loop, coro, (21,), {}, 5) == 42
+        with pytest.raises(TimeoutError):
+            call_blocking(loop, asyncio.sleep, (10,), {}, 0.05)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    with pytest.raises(RuntimeError):
+        call_blocking(loop, lambda: None, (), {}, 1)
