@@ -36,8 +36,10 @@ SUBPACKAGE_LAYERS: Dict[str, float] = {
     "_client": 3,
     "ncp": 3,
     "_resource": 4,  # L4: inspecting client, resources, containers
+    "manager": 4,  # L4: the fleet behind one endpoint (and its config parser)
     "_testutils": 4.5,  # test support (public through katcp.testutils, katcp.fake_clients)
     "tools": 5,  # L5: console tools
+    "exporter": 5,  # L5: the Prometheus exporter, built on the L4 clients
 }
 #: Public modules with an implementation of their own that import nothing from katcp.
 LEAF_MODULES = {"katcp.version": 0, "katcp.compat": 0}
