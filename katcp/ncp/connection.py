@@ -132,7 +132,7 @@ class _AsyncIteratorMixin:
         raise NotImplementedError
 
     def __aiter__(self) -> AsyncIterator[Field]:
-        return self  # type: ignore[return-value]
+        return self
 
     async def __anext__(self) -> Field:
         try:
