@@ -169,14 +169,15 @@ def main():
                       speed=args.speed)
     # Handlers run on the ioloop thread itself (no separate handler thread).
     server.set_concurrency_options(thread_safe=False, handler_thread=False)
+    # Catch the signals before saying we listen: whoever reads that line may signal at once.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     server.start(timeout=5)               # a managed ioloop in a daemon thread
     host, port = server.bind_address
     print(f"cryostat listening on {host}:{port}", flush=True)
 
     # Wait in the main thread until a signal arrives or a client sends ?halt.
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     while server.running() and not stop.wait(0.2):
         pass
     if server.running():                   # not yet stopped by ?halt
