@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
+import re
+import subprocess
+import sys
+import threading
 import time
 from typing import AsyncIterator, Callable, Dict
 
@@ -16,6 +21,7 @@ from katcp.manager import DeviceSpec, ManagerConfig, ManagerServer
 from katcp.server import DeviceServer
 
 WAIT = 5.0
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Receiver(DeviceServer):
@@ -82,9 +88,12 @@ async def stop_device(srv) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_manager(devices: Dict[str, DeviceSpec], **kwargs) -> AsyncIterator[ManagerServer]:
+async def running_manager(devices: Dict[str, DeviceSpec], max_write_buffer_size: int = 0,
+                          **kwargs) -> AsyncIterator[ManagerServer]:
     config = ManagerConfig(listen=("127.0.0.1", 0), devices=devices)
     manager = ManagerServer(config, **kwargs)
+    if max_write_buffer_size:
+        manager.MAX_WRITE_BUFFER_SIZE = max_write_buffer_size
     await manager.start_manager()
     try:
         yield manager
@@ -157,3 +166,70 @@ class LineClient:
             await self.writer.wait_closed()
 
 
+
+
+class ExampleServerProcess:
+    """``katcp-exampleserver`` in a subprocess (this worktree's code), restartable on its port."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    def start(self, port: int = 0, timeout: float = 20.0) -> int:
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        deadline = time.monotonic() + timeout
+        while True:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "katcp.tools.example_server", "--port", str(port),
+                 "--update-period", "0.05"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                env=env, cwd=ROOT)
+            found = _read_listening_port(self.proc, max(deadline - time.monotonic(), 1.0))
+            if found:
+                self.port = found
+                return found
+            self.kill()
+            if port == 0 or time.monotonic() > deadline:
+                raise RuntimeError("katcp-exampleserver did not start")
+            time.sleep(0.1)  # the port may still be held by the previous process
+
+    def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(Exception):
+            proc.kill()
+        with contextlib.suppress(Exception):
+            proc.wait(10)
+        with contextlib.suppress(Exception):
+            proc.stderr.close()
+
+
+def _read_listening_port(proc: subprocess.Popen, timeout: float) -> int:
+    """Port from the server's 'listening on host:port' log line (0 if it did not start)."""
+    found: list = []
+
+    def reader() -> None:
+        for raw in proc.stderr:
+            match = re.search(rb"listening on \S+:(\d+)", raw)
+            if match:
+                found.append(int(match.group(1)))
+                break
+        # Keep draining so that the child never blocks on a full pipe.
+        for _ in proc.stderr:
+            pass
+
+    threading.Thread(target=reader, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not found and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found[0] if found else 0
+
+
+def run(coro_fn, timeout: float = 20.0):
+    """Run ``coro_fn()`` in a fresh event loop with an overall time limit."""
+
+    async def main():
+        return await asyncio.wait_for(coro_fn(), timeout)
+
+    return asyncio.run(main())
