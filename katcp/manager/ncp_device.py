@@ -116,6 +116,10 @@ class NcpDevice(ProxiedDevice):
 
     kind = "ncp"
 
+    #: NCP link timeout offered to the node (seconds; nodes grant 5 to 60): a node silent for
+    #: longer is taken as gone.  Also the time allowed for connecting.
+    link_timeout = 10
+
     def __init__(self, spec: DeviceSpec, owner: DeviceOwner, request_timeout: float = 10.0,
                  reconnect_delay: float = 0.5, reconnect_max_delay: float = 10.0) -> None:
         super().__init__(spec.name, owner)
@@ -160,7 +164,7 @@ class NcpDevice(ProxiedDevice):
         spec = self.spec
         context = spec.client_ssl_context()
         return await ncp.connect(
-            spec.host, spec.port, timeout=max(1, int(self.request_timeout)),
+            spec.host, spec.port, timeout=self.link_timeout,
             auto_erro=False, auto_warn=False, auto_ackn=False,
             ssl=context if context is not None else False,
             username=spec.username or "", password=spec.password or "",
@@ -268,9 +272,9 @@ class NcpDevice(ProxiedDevice):
     def _new_sensor(name: str, field: Any, param: str, value: Any) -> Sensor:
         description = f"NCP {field.packet_type} {field.name} param {param}"
         if isinstance(value, int) and not isinstance(value, bool):
-            return Sensor(Sensor.INTEGER, name, description, "", [-(2 ** 63), 2 ** 64 - 1])
+            return Sensor(Sensor.INTEGER, name, description, "")
         if isinstance(value, float):
-            return Sensor(Sensor.FLOAT, name, description, "", [-1e308, 1e308])
+            return Sensor(Sensor.FLOAT, name, description, "")
         return Sensor(Sensor.STRING, name, description, "")
 
     @staticmethod
