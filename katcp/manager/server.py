@@ -20,7 +20,7 @@ import logging
 import concurrent.futures
 from typing import Any, Dict, List, Tuple
 
-from katcp.core import FailReply, Message, Sensor
+from katcp.core import FailReply, Message, ProtocolFlags, Sensor
 from katcp.kattypes import Float, Str, request, return_reply
 from katcp.server import AsyncDeviceServer, ClientRequestConnection
 
@@ -85,6 +85,10 @@ class ManagerServer(AsyncDeviceServer):
 
     VERSION_INFO = ("katcp-manager", 1, 0)
     BUILD_INFO = ("katcp-manager", 1, 0, "")
+    #: KATCP 5.1 with message ids and bulk ``?sensor-sampling`` (clients of a fleet subscribe
+    #: to many sensors at once).
+    PROTOCOL_INFO = ProtocolFlags(5, 1, {ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
+                                         ProtocolFlags.BULK_SET_SENSOR_SAMPLING})
 
     def __init__(self, config: ManagerConfig, request_timeout: float = 60.0) -> None:
         host, port = config.listen
