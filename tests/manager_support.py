@@ -89,8 +89,9 @@ async def stop_device(srv) -> None:
 
 @contextlib.asynccontextmanager
 async def running_manager(devices: Dict[str, DeviceSpec], max_write_buffer_size: int = 0,
-                          **kwargs) -> AsyncIterator[ManagerServer]:
-    config = ManagerConfig(listen=("127.0.0.1", 0), devices=devices)
+                          register: bool = False, **kwargs) -> AsyncIterator[ManagerServer]:
+    config = ManagerConfig(listen=("127.0.0.1", 0), devices=devices,
+                           register=("127.0.0.1", 0) if register else None)
     manager = ManagerServer(config, **kwargs)
     if max_write_buffer_size:
         manager.MAX_WRITE_BUFFER_SIZE = max_write_buffer_size

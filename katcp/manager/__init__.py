@@ -9,6 +9,7 @@ The implementation is split by job:
 * :mod:`katcp.manager.katcp_device` -- KATCP devices, mirrored by an inspecting client;
 * :mod:`katcp.manager.ncp_device` -- NCP nodes: the NCP-to-KATCP gateway;
 * :mod:`katcp.manager.locks` -- the lock table and the ``katcp.audit`` log lines;
+* :mod:`katcp.manager.register` -- devices that dial in and register themselves;
 * :mod:`katcp.manager.cli` -- the ``katcp-manager`` command.
 """
 
@@ -24,10 +25,12 @@ from .device import DeviceOwner, ProxiedDevice
 from .katcp_device import KatcpDevice
 from .locks import LockError, LockTable, audit
 from .ncp_device import NcpDevice
+from .register import DeviceRegistration, RegisteredDevice, register_device
 from .server import ManagerServer, SecurityNotAvailable, install_security
 
 __all__ = [
     "DeviceOwner",
+    "DeviceRegistration",
     "DeviceSpec",
     "KatcpDevice",
     "LockError",
@@ -36,6 +39,7 @@ __all__ = [
     "ManagerServer",
     "NcpDevice",
     "ProxiedDevice",
+    "RegisteredDevice",
     "SecurityNotAvailable",
     "audit",
     "install_security",
@@ -43,4 +47,5 @@ __all__ = [
     "load_manager_config",
     "load_toml",
     "parse_address",
+    "register_device",
 ]

@@ -29,6 +29,7 @@ from .device import ProxiedDevice
 from .katcp_device import KatcpDevice
 from .locks import LockError, LockTable, audit
 from .ncp_device import NcpDevice
+from .register import RegistrationListener
 
 __all__ = ["ManagerServer", "SecurityNotAvailable", "install_security", "make_device"]
 
@@ -100,6 +101,9 @@ class ManagerServer(AsyncDeviceServer):
         self._published_requests: Dict[str, Dict[str, str]] = {}
         self._quiet_interface_changes = False
         self._locks: LockTable | None = None
+        self._registration: RegistrationListener | None = None
+        if config.register is not None:
+            self._registration = RegistrationListener(self, *config.register)
         install_security(self, config)
         for spec in config.devices.values():
             self._devices[spec.name] = make_device(spec, self, request_timeout)
@@ -115,9 +119,14 @@ class ManagerServer(AsyncDeviceServer):
             await device.start()
         log.info("katcp-manager listening on %s:%d with %d device(s)", *self.bind_address,
                  len(self._devices))
+        if self._registration is not None:
+            await self._registration.start()
+            log.info("Devices may register at %s:%d", *self._registration.bind_address)
 
     async def stop_manager(self) -> None:
         """Disconnect from the devices and stop the server."""
+        if self._registration is not None:
+            await self._registration.stop()
         await asyncio.gather(*(device.stop() for device in self._devices.values()),
                              return_exceptions=True)
         if self._locks is not None:
@@ -127,6 +136,11 @@ class ManagerServer(AsyncDeviceServer):
             stopped = asyncio.wrap_future(stopped)
         if stopped is not None:
             await asyncio.wait_for(stopped, 5)
+
+    @property
+    def registration_address(self) -> Tuple[str, int] | None:
+        """Where devices may dial in (the real port once started), or None."""
+        return None if self._registration is None else self._registration.bind_address
 
     @property
     def devices(self) -> Dict[str, ProxiedDevice]:
