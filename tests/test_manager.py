@@ -116,6 +116,12 @@ def test_interface_changes_follow_the_devices():
             rx1.remove_sensor("new-one")
             await c.wait_for("#interface-changed sensor-list")
             await until(lambda: not mgr.has_sensor("rx1.new-one"))
+            # A sensor that changes type is replaced, and clients are told.
+            rx1.add_sensor(Sensor.string("count", "Now a string", ""))
+            await c.wait_for("#interface-changed sensor-list")
+            await until(lambda: mgr.get_sensor("rx1.count").stype == "string")
+            assert (await c.request("sensor-list rx1.count"))[1] == [
+                "#sensor-list rx1.count Now\\_a\\_string \\@ string"]
             # A device appearing and disappearing.
             rx2 = await start_device()
             await mgr.add_device(KatcpDevice(katcp_spec("rx2", rx2.bind_address[1]), mgr))

@@ -29,6 +29,7 @@ SESSION = os.path.join(EXAMPLES, "manager_session.txt")
 def test_doc_config_is_valid_as_written():
     config = load_manager_config(CONFIG)
     assert config.listen == ("127.0.0.1", 7147)
+    assert config.register == ("127.0.0.1", 7148)
     assert list(config.devices) == ["rx1", "rx2", "node1"]
     assert config.devices["rx2"].strategy == ("event-rate", "0.1", "10")
     assert config.devices["node1"].fields == ("DSPC.TIME", "NODE.STAT")
@@ -93,6 +94,7 @@ def test_doc_session_against_katcp_manager_command(tmp_path):
             text = handle.read()
         audit_log = tmp_path / "audit.log"
         text = text.replace("127.0.0.1:7147", "127.0.0.1:0")
+        text = text.replace("127.0.0.1:7148", "127.0.0.1:0")
         text = text.replace("127.0.0.1:7150", f"127.0.0.1:{rx1_port}")
         text = text.replace("127.0.0.1:7151", f"127.0.0.1:{rx2.bind_address[1]}")
         text = text.replace("127.0.0.1:9999", f"127.0.0.1:{node_port}")
