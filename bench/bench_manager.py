@@ -7,7 +7,7 @@ with a generated config) and this process, the client side.  It prints:
 
 * the median RTT of ``?echo`` sent straight to device 0 and of ``?dev0-echo`` sent through
   the manager, by the same client in the same run, interleaved in blocks, and their ratio
-  (goal: <= 1.5);
+  (goal: <= 1.5), with the fleet's sensors quiet (the updates start afterwards);
 * with ``--clients`` clients subscribed (``event``) to every proxied sensor: the update rate
   the fleet produced, the ``#sensor-status`` rate the clients received in total, whether the
   manager kept up, and the manager's CPU per update and resident memory per proxied sensor.
@@ -77,25 +77,37 @@ async def _serve_fleet(devices: int, sensors: int, rate: float) -> None:
         servers.append(server)
     print(json.dumps([s.bind_address[1] for s in servers]), flush=True)
     all_sensors = [sensor for server in servers for sensor in server.values]
-    tick = 0.01
-    per_tick = rate * tick
     loop = asyncio.get_running_loop()
+    # stdin: "go" starts the updates, "progress" prints how many were made, EOF stops.
+    go, stop = asyncio.Event(), asyncio.Event()
+    progress = {"updates": 0.0, "seconds": 0.0}
+
+    def stdin_ready() -> None:
+        line = sys.stdin.readline()
+        if line.strip() == "progress":
+            print(json.dumps(progress), flush=True)
+        elif line:
+            go.set()
+        else:
+            stop.set()
+            go.set()
+
+    loop.add_reader(sys.stdin.fileno(), stdin_ready)
+    await go.wait()
+    tick = 0.01
     done = 0.0
     index = 0
     counter = 0
     start = loop.time()
-    stop = asyncio.Event()
-    loop.add_reader(sys.stdin.fileno(), stop.set)
     while not stop.is_set():
         due = (loop.time() - start) * rate
-        n = int(min(due - done, per_tick * 5))
+        n = int(min(due - done, rate * tick * 5))
         for _ in range(n):
             counter += 1
             all_sensors[index].set_value(counter)
             index = (index + 1) % len(all_sensors)
         done += n
-        if n:
-            print(json.dumps({"updates": done, "seconds": loop.time() - start}), flush=True)
+        progress.update(updates=done, seconds=loop.time() - start)
         await asyncio.sleep(tick)
 
 
@@ -132,7 +144,7 @@ class Lines:
     async def request(self, line: bytes, reply_prefix: bytes) -> bytes:
         self.writer.write(line)
         while True:
-            got = await asyncio.wait_for(self.reader.readline(), 60)
+            got = await asyncio.wait_for(self.reader.readline(), 30)
             if not got:
                 raise ConnectionError("closed")
             if got.startswith(reply_prefix):
@@ -215,15 +227,19 @@ async def _subscribe_and_count(port: int, devices: int, sensors: int, clients: i
             counts[i] += chunk.count(b"#sensor-status")
 
     tasks = [asyncio.ensure_future(count(i, c)) for i, c in enumerate(conns)]
-    await asyncio.sleep(1.0)  # let the initial readings pass
-    fleet_start = _fleet_progress(fleet)
+    # Every subscription first reports the current reading: wait until those have arrived.
+    deadline = time.monotonic() + 120
+    while min(counts) < devices * sensors and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    fleet_start = await _fleet_progress(fleet)
     base = list(counts)
     cpu0 = _cpu_seconds(manager_pid)
     t0 = time.monotonic()
     await asyncio.sleep(duration)
     elapsed = time.monotonic() - t0
     cpu1 = _cpu_seconds(manager_pid)
-    fleet_end = _fleet_progress(fleet)
+    fleet_end = await _fleet_progress(fleet)
     received = sum(counts) - sum(base)
     for task in tasks:
         task.cancel()
@@ -236,19 +252,12 @@ async def _subscribe_and_count(port: int, devices: int, sensors: int, clients: i
             "manager_cpu_us_per_update": 1e6 * (cpu1 - cpu0) / max(produced * elapsed, 1)}
 
 
-_last_progress = {"updates": 0.0, "seconds": 0.0}
-
-
-def _fleet_progress(fleet: subprocess.Popen) -> dict:
-    # The fleet prints its progress on every tick; read what is there without blocking.
-    global _last_progress
-    import select
-    while select.select([fleet.stdout], [], [], 0)[0]:
-        line = fleet.stdout.readline()
-        if not line:
-            break
-        _last_progress = json.loads(line)
-    return dict(_last_progress)
+async def _fleet_progress(fleet: subprocess.Popen) -> dict:
+    """Ask the fleet how many updates it has made (without blocking the event loop)."""
+    fleet.stdin.write("progress\n")
+    fleet.stdin.flush()
+    line = await asyncio.get_running_loop().run_in_executor(None, fleet.stdout.readline)
+    return json.loads(line)
 
 
 async def _client_main(args: argparse.Namespace) -> None:
@@ -282,6 +291,8 @@ async def _client_main(args: argparse.Namespace) -> None:
         print(f"RTT ?dev0-echo via mgr: {via * 1e6:8.1f} us (median)")
         print(f"ratio                 : {via / direct:8.2f}  (goal <= 1.5)")
         print(f"manager RSS per proxied sensor: {rss_per_sensor / 1024:.2f} KiB")
+        fleet.stdin.write("go\n")
+        fleet.stdin.flush()
         result = await _subscribe_and_count(manager_port, args.devices, args.sensors,
                                             args.clients, args.duration, fleet, manager.pid)
         produced = result["produced_per_s"]
