@@ -126,7 +126,7 @@ class LineClient:
 
     @classmethod
     async def connect(cls, port: int) -> LineClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2 ** 22)
         return cls(reader, writer)
 
     async def line(self, timeout: float = WAIT) -> str:

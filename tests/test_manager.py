@@ -286,3 +286,27 @@ def test_cli_bad_config(tmp_path, capsys):
     bad.write_text("[devices.rx_1]\nkatcp = '127.0.0.1:1'\n")
     assert cli_main(["--config", str(bad)]) == 2
     assert "rx_1" in capsys.readouterr().err
+
+
+def test_bad_input_never_takes_the_manager_down():
+    async def main():
+        rx1 = await start_device()
+        async with running_manager({"rx1": katcp_spec("rx1", rx1.bind_address[1])}) as mgr:
+            await until(lambda: mgr.has_sensor("rx1.temp"))
+            c = await LineClient.connect(mgr.bind_address[1])
+            for text in ("rx1-", "rx1--", "rx1-echo " + "x" * 100_000, "lock rx1 1e999",
+                         "lock-break", "unlock", "help rx1-nope", "sensor-sampling rx1.temp bogus",
+                         "device-list extra args", "rx1-informs notanumber"):
+                reply, _ = await c.request(text, timeout=10)
+                assert reply.startswith("!"), (text, reply)
+            c.writer.write(b"\x00\xff garbage\n!rx1-echo ok\n#rx1-echo\n?\n?-\n")
+            assert (await c.request("rx1-echo still here"))[0] == "!rx1-echo ok still here"
+            # A client that goes away with a request in flight.
+            gone = await LineClient.connect(mgr.bind_address[1])
+            gone.writer.write(b"?rx1-informs 200\n")
+            await gone.close()
+            assert (await c.request("rx1-echo fine"))[0] == "!rx1-echo ok fine"
+            await c.close()
+        await stop_device(rx1)
+
+    run(main)

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from array import array
 
 import ncplib
 import pytest
@@ -18,8 +19,9 @@ SERVERS = [pytest.param(ncp.start_server, id="katcp.ncp"),
 
 
 class Node:
-    """A small NCP node: answers DSPC TIME, fails DSPC FAIL, never answers DSPC SLOW, and
-    sends NODE STAT every 20 ms and a NODE WARN when asked with NODE HEAT."""
+    """A small NCP node: answers DSPC TIME, fails DSPC FAIL, never answers DSPC SLOW, sends
+    NODE SPEC (an array and raw bytes) once, NODE STAT every 20 ms and a NODE WARN when asked
+    with NODE HEAT."""
 
     def __init__(self, start_server) -> None:
         self.start_server = start_server
@@ -50,6 +52,7 @@ class Node:
 
         async def status() -> None:
             nonlocal tick
+            connection.send("NODE", "SPEC", BINS=array("h", [1, -2, 3, 4]), MACR=b"\x01\xab")
             while True:
                 tick += 1
                 connection.send("NODE", "STAT", TEMP=40 + tick % 3, LOAD=0.25, NAME="n1")
@@ -113,6 +116,10 @@ def test_ncp_fields_become_requests_and_sensors(start_server):
                 "#sensor-list node1.stat.load NCP\\_NODE\\_STAT\\_param\\_LOAD \\@ float"]
             assert mgr.get_sensor("node1.stat.temp").value() in (40, 41, 42)
             assert mgr.get_sensor("node1.stat.name").value() == "n1"
+            # Arrays and raw bytes become strings.
+            await until(lambda: mgr.has_sensor("node1.spec.macr"))
+            assert mgr.get_sensor("node1.spec.bins").value() == "1,-2,3,4"
+            assert mgr.get_sensor("node1.spec.macr").value() == "01ab"
             reply, _ = await c.request("sensor-sampling node1.stat.temp event")
             assert reply.startswith("!sensor-sampling ok")
             assert " node1.stat.temp nominal 4" in await c.wait_for("#sensor-status")
@@ -144,7 +151,7 @@ def test_ncp_node_killed_and_restarted(start_server):
             reply, _ = await c.request("node1-dspc-time")
             assert reply == "!node1-dspc-time fail device\\_node1\\_is\\_unreachable"
             _, informs = await c.request("device-list")
-            assert informs == [f"#device-list node1 ncp 127.0.0.1:{port} unreachable 3"]
+            assert informs == [f"#device-list node1 ncp 127.0.0.1:{port} unreachable 5"]
             await node.start(port)
             await until(lambda: mgr.get_sensor("node1.stat.temp").status() == Sensor.NOMINAL,
                         timeout=10)
