@@ -52,7 +52,7 @@ class Node:
 
         async def status() -> None:
             nonlocal tick
-            connection.send("NODE", "SPEC", BINS=array("h", [1, -2, 3, 4]), MACR=b"\x01\xab")
+            connection.send("NODE", "SPEC", BINS=array("h", [1, -2, 3, 4]), MACR=b"\x01\xab\x02\xcd")
             while True:
                 tick += 1
                 connection.send("NODE", "STAT", TEMP=40 + tick % 3, LOAD=0.25, NAME="n1")
@@ -119,7 +119,7 @@ def test_ncp_fields_become_requests_and_sensors(start_server):
             # Arrays and raw bytes become strings.
             await until(lambda: mgr.has_sensor("node1.spec.macr"))
             assert mgr.get_sensor("node1.spec.bins").value() == "1,-2,3,4"
-            assert mgr.get_sensor("node1.spec.macr").value() == "01ab"
+            assert mgr.get_sensor("node1.spec.macr").value() == "01ab02cd"
             reply, _ = await c.request("sensor-sampling node1.stat.temp event")
             assert reply.startswith("!sensor-sampling ok")
             assert " node1.stat.temp nominal 4" in await c.wait_for("#sensor-status")
