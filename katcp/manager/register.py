@@ -208,6 +208,10 @@ class RegistrationListener:
             if name is None:
                 return
             device = self._registered.get(name)
+            if device is not None and self.manager.devices.get(name) is not device:
+                # Removed from the manager meanwhile: start afresh.
+                del self._registered[name]
+                device = None
             if device is None:
                 device = await RegisteredDevice.open(name, self.manager,
                                                      self.manager.request_timeout)
