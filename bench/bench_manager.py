@@ -192,7 +192,8 @@ async def _rtts(conn: Lines, line: bytes, prefix: bytes, n: int) -> List[float]:
     return out
 
 
-async def _measure_rtt(device_port: int, manager_port: int, n: int) -> Tuple[float, float]:
+async def _measure_rtt(device_port: int, manager_port: int, n: int, manager_pid: int
+                       ) -> Tuple[float, float, float]:
     direct_conn = await Lines.open(device_port)
     via_conn = await Lines.open(manager_port)
     direct: List[float] = []
@@ -200,12 +201,15 @@ async def _measure_rtt(device_port: int, manager_port: int, n: int) -> Tuple[flo
     await _rtts(direct_conn, b"?echo x\n", b"!echo", 100)       # warm up
     await _rtts(via_conn, b"?dev0-echo x\n", b"!dev0-echo", 100)
     block = max(n // 10, 1)
+    cpu = 0.0
     for _ in range(10):
         direct += await _rtts(direct_conn, b"?echo x\n", b"!echo", block)
+        cpu0 = _cpu_seconds(manager_pid)
         via += await _rtts(via_conn, b"?dev0-echo x\n", b"!dev0-echo", block)
+        cpu += _cpu_seconds(manager_pid) - cpu0
     for conn in (direct_conn, via_conn):
         conn.writer.close()
-    return statistics.median(direct), statistics.median(via)
+    return statistics.median(direct), statistics.median(via), cpu / len(via)
 
 
 async def _subscribe_and_count(port: int, devices: int, sensors: int, clients: int,
@@ -284,12 +288,14 @@ async def _client_main(args: argparse.Namespace) -> None:
         sync_s = time.monotonic() - t0
         rss_per_sensor = (_rss_bytes(manager.pid) - _rss_bytes(baseline.pid)) / (
             args.devices * args.sensors)
-        direct, via = await _measure_rtt(ports[0], manager_port, args.rtt_requests)
+        direct, via, cpu = await _measure_rtt(ports[0], manager_port, args.rtt_requests,
+                                              manager.pid)
         print(f"fleet: {args.devices} devices x {args.sensors} sensors; manager synced in "
               f"{sync_s:.1f} s")
         print(f"RTT ?echo direct      : {direct * 1e6:8.1f} us (median)")
         print(f"RTT ?dev0-echo via mgr: {via * 1e6:8.1f} us (median)")
         print(f"ratio                 : {via / direct:8.2f}  (goal <= 1.5)")
+        print(f"manager CPU per proxied request: {cpu * 1e6:.1f} us")
         print(f"manager RSS per proxied sensor: {rss_per_sensor / 1024:.2f} KiB")
         fleet.stdin.write("go\n")
         fleet.stdin.flush()
