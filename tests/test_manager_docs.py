@@ -149,3 +149,64 @@ def test_doc_session_against_katcp_manager_command(tmp_path):
         run(main, timeout=60)
     finally:
         example.kill()
+
+
+MINIMAL = """
+[manager]
+listen = "127.0.0.1:7147"
+
+[devices.rx1]
+katcp = "127.0.0.1:7150"
+
+[devices.node1]
+ncp = "127.0.0.1:9999"
+"""
+
+
+def test_issue_minimal_config_with_devices_down(tmp_path):
+    """The issue's minimal file works as is, with neither device running yet."""
+
+    async def main():
+        listeners = []
+        for _ in range(2):  # two ports nobody listens on
+            server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+            listeners.append(server.sockets[0].getsockname()[1])
+            server.close()
+            await server.wait_closed()
+        config = tmp_path / "minimal.toml"
+        config.write_text(MINIMAL.replace("7147", "0").replace("7150", str(listeners[0]))
+                          .replace("9999", str(listeners[1])))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "katcp.manager.cli", "--config", str(config),
+            stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
+        try:
+            lines = []
+            port = None
+            while port is None:
+                line = (await asyncio.wait_for(proc.stderr.readline(), 20)).decode()
+                assert line, "".join(lines)
+                lines.append(line)
+                match = re.search(r"listening on [\d.]+:(\d+)", line)
+                port = int(match.group(1)) if match else None
+            assert any("every client may do everything" in line for line in lines)
+            drain = asyncio.ensure_future(proc.stderr.read())
+            client = await LineClient.connect(port)
+            reply, informs = await client.request("device-list")
+            assert reply == "!device-list ok 2"
+            assert [line.split()[1::3] for line in informs] == [["rx1", "unreachable"],
+                                                                 ["node1", "unreachable"]]
+            assert (await client.request("rx1-anything 1"))[0] == (
+                "!rx1-anything fail device\\_rx1\\_is\\_unreachable")
+            assert (await client.request("node1-dspc-time"))[0] == (
+                "!node1-dspc-time fail device\\_node1\\_is\\_unreachable")
+            assert (await client.request("lock rx1"))[0].startswith("!lock ok")
+            await client.close()
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            await asyncio.wait_for(drain, 5)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    run(main, timeout=40)
