@@ -144,7 +144,11 @@ def test_ncp_node_killed_and_restarted(start_server):
             device = mgr.devices["node1"]
             device.reconnect_delay = 0.05
             await until(lambda: mgr.has_sensor("node1.stat.temp"))
+            device.max_sensors = 5  # NODE SPEC (2) and NODE STAT (3); NODE WARN is ignored
             c = await LineClient.connect(mgr.bind_address[1])
+            assert (await c.request("node1-node-heat"))[0] == "!node1-node-heat ok DONE=1"
+            await c.wait_for("#log warn")
+            assert not mgr.has_sensor("node1.warn.warn")
             await node.stop()
             await until(lambda: mgr.get_sensor("node1.stat.temp").status()
                         == Sensor.UNREACHABLE)

@@ -119,6 +119,9 @@ class NcpDevice(ProxiedDevice):
     #: NCP link timeout offered to the node (seconds; nodes grant 5 to 60): a node silent for
     #: longer is taken as gone.  Also the time allowed for connecting.
     link_timeout = 10
+    #: Most sensors made from unasked fields: a node inventing new field or param names
+    #: without end cannot exhaust the manager's memory.
+    max_sensors = 10_000
 
     def __init__(self, spec: DeviceSpec, owner: DeviceOwner, request_timeout: float = 10.0,
                  reconnect_delay: float = 0.5, reconnect_max_delay: float = 10.0) -> None:
@@ -130,6 +133,7 @@ class NcpDevice(ProxiedDevice):
         self._connection: Any = None
         self._task: asyncio.Task | None = None
         self._pending: Dict[Tuple[str, str], Deque[_Pending]] = {}
+        self._warned_full = False
         for name in spec.fields:
             packet_type, _, field_name = name.partition(".")
             suffix = f"{packet_type.lower()}-{field_name.lower()}"
@@ -257,6 +261,12 @@ class NcpDevice(ProxiedDevice):
             name = f"{base}.{_sensor_part(param)}"
             sensor = self.sensors.get(name)
             if sensor is None:
+                if len(self.sensors) >= self.max_sensors:
+                    if not self._warned_full:
+                        log.warning("NCP node %s: more than %d sensors; ignoring new params",
+                                    self.name, self.max_sensors)
+                        self._warned_full = True
+                    continue
                 sensor = self._new_sensor(name, field, param, value)
                 self.sensors[name] = sensor
                 added = True
