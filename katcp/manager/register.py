@@ -171,6 +171,9 @@ class RegistrationListener:
         Where to listen for devices.
     """
 
+    #: Most distinct names that may register (each keeps a relay and its sensors).
+    max_registered = 1000
+
     def __init__(self, manager: Any, host: str, port: int) -> None:
         self.manager = manager
         self.host = host
@@ -247,6 +250,8 @@ class RegistrationListener:
         registered = self._registered.get(name)
         if registered is not None and registered.attached:
             return self._refuse(writer, f"device {name} is registered already")
+        if registered is None and len(self._registered) >= self.max_registered:
+            return self._refuse(writer, "too many registered devices")
         return name
 
     @staticmethod
