@@ -182,6 +182,9 @@ class ManagerConfig:
         Path of the user store; None means no login (everyone may do everything).
     audit_log : str or None
         Path of the audit log file.
+    register : tuple of (str, int) or None
+        Address where devices may dial in and register (``register = "host:port"``); None:
+        no registration port.
     devices : dict of str to DeviceSpec
         The fleet.
     """
@@ -192,6 +195,7 @@ class ManagerConfig:
     tls_client_ca: str | None = None
     users: str | None = None
     audit_log: str | None = None
+    register: Tuple[str, int] | None = None
     devices: Dict[str, DeviceSpec] = field(default_factory=dict)
 
     def server_ssl_context(self) -> ssl.SSLContext | None:
@@ -405,7 +409,7 @@ def manager_config_from_dict(config: Mapping[str, Any]) -> ManagerConfig:
     section = config.get("manager", {})
     if not isinstance(section, Mapping):
         raise ValueError("'manager' must be a table")
-    known = {"listen", "tls_cert", "tls_key", "tls_client_ca", "users", "audit_log"}
+    known = {"listen", "tls_cert", "tls_key", "tls_client_ca", "users", "audit_log", "register"}
     unknown = sorted(set(section) - known)
     if unknown:
         logger.warning("[manager]: ignoring unknown key(s) %s", ", ".join(unknown))
@@ -419,6 +423,12 @@ def manager_config_from_dict(config: Mapping[str, Any]) -> ManagerConfig:
         listen = parse_address(values["listen"] or DEFAULT_LISTEN)
     except ValueError as error:
         raise ValueError(f"[manager]: listen: {error}") from None
+    register = None
+    if values["register"]:
+        try:
+            register = parse_address(values["register"])
+        except ValueError as error:
+            raise ValueError(f"[manager]: register: {error}") from None
     if bool(values["tls_cert"]) != bool(values["tls_key"]) and not values["tls_cert"]:
         raise ValueError("[manager]: 'tls_key' given without 'tls_cert'")
     return ManagerConfig(
@@ -428,6 +438,7 @@ def manager_config_from_dict(config: Mapping[str, Any]) -> ManagerConfig:
         tls_client_ca=values["tls_client_ca"],
         users=values["users"],
         audit_log=values["audit_log"],
+        register=register,
         devices=load_devices(config),
     )
 

@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""Manager benchmark: request RTT through the manager vs direct, and sensor-update throughput.
+
+Three processes: a *fleet* (``--devices`` KATCP device servers with ``--sensors`` integer
+sensors each, updated at ``--rate`` updates/s in total), the *manager* (``katcp-manager``
+with a generated config) and this process, the client side.  It prints:
+
+* the median RTT of ``?echo`` sent straight to device 0 and of ``?dev0-echo`` sent through
+  the manager, by the same client in the same run, interleaved in blocks, and their ratio
+  (goal: <= 1.5), with the fleet's sensors quiet (the updates start afterwards);
+* with ``--clients`` clients subscribed (``event``) to every proxied sensor: the update rate
+  the fleet produced, the ``#sensor-status`` rate the clients received in total, whether the
+  manager kept up, and the manager's CPU per update and resident memory per proxied sensor.
+
+The issue's scale (100 devices x 1000 sensors, 10 clients, 100,000 updates/s) is the default;
+``--quick`` runs a small fleet for a smoke test (the test suite never runs this file).
+
+Usage::
+
+    python bench/bench_manager.py [--quick] [--devices 100] [--sensors 1000] [--clients 10]
+                                  [--rate 100000] [--duration 10] [--rtt-requests 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import List, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# ------------------------------------------------------------------ fleet process
+
+async def _serve_fleet(devices: int, sensors: int, rate: float) -> None:
+    import tornado.ioloop
+
+    from katcp.core import ProtocolFlags, Sensor
+    from katcp.kattypes import Str, request, return_reply
+    from katcp.server import DeviceServer
+
+    class Device(DeviceServer):
+        VERSION_INFO = ("bench-device", 1, 0)
+        BUILD_INFO = ("bench-device", 1, 0, "")
+        PROTOCOL_INFO = ProtocolFlags(5, 1, set("MIB"))
+
+        def setup_sensors(self) -> None:
+            self.values = [Sensor.integer(f"s{i}", "Bench sensor", "", default=0,
+                                          initial_status=Sensor.NOMINAL)
+                           for i in range(sensors)]
+            for sensor in self.values:
+                self.add_sensor(sensor)
+
+        @request(Str(multiple=True))
+        @return_reply(Str(multiple=True))
+        def request_echo(self, req, *words):
+            """Echo the arguments."""
+            return ("ok",) + words
+
+    servers = []
+    for _ in range(devices):
+        server = Device("127.0.0.1", 0)
+        server.set_concurrency_options(thread_safe=False, handler_thread=False)
+        server.set_ioloop(tornado.ioloop.IOLoop.current())
+        await server.start()
+        servers.append(server)
+    print(json.dumps([s.bind_address[1] for s in servers]), flush=True)
+    all_sensors = [sensor for server in servers for sensor in server.values]
+    loop = asyncio.get_running_loop()
+    # stdin: "go" starts the updates, "progress" prints how many were made, EOF stops.
+    go, stop = asyncio.Event(), asyncio.Event()
+    progress = {"updates": 0.0, "seconds": 0.0}
+
+    def stdin_ready() -> None:
+        line = sys.stdin.readline()
+        if line.strip() == "progress":
+            print(json.dumps(progress), flush=True)
+        elif line:
+            go.set()
+        else:
+            stop.set()
+            go.set()
+
+    loop.add_reader(sys.stdin.fileno(), stdin_ready)
+    await go.wait()
+    tick = 0.01
+    done = 0.0
+    index = 0
+    counter = 0
+    start = loop.time()
+    while not stop.is_set():
+        due = (loop.time() - start) * rate
+        n = int(min(due - done, rate * tick * 5))
+        for _ in range(n):
+            counter += 1
+            all_sensors[index].set_value(counter)
+            index = (index + 1) % len(all_sensors)
+        done += n
+        progress.update(updates=done, seconds=loop.time() - start)
+        await asyncio.sleep(tick)
+
+
+# ------------------------------------------------------------------ helpers
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as handle:
+        return int(handle.read().split()[1]) * PAGE
+
+
+class Lines:
+    """A bare KATCP connection: send lines, read lines (no library in the measured path)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Lines:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2 ** 24)
+        return cls(reader, writer)
+
+    async def request(self, line: bytes, reply_prefix: bytes) -> bytes:
+        self.writer.write(line)
+        while True:
+            got = await asyncio.wait_for(self.reader.readline(), 30)
+            if not got:
+                raise ConnectionError("closed")
+            if got.startswith(reply_prefix):
+                return got
+
+
+async def _wait_manager(port: int, devices: int, sensors: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = await Lines.open(port)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    try:
+        while True:
+            conn.writer.write(b"?device-list\n")
+            ready = 0
+            while True:
+                line = await asyncio.wait_for(conn.reader.readline(), 30)
+                if line.startswith(b"!device-list"):
+                    break
+                parts = line.split()
+                if line.startswith(b"#device-list") and parts[4] == b"up" and \
+                        int(parts[5]) == sensors:
+                    ready += 1
+            if ready == devices:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {ready} of {devices} devices synced")
+            await asyncio.sleep(0.5)
+    finally:
+        conn.writer.close()
+
+
+async def _rtts(conn: Lines, line: bytes, prefix: bytes, n: int) -> List[float]:
+    out = []
+    clock = time.perf_counter
+    for _ in range(n):
+        t0 = clock()
+        await conn.request(line, prefix)
+        out.append(clock() - t0)
+    return out
+
+
+async def _measure_rtt(device_port: int, manager_port: int, n: int, manager_pid: int
+                       ) -> Tuple[float, float, float]:
+    direct_conn = await Lines.open(device_port)
+    via_conn = await Lines.open(manager_port)
+    direct: List[float] = []
+    via: List[float] = []
+    await _rtts(direct_conn, b"?echo x\n", b"!echo", 100)       # warm up
+    await _rtts(via_conn, b"?dev0-echo x\n", b"!dev0-echo", 100)
+    block = max(n // 10, 1)
+    cpu = 0.0
+    for _ in range(10):
+        direct += await _rtts(direct_conn, b"?echo x\n", b"!echo", block)
+        cpu0 = _cpu_seconds(manager_pid)
+        via += await _rtts(via_conn, b"?dev0-echo x\n", b"!dev0-echo", block)
+        cpu += _cpu_seconds(manager_pid) - cpu0
+    for conn in (direct_conn, via_conn):
+        conn.writer.close()
+    return statistics.median(direct), statistics.median(via), cpu / len(via)
+
+
+async def _subscribe_and_count(port: int, devices: int, sensors: int, clients: int,
+                               duration: float, fleet: subprocess.Popen, manager_pid: int
+                               ) -> dict:
+    conns = [await Lines.open(port) for _ in range(clients)]
+    for conn in conns:
+        for d in range(devices):
+            names = ",".join(f"dev{d}.s{i}" for i in range(sensors))
+            await conn.request(f"?sensor-sampling {names} event\n".encode(), b"!sensor-sampling")
+    counts = [0] * clients
+
+    async def count(i: int, conn: Lines) -> None:
+        reader = conn.reader
+        while True:
+            chunk = await reader.read(2 ** 20)
+            if not chunk:
+                return
+            counts[i] += chunk.count(b"#sensor-status")
+
+    tasks = [asyncio.ensure_future(count(i, c)) for i, c in enumerate(conns)]
+    # Every subscription first reports the current reading: wait until those have arrived.
+    deadline = time.monotonic() + 120
+    while min(counts) < devices * sensors and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    fleet_start = await _fleet_progress(fleet)
+    base = list(counts)
+    cpu0 = _cpu_seconds(manager_pid)
+    t0 = time.monotonic()
+    await asyncio.sleep(duration)
+    elapsed = time.monotonic() - t0
+    cpu1 = _cpu_seconds(manager_pid)
+    fleet_end = await _fleet_progress(fleet)
+    received = sum(counts) - sum(base)
+    for task in tasks:
+        task.cancel()
+    for conn in conns:
+        conn.writer.close()
+    produced = (fleet_end["updates"] - fleet_start["updates"]) / max(
+        fleet_end["seconds"] - fleet_start["seconds"], 1e-9)
+    return {"produced_per_s": produced, "received_per_s": received / elapsed,
+            "manager_cpu_s_per_s": (cpu1 - cpu0) / elapsed,
+            "manager_cpu_us_per_update": 1e6 * (cpu1 - cpu0) / max(produced * elapsed, 1)}
+
+
+async def _fleet_progress(fleet: subprocess.Popen) -> dict:
+    """Ask the fleet how many updates it has made (without blocking the event loop)."""
+    fleet.stdin.write("progress\n")
+    fleet.stdin.flush()
+    line = await asyncio.get_running_loop().run_in_executor(None, fleet.stdout.readline)
+    return json.loads(line)
+
+
+async def _client_main(args: argparse.Namespace) -> None:
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    fleet = subprocess.Popen(
+        [sys.executable, __file__, "--serve-fleet", str(args.devices), str(args.sensors),
+         str(args.rate)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+    ports = json.loads(fleet.stdout.readline())
+    manager_port = _free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
+        config.write(f'[manager]\nlisten = "127.0.0.1:{manager_port}"\n')
+        for d, port in enumerate(ports):
+            config.write(f'[devices.dev{d}]\nkatcp = "127.0.0.1:{port}"\nstrategy = "event"\n')
+    empty_port = _free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as empty:
+        empty.write(f'[manager]\nlisten = "127.0.0.1:{empty_port}"\n')
+    cli = [sys.executable, "-m", "katcp.manager.cli", "--log-level", "WARNING", "--config"]
+    baseline = subprocess.Popen(cli + [empty.name], env=env, stderr=subprocess.DEVNULL)
+    manager = subprocess.Popen(cli + [config.name], env=env, stderr=subprocess.DEVNULL)
+    try:
+        await _wait_manager(empty_port, 0, 0, 30)
+        t0 = time.monotonic()
+        await _wait_manager(manager_port, args.devices, args.sensors, 600)
+        sync_s = time.monotonic() - t0
+        rss_per_sensor = (_rss_bytes(manager.pid) - _rss_bytes(baseline.pid)) / (
+            args.devices * args.sensors)
+        direct, via, cpu = await _measure_rtt(ports[0], manager_port, args.rtt_requests,
+                                              manager.pid)
+        print(f"fleet: {args.devices} devices x {args.sensors} sensors; manager synced in "
+              f"{sync_s:.1f} s")
+        print(f"RTT ?echo direct      : {direct * 1e6:8.1f} us (median)")
+        print(f"RTT ?dev0-echo via mgr: {via * 1e6:8.1f} us (median)")
+        print(f"ratio                 : {via / direct:8.2f}  (goal <= 1.5)")
+        print(f"manager CPU per proxied request: {cpu * 1e6:.1f} us")
+        print(f"manager RSS per proxied sensor: {rss_per_sensor / 1024:.2f} KiB")
+        fleet.stdin.write("go\n")
+        fleet.stdin.flush()
+        result = await _subscribe_and_count(manager_port, args.devices, args.sensors,
+                                            args.clients, args.duration, fleet, manager.pid)
+        produced = result["produced_per_s"]
+        received = result["received_per_s"]
+        expected = produced * args.clients
+        print(f"updates produced by the fleet : {produced:10.0f} /s (asked {args.rate:.0f})")
+        print(f"#sensor-status to {args.clients} clients : {received:10.0f} /s "
+              f"({100 * received / max(expected, 1):.0f}% of {expected:.0f})")
+        print(f"manager CPU                   : {result['manager_cpu_s_per_s'] * 100:.0f}% of "
+              f"a core, {result['manager_cpu_us_per_update']:.1f} us per upstream update")
+        kept_up = received >= 0.95 * expected
+        print(f"manager kept up               : {'yes' if kept_up else 'NO'}")
+    finally:
+        for proc in (manager, baseline):
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        fleet.stdin.close()
+        try:
+            fleet.wait(10)
+        except subprocess.TimeoutExpired:
+            fleet.kill()
+        os.unlink(config.name)
+        os.unlink(empty.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small fleet: 4 devices x 100 sensors, 2 clients, 2000 updates/s")
+    parser.add_argument("--devices", type=int, default=100)
+    parser.add_argument("--sensors", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=100_000, help="fleet updates/s in total")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rtt-requests", type=int, default=2000)
+    parser.add_argument("--serve-fleet", nargs=3, metavar=("DEVICES", "SENSORS", "RATE"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_fleet:
+        devices, sensors, rate = args.serve_fleet
+        asyncio.run(_serve_fleet(int(devices), int(sensors), float(rate)))
+        return
+    if args.quick:
+        args.devices, args.sensors, args.clients = 4, 100, 2
+        args.rate, args.duration, args.rtt_requests = 2000.0, 3.0, 1000
+    asyncio.run(_client_main(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""A KATCP device behind the manager, mirrored with an :class:`InspectingClientAsync`.
+
+The inspecting client keeps the device's request and sensor lists in step (it follows
+``#interface-changed``).  Its sensor objects *are* the manager's proxy sensors: they are made
+by :meth:`_DeviceInspector.sensor_factory` with the manager-side name, registered on the
+manager's server, and set by the inspecting client from ``#sensor-status``.  The manager
+subscribes to each sensor upstream once (strategy ``auto`` unless the config says otherwise)
+and the manager's own strategies serve its clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+from typing import Any, List, Sequence, Set
+
+from katcp.core import Message, Sensor
+from katcp.inspecting_client import InspectingClientAsync
+from katcp.server import BASE_REQUESTS, ClientRequestConnection
+
+from .config import DeviceSpec
+from .device import DeviceOwner, ProxiedDevice, unreachable_reply
+
+__all__ = ["KatcpDevice", "NOT_PROXIED"]
+
+log = logging.getLogger("katcp.manager")
+
+#: Requests of a device that the manager does not offer as ``<device>-<request>``: the
+#: protocol's own requests, which the manager answers itself for its proxy sensors, and those
+#: that would stop or reset the device for everyone (``halt``, ``restart``).
+NOT_PROXIED = frozenset(BASE_REQUESTS | {"request-timeout-hint"})
+
+#: Sensors per bulk ``?sensor-sampling`` request (keeps lines well below size limits).
+_SAMPLING_CHUNK = 200
+
+
+class _DeviceInspector(InspectingClientAsync):
+    """Inspecting client whose sensor objects are the manager's proxy sensors."""
+
+    def __init__(self, device: KatcpDevice, host: str, port: int) -> None:
+        self._device = device
+        super().__init__(host, port, auto_reconnect=True, logger=log)
+
+    def sensor_factory(self, name: str, sensor_type: int, description: str, units: str,
+                       params: List[Any]) -> Sensor:
+        return Sensor(sensor_type, self._device.sensor_name(name), description, units, params)
+
+
+class KatcpDevice(ProxiedDevice):
+    """A KATCP device server reached by dialling it.
+
+    Parameters
+    ----------
+    spec : DeviceSpec
+        The device's config entry (``kind == "katcp"``).
+    owner : DeviceOwner
+        The manager.
+    request_timeout : float
+        Seconds a proxied request may take when the device gives no timeout hint.
+    """
+
+    kind = "katcp"
+
+    def __init__(self, spec: DeviceSpec, owner: DeviceOwner, request_timeout: float = 60.0
+                 ) -> None:
+        super().__init__(spec.name, owner)
+        self.spec = spec
+        self.request_timeout = request_timeout
+        self._strategy = spec.strategy or ("auto",)
+        self._subscribed: Set[str] = set()
+        self._inspector = _DeviceInspector(self, spec.host, spec.port)
+        self._inspector.set_state_callback(self._state_changed)
+
+    @property
+    def up(self) -> bool:
+        return self._inspector.is_connected()
+
+    @property
+    def address(self) -> str:
+        return f"{self.spec.host}:{self.spec.port}"
+
+    @property
+    def client(self) -> Any:
+        """The low-level client connected to the device."""
+        return self._inspector.katcp_client
+
+    async def start(self) -> None:
+        await self._inspector.connect()
+
+    async def stop(self) -> None:
+        self._inspector.stop()
+        try:
+            await asyncio.wait_for(asyncio.ensure_future(self._inspector.until_stopped()), 5)
+        except asyncio.TimeoutError:
+            log.warning("Client of device %s did not stop within 5 s", self.name)
+
+    # -- mirroring ------------------------------------------------------------------
+    def _wanted(self, remote: str) -> bool:
+        patterns = self.spec.sensors
+        return not patterns or any(fnmatch.fnmatchcase(remote, p) for p in patterns)
+
+    def _state_changed(self, state: Any, model_changes: Any) -> Any:
+        if not state.connected:
+            self._subscribed.clear()
+            self.mark_unreachable()
+            self.owner.device_changed(self, sensors=False, requests=False)
+            return None
+        if state.data_synced and not state.synced:
+            return self._synced()
+        return None
+
+    async def _synced(self) -> None:
+        inspector = self._inspector
+        sensors = {}
+        for remote in inspector.sensors:
+            if self._wanted(remote):
+                sensor = inspector.get_sensor_obj(remote)
+                if sensor is not None:
+                    sensors[remote] = sensor
+        requests = {}
+        for name in inspector.requests:
+            if name not in NOT_PROXIED:
+                request = inspector.get_request_obj(name)
+                if request is not None:
+                    requests[name] = request.description
+        new_sensors = {s.name: s for s in sensors.values()}
+        sensors_changed = new_sensors != self.sensors
+        requests_changed = requests != self.requests
+        # Subscriptions upstream are by name; a replaced sensor object (its description
+        # changed) is subscribed again so that it gets the current reading at once.
+        self._subscribed = {r for r in self._subscribed
+                            if r in sensors and self.sensors.get(sensors[r].name) is sensors[r]}
+        self.sensors = new_sensors
+        self.requests = requests
+        self.owner.device_changed(self, sensors=sensors_changed, requests=requests_changed)
+        await self._subscribe([r for r in sensors if r not in self._subscribed])
+
+    async def _subscribe(self, names: List[str]) -> None:
+        if not names:
+            return
+        client = self.client
+        timeout = self._inspector.sync_timeout
+        if self._inspector.bulk_sensor_sampling:
+            batches = [names[i:i + _SAMPLING_CHUNK] for i in range(0, len(names), _SAMPLING_CHUNK)]
+            jobs = [(batch, Message.request("sensor-sampling", ",".join(batch), *self._strategy))
+                    for batch in batches]
+        else:
+            jobs = [([name], Message.request("sensor-sampling", name, *self._strategy))
+                    for name in names]
+        results = await asyncio.gather(
+            *(client.future_request(msg, timeout=timeout) for _, msg in jobs),
+            return_exceptions=True)
+        for (batch, _), result in zip(jobs, results):
+            if isinstance(result, BaseException):
+                log.warning("Device %s: ?sensor-sampling failed: %s", self.name, result)
+                continue
+            reply, _informs = result
+            if reply.reply_ok():
+                self._subscribed.update(batch)
+            else:
+                log.warning("Device %s refused ?sensor-sampling %s: %s", self.name,
+                            ",".join(batch)[:200], reply)
+
+    # -- requests --------------------------------------------------------------------
+    def forward(self, req: ClientRequestConnection, suffix: str,
+                args: Sequence[bytes]) -> None:
+        local_name = req.msg.name
+        if not self.up:
+            req.reply_with_message(unreachable_reply(local_name, self.name))
+            return
+        request = self._inspector.get_request_obj(suffix)
+        timeout = self.request_timeout
+        if request is not None and request.timeout_hint:
+            timeout = max(timeout, float(request.timeout_hint))
+
+        def on_inform(inform: Message) -> None:
+            try:
+                req.inform(*inform.arguments)
+            except RuntimeError:
+                log.debug("Inform of %s after its reply dropped", local_name)
+
+        def on_reply(reply: Message) -> None:
+            req.reply_with_message(Message.reply(local_name, *reply.arguments))
+
+        self.client.callback_request(Message.request(suffix, *args), reply_cb=on_reply,
+                                     inform_cb=on_inform, timeout=timeout)

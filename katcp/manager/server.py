@@ -1,0 +1,494 @@
+"""The manager's KATCP server: the fleet behind one endpoint, with enforced locks.
+
+:class:`ManagerServer` is an :class:`katcp.server.AsyncDeviceServer` running on the current
+event loop.  Each device of the fleet is a :class:`~katcp.manager.device.ProxiedDevice`:
+
+* its sensors are real sensors of this server named ``<device>.<sensor>``, so ``?sensor-list``,
+  ``?sensor-value`` and ``?sensor-sampling`` (every strategy) are the server's own;
+* its requests ``<device>-<request>`` are routed by :meth:`ManagerServer.handle_request` (the
+  documented dispatch method, overridden here) to the device, and ``?help`` lists them.
+
+Who may do what is decided in one place, :meth:`ManagerServer.authorize`: today it applies
+the locks (a holder's control requests pass, everyone else's fail naming the holder); the
+role checks of a user store plug in there (:meth:`ManagerServer.has_role`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import concurrent.futures
+from typing import Any, Dict, List, Tuple
+
+from katcp.core import FailReply, Message, ProtocolFlags, Sensor
+from katcp.kattypes import Float, Str, request, return_reply
+from katcp.server import AsyncDeviceServer, ClientRequestConnection
+
+from .config import DeviceSpec, ManagerConfig, valid_device_name
+from .device import ProxiedDevice
+from .katcp_device import KatcpDevice
+from .locks import LockError, LockTable, audit
+from .ncp_device import NcpDevice
+from .register import RegistrationListener
+
+__all__ = ["ManagerServer", "SecurityNotAvailable", "install_security", "make_device"]
+
+log = logging.getLogger("katcp.manager")
+
+
+class SecurityNotAvailable(RuntimeError):
+    """The config asks for TLS or users, which this build of the server cannot provide."""
+
+
+def install_security(server: ManagerServer, config: ManagerConfig) -> None:
+    """Apply the config's listen-socket TLS and user store to `server`.
+
+    This is the one place where the secure-KATCP work (TLS on the server's listen socket,
+    login, roles) plugs into the manager.  Until the server supports them, a config that asks
+    for them is refused rather than silently served in the clear or without login.
+
+    Raises
+    ------
+    SecurityNotAvailable
+        When ``tls_cert``, ``tls_client_ca`` or ``users`` is set.
+    """
+    wanted = [key for key in ("tls_cert", "tls_client_ca", "users") if getattr(config, key)]
+    if wanted:
+        raise SecurityNotAvailable(
+            f"[manager] {', '.join(wanted)}: this katcp server has no TLS listen socket or user "
+            "store yet (they come with the secure-KATCP work); refusing to run without them")
+    log.warning("No user store configured: every client may do everything, and a lock "
+                "belongs to the connection that took it")
+
+
+def make_device(spec: DeviceSpec, owner: Any, request_timeout: float) -> ProxiedDevice:
+    """Create the proxied device for a config entry."""
+    if spec.kind == "katcp":
+        return KatcpDevice(spec, owner, request_timeout=request_timeout)
+    if spec.kind == "ncp":
+        return NcpDevice(spec, owner, request_timeout=min(request_timeout, 30.0))
+    raise ValueError(f"device {spec.name!r}: unknown kind {spec.kind!r}")
+
+
+class ManagerServer(AsyncDeviceServer):
+    """KATCP server in front of a fleet of devices.
+
+    Create it inside a running event loop; then ``await start_manager()`` and, at the end,
+    ``await stop_manager()``.
+
+    Parameters
+    ----------
+    config : ManagerConfig
+        Listen address, security settings and the devices.
+    request_timeout : float, optional
+        Seconds a proxied request may take (the device's timeout hint may allow more).
+    """
+
+    VERSION_INFO = ("katcp-manager", 1, 0)
+    BUILD_INFO = ("katcp-manager", 1, 0, "")
+    #: KATCP 5.1 with message ids and bulk ``?sensor-sampling`` (clients of a fleet subscribe
+    #: to many sensors at once).
+    PROTOCOL_INFO = ProtocolFlags(5, 1, {ProtocolFlags.MULTI_CLIENT, ProtocolFlags.MESSAGE_IDS,
+                                         ProtocolFlags.BULK_SET_SENSOR_SAMPLING})
+
+    def __init__(self, config: ManagerConfig, request_timeout: float = 60.0) -> None:
+        host, port = config.listen
+        super().__init__(host, port, logger=log)
+        self.config = config
+        self.request_timeout = request_timeout
+        self._devices: Dict[str, ProxiedDevice] = {}
+        self._published_sensors: Dict[str, Dict[str, Sensor]] = {}
+        self._published_requests: Dict[str, Dict[str, str]] = {}
+        self._quiet_interface_changes = False
+        self._locks: LockTable | None = None
+        self._registration: RegistrationListener | None = None
+        if config.register is not None:
+            self._registration = RegistrationListener(self, *config.register)
+        install_security(self, config)
+        for spec in config.devices.values():
+            self._devices[spec.name] = make_device(spec, self, request_timeout)
+
+    # -- life cycle ------------------------------------------------------------------
+    async def start_manager(self) -> None:
+        """Start listening and connecting to the devices."""
+        started = self.start()
+        if started is not None:
+            await started
+        self._locks = LockTable(asyncio.get_running_loop())
+        for device in list(self._devices.values()):
+            await device.start()
+        log.info("katcp-manager listening on %s:%d with %d device(s)", *self.bind_address,
+                 len(self._devices))
+        if self._registration is not None:
+            await self._registration.start()
+            log.info("Devices may register at %s:%d", *self._registration.bind_address)
+
+    async def stop_manager(self) -> None:
+        """Disconnect from the devices and stop the server."""
+        if self._registration is not None:
+            await self._registration.stop()
+        await asyncio.gather(*(device.stop() for device in self._devices.values()),
+                             return_exceptions=True)
+        if self._locks is not None:
+            self._locks.close()
+        stopped = self.stop()
+        if isinstance(stopped, concurrent.futures.Future):
+            stopped = asyncio.wrap_future(stopped)
+        if stopped is not None:
+            await asyncio.wait_for(stopped, 5)
+
+    @property
+    def registration_address(self) -> Tuple[str, int] | None:
+        """Where devices may dial in (the real port once started), or None."""
+        return None if self._registration is None else self._registration.bind_address
+
+    @property
+    def devices(self) -> Dict[str, ProxiedDevice]:
+        """The devices by name (do not modify)."""
+        return self._devices
+
+    async def add_device(self, device: ProxiedDevice) -> None:
+        """Put another device behind the manager (clients see ``#interface-changed``).
+
+        Raises
+        ------
+        ValueError
+            If the name is invalid or taken.
+        """
+        if not valid_device_name(device.name):
+            raise ValueError(f"invalid device name {device.name!r}")
+        if device.name in self._devices:
+            raise ValueError(f"device {device.name!r} exists already")
+        self._devices[device.name] = device
+        await device.start()
+        self.device_changed(device, sensors=True, requests=True)
+
+    async def remove_device(self, name: str) -> None:
+        """Take a device away (its sensors and requests disappear, its lock ends)."""
+        device = self._devices.pop(name)
+        await device.stop()
+        device.sensors = {}
+        device.requests = {}
+        self._publish(device)
+        self._published_sensors.pop(name, None)
+        self._published_requests.pop(name, None)
+        if self._locks is not None and self._locks.holder_of(name) is not None:
+            self._locks.break_lock(name, by="manager (device removed)")
+
+    # -- DeviceOwner: keep the server's sensors and requests in step ------------------
+    def device_changed(self, device: ProxiedDevice, sensors: bool, requests: bool) -> None:
+        """Publish the device's current sensors and requests (see :class:`DeviceOwner`)."""
+        if self._devices.get(device.name) is device:
+            self._publish(device)
+
+    def device_log(self, device: ProxiedDevice, level: str, text: str) -> None:
+        """Send ``#log LEVEL ... <device> text`` to every client."""
+        self.mass_inform(self.create_log_inform(level, text, device.name))
+
+    def _publish(self, device: ProxiedDevice) -> None:
+        old = self._published_sensors.get(device.name, {})
+        new = dict(device.sensors)
+        sensors_changed = False
+        self._quiet_interface_changes = True
+        try:
+            for name, sensor in old.items():
+                if new.get(name) is not sensor and self.has_sensor(name):
+                    if new.get(name) is None:
+                        self.remove_sensor(name)
+                    sensors_changed = True
+            for name, sensor in new.items():
+                if old.get(name) is not sensor:
+                    self.add_sensor(sensor)
+                    sensors_changed = True
+        finally:
+            self._quiet_interface_changes = False
+        self._published_sensors[device.name] = new
+        requests_changed = self._published_requests.get(device.name, {}) != device.requests
+        self._published_requests[device.name] = dict(device.requests)
+        if self.running():
+            if sensors_changed:
+                self.mass_inform(Message.inform("interface-changed", "sensor-list"))
+            if requests_changed:
+                self.mass_inform(Message.inform("interface-changed", "request-list"))
+
+    def mass_inform(self, msg: Message) -> None:
+        """Send `msg` to every client; while a device is being published, the server's
+        per-sensor ``#interface-changed`` informs are held back (one is sent at the end)."""
+        if self._quiet_interface_changes and msg.name == "interface-changed":
+            return
+        super().mass_inform(msg)
+
+    # -- dispatch --------------------------------------------------------------------
+    def route(self, name: str) -> Tuple[ProxiedDevice, str] | None:
+        """Find the device and request suffix of ``<device>-<request>`` (longest device
+        name first), or None."""
+        found = None
+        index = name.find("-")
+        while index > 0:
+            device = self._devices.get(name[:index])
+            if device is not None:
+                found = (device, name[index + 1:])
+            index = name.find("-", index + 1)
+        return found
+
+    def handle_request(self, connection: Any, msg: Message):
+        """Route ``<device>-<request>`` to its device; other requests are the server's own.
+
+        A request name the server itself handles always wins over a device's.
+        """
+        if self.has_own_request(msg.name):
+            return super().handle_request(connection, msg)
+        routed = self.route(msg.name)
+        if routed is None:
+            return super().handle_request(connection, msg)
+        device, suffix = routed
+        req = ClientRequestConnection(connection, msg)
+        if not suffix:
+            req.reply("invalid", "Unknown request.")
+            return None
+        if device.kind != "ncp" and suffix not in device.requests and device.up:
+            req.reply("invalid", "Unknown request.")
+            return None
+        refusal = self.authorize(connection, device.name, "control")
+        if refusal is not None:
+            audit("denied", device=device.name, request=msg.name, by=connection.address,
+                  reason=refusal)
+            req.reply("fail", refusal)
+            return None
+        try:
+            device.forward(req, suffix, msg.arguments)
+        except Exception:
+            # A bug in one device's proxy must not take the manager down.
+            log.exception("Device %s: forwarding %s failed", device.name, msg.name)
+            try:
+                req.reply("fail", f"manager error forwarding to device {device.name}")
+            except RuntimeError:
+                pass
+        return None
+
+    def has_own_request(self, name: str) -> bool:
+        """Whether the manager itself (not a device) handles request `name`."""
+        return name in self._request_handlers
+
+    # -- authorization: the one place for roles and locks -----------------------------
+    def has_role(self, connection: Any, role: str, device: str | None = None) -> bool:
+        """Whether the client on `connection` has `role` (``read``, ``control``, ``admin``).
+
+        Without a user store every client has every role; the secure-KATCP user store
+        replaces this check.
+        """
+        return True
+
+    def authorize(self, connection: Any, device: str, action: str) -> str | None:
+        """Decide whether the client may do `action` on `device`.
+
+        Returns
+        -------
+        str or None
+            None when allowed; otherwise the reason, for the reply.
+        """
+        if not self.has_role(connection, action, device):
+            return f"permission denied: {action} on {device} needs the {action} role"
+        if action == "control" and self._locks is not None:
+            lock = self._locks.holder_of(device)
+            if lock is not None and lock.owner is not connection:
+                return f"device {device} is locked by {lock.holder}"
+        return None
+
+    def on_client_disconnect(self, conn: Any, msg: str, connection_valid: bool):
+        if self._locks is not None:
+            self._locks.release_owner(conn, reason="disconnect")
+        return super().on_client_disconnect(conn, msg, connection_valid)
+
+    # -- help ------------------------------------------------------------------------
+    def request_help(self, req, msg):
+        """Return help on the available requests, the devices' included.
+
+        Parameters
+        ----------
+        request : str, optional
+            The name of the request to return help for (default: all of them).
+
+        Informs
+        -------
+        request : str
+            The name of a request.
+        description : str
+            Documentation for the named request.
+
+        Returns
+        -------
+        success : {'ok', 'fail'}
+            Whether sending the help succeeded.
+        informs : int
+            Number of #help inform messages sent.
+        """
+        proxied = self._proxied_help()
+        if msg.arguments:
+            name = msg.arguments[0].decode("utf-8", "replace")
+            if not self.has_own_request(name) and name in proxied:
+                req.inform(name, proxied[name])
+                return req.make_reply("ok", "1")
+            return super().request_help(req, msg)
+        own = super().request_help(req, msg)
+        count = int(own.arguments[1])
+        for name in sorted(proxied):
+            if not self.has_own_request(name):
+                req.inform(name, proxied[name])
+                count += 1
+        return req.make_reply("ok", str(count))
+
+    def _proxied_help(self) -> Dict[str, str]:
+        return {device.request_name(suffix): text
+                for device in self._devices.values()
+                for suffix, text in device.requests.items()}
+
+    # -- the manager's own requests ---------------------------------------------------
+    def _device_or_fail(self, device: str) -> str:
+        if device not in self._devices:
+            raise FailReply(f"unknown device {device}")
+        return device
+
+    def _lock_table(self) -> LockTable:
+        if self._locks is None:
+            raise FailReply("manager not started")
+        return self._locks
+
+    @request(Str(), Float(optional=True))
+    @return_reply(Str())
+    def request_lock(self, req, device, lease):
+        """Take the lock of a device: only you may send it control requests.
+
+        Parameters
+        ----------
+        device : str
+            Device name.
+        lease : float, optional
+            Seconds after which the lock ends by itself (default: never).
+
+        Returns
+        -------
+        success : {'ok', 'fail'}
+            'fail' names the current holder.
+        holder : str
+            Who holds the lock now (you).
+        """
+        self._device_or_fail(device)
+        conn = req.client_connection
+        refusal = self.authorize(conn, device, "control")
+        if refusal is not None and not refusal.startswith(f"device {device} is locked"):
+            raise FailReply(refusal)
+        try:
+            lock = self._lock_table().acquire(device, conn, conn.address, lease)
+        except LockError as exc:
+            audit("lock-denied", device=device, by=conn.address, reason=exc)
+            raise FailReply(str(exc)) from None
+        return "ok", lock.holder
+
+    @request(Str())
+    @return_reply()
+    def request_unlock(self, req, device):
+        """Release the lock of a device that you hold.
+
+        Parameters
+        ----------
+        device : str
+            Device name.
+
+        Returns
+        -------
+        success : {'ok', 'fail'}
+            Whether the lock was released.
+        """
+        self._device_or_fail(device)
+        try:
+            self._lock_table().release(device, req.client_connection)
+        except LockError as exc:
+            raise FailReply(str(exc)) from None
+        return ("ok",)
+
+    @request(Str())
+    @return_reply(Str())
+    def request_lock_break(self, req, device):
+        """Break the lock of a device, whoever holds it (needs the admin role).
+
+        Parameters
+        ----------
+        device : str
+            Device name.
+
+        Returns
+        -------
+        success : {'ok', 'fail'}
+            Whether a lock was broken.
+        holder : str
+            Who held it.
+        """
+        self._device_or_fail(device)
+        conn = req.client_connection
+        if not self.has_role(conn, "admin", device):
+            audit("lock-break-denied", device=device, by=conn.address)
+            raise FailReply("permission denied: breaking a lock needs the admin role")
+        try:
+            lock = self._lock_table().break_lock(device, by=conn.address)
+        except LockError as exc:
+            raise FailReply(str(exc)) from None
+        return "ok", lock.holder
+
+    def request_lock_list(self, req, msg):
+        """List the held locks.
+
+        Informs
+        -------
+        device : str
+            Locked device.
+        holder : str
+            Who holds it.
+        lease : str
+            Seconds left on the lease, or 'none'.
+
+        Returns
+        -------
+        success : {'ok'}
+        informs : int
+            Number of locks.
+        """
+        table = self._lock_table()
+        locks = table.locks()
+        for lock in locks:
+            remaining = table.remaining(lock)
+            req.inform(lock.device, lock.holder,
+                       "none" if remaining is None else f"{remaining:.1f}")
+        return req.make_reply("ok", str(len(locks)))
+
+    def request_device_list(self, req, msg):
+        """List the devices behind the manager.
+
+        Informs
+        -------
+        name : str
+            Device name (prefix of its requests and sensors).
+        kind : str
+            'katcp' or 'ncp'.
+        address : str
+            Where the device is.
+        state : str
+            'up' or 'unreachable'.
+        sensors : int
+            Number of proxied sensors.
+
+        Returns
+        -------
+        success : {'ok'}
+        informs : int
+            Number of devices.
+        """
+        for device in self._devices.values():
+            req.inform(device.name, device.kind, device.address,
+                       "up" if device.up else "unreachable", str(len(device.sensors)))
+        return req.make_reply("ok", str(len(self._devices)))
+
+    def locks_held(self) -> List[Tuple[str, str]]:
+        """``(device, holder)`` of every held lock."""
+        return [] if self._locks is None else [(lk.device, lk.holder)
+                                               for lk in self._locks.locks()]
