@@ -11,6 +11,8 @@ One job per module:
   needs, and :func:`requires_role` for handlers;
 * :mod:`~katcp._security.tls` -- :class:`ssl.SSLContext` builders and the peer certificate
   subject;
+* :mod:`~katcp._security.access` -- :class:`AccessControl`: a server's sessions, ``?login``,
+  role checks and their audit, from the pieces above;
 * :mod:`~katcp._security.certs` -- certificate generation and description for the admin
   tool and tests (needs the optional ``cryptography`` library, so it is not imported here).
 
@@ -19,6 +21,7 @@ Nothing here imports the server or client modules: they use these pieces, not th
 
 from __future__ import annotations
 
+from .access import AccessControl, Refusal, Session, redact_arguments
 from .audit import AUDIT_LOGGER_NAME, audit_event, format_event, open_audit_log
 from .backoff import LoginBackoff
 from .passwords import ScryptParams, hash_password, verify_password
@@ -38,6 +41,10 @@ from .userstore import User, UserStore, UserStoreError
 
 __all__ = [
     "ADMIN",
+    "AccessControl",
+    "Refusal",
+    "Session",
+    "redact_arguments",
     "AUDIT_LOGGER_NAME",
     "CONTROL",
     "LoginBackoff",
