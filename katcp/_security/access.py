@@ -17,8 +17,8 @@ dispatcher (one place), about every request:
   log in within :attr:`AccessControl.login_timeout` seconds.
 
 Everything is written to the audit log (:mod:`~katcp._security.audit`); the peer is told
-little ("Login failed."), never whether a user exists. :func:`redact_arguments` hides
-the password of a ``?login`` from any log that shows request arguments.
+little ("Login failed."), never whether a user exists. (:mod:`~katcp._security.redact`
+hides the password of a ``?login`` from logs that show messages.)
 """
 
 from __future__ import annotations
@@ -39,42 +39,17 @@ from .roles import (
     required_role,
     role_allows,
 )
+from .redact import REDACTED, SECRET_ARGUMENTS, redact_arguments
 from .tls import peer_subject
 from .userstore import User, UserStore
 
-__all__ = ["AccessControl", "Refusal", "Session", "redact_arguments", "SECRET_ARGUMENTS"]
-
-#: Requests with secret arguments: name -> index of the first secret argument.
-SECRET_ARGUMENTS = {"login": 1}
-#: What a secret argument is replaced with in logs.
-REDACTED = "<redacted>"
+__all__ = ["AccessControl", "Refusal", "Session", "REDACTED", "SECRET_ARGUMENTS",
+           "redact_arguments"]
 
 #: Reply to a failed login, whatever the reason (unknown user or wrong password).
 LOGIN_FAILED = "Login failed."
 #: Reply to a request refused before login.
 LOGIN_REQUIRED = "Login required: send ?login USER PASSWORD first."
-
-
-def redact_arguments(name: str, arguments: Sequence[Any]) -> list:
-    """``arguments`` with the secret ones (the password of ``?login``) replaced.
-
-    Parameters
-    ----------
-    name : str
-        Request name.
-    arguments : sequence
-        Its arguments (bytes or str).
-
-    Returns
-    -------
-    arguments : list
-        A copy, safe to log.
-    """
-    first_secret = SECRET_ARGUMENTS.get(name)
-    args = list(arguments)
-    if first_secret is None:
-        return args
-    return args[:first_secret] + [REDACTED] * len(args[first_secret:])
 
 
 @dataclass

@@ -11,6 +11,7 @@ which is the form a :class:`~katcp._security.userstore.UserStore` maps to a user
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 from typing import Any, Sequence, Tuple, Union
@@ -18,6 +19,7 @@ from typing import Any, Sequence, Tuple, Union
 __all__ = [
     "INSECURE_WARNING",
     "client_context",
+    "describe_connect_error",
     "peer_subject",
     "server_context",
     "subject_string",
@@ -195,3 +197,57 @@ def peer_subject(ssl_object: Any) -> str | None:
     if not cert or not cert.get("subject"):
         return None
     return subject_string(cert["subject"])
+
+
+# OpenSSL reasons that mean "what came back was not TLS".
+_NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+                    "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "UNEXPECTED_EOF_WHILE_READING"}
+
+
+def describe_connect_error(exc: BaseException, tls: bool, *,
+                           silent_close: bool = False) -> str:
+    """Plain words for why a client could not connect (for logs and tools).
+
+    Parameters
+    ----------
+    exc : BaseException
+        What connecting raised (or why the connection was lost).
+    tls : bool
+        Whether the client was using TLS.
+    silent_close : bool
+        The server closed a connection that had delivered nothing yet.
+
+    Returns
+    -------
+    text : str
+        E.g. ``"TLS certificate check failed: certificate has expired"`` or
+        ``"... does not seem to speak TLS (plain KATCP? connect without TLS)"``.
+    """
+    if silent_close:
+        if tls:
+            return ("the server closed the connection during or right after the TLS "
+                    "handshake: it may require a client certificate (--cert/--key) "
+                    "that it trusts")
+        return ("the server closed the connection without a word: it may be a TLS "
+                "server (connect with TLS, e.g. --tls)")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate check failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or str(exc)
+        if reason in _NOT_TLS_REASONS:
+            return (f"TLS handshake failed ({reason}): the server does not seem to speak "
+                    "TLS (plain KATCP? connect without TLS)")
+        if reason in ("TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE",
+                      "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_CERTIFICATE_UNKNOWN"):
+            return (f"the server refused our client certificate ({reason}): give one it "
+                    "trusts (--cert/--key)")
+        return f"TLS error: {reason}"
+    if isinstance(exc, asyncio.TimeoutError) and tls:
+        return ("timed out connecting or in the TLS handshake: the server may not speak "
+                "TLS, or may be unreachable")
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out connecting"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running on that port?)"
+    text = str(exc) or type(exc).__name__
+    return text
