@@ -249,3 +249,19 @@ def test_redact_arguments():
                                                                      "<redacted>"]
     assert redact_arguments("login", []) == []
     assert redact_arguments("set-gain", ["1"]) == ["1"]
+
+
+def test_concurrent_logins_per_address_are_bounded(access):
+    async def main():
+        sessions = [access.open_session(f"10.0.0.1:{5000 + i}", "10.0.0.1") for i in range(3)]
+        other = access.open_session("10.0.0.2:5000", "10.0.0.2")
+        tasks = [asyncio.ensure_future(access.login(s, "reader", SECRET)) for s in sessions]
+        tasks.append(asyncio.ensure_future(access.login(other, "reader", SECRET)))
+        results = await asyncio.gather(*tasks)
+        return results, access._checking
+
+    results, checking = asyncio.run(main())
+    assert results[:2] == [("ok", "read"), ("ok", "read")]
+    assert results[2][0] == "fail" and "at once" in results[2][1]
+    assert results[3] == ("ok", "read")  # another address is not affected
+    assert checking == {}

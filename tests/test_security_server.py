@@ -301,6 +301,30 @@ def test_login_then_pipelined_requests_keep_their_order(secured, pki):
         raw.close()
 
 
+def test_informs_and_replies_ignored_before_login(pki, store):
+    class Listening(Instrument):
+        informs: list = []
+
+        def inform_note(self, conn, msg):
+            self.informs.append(msg)
+
+    server = start_server(Listening, store, pki)
+    try:
+        raw = RawTLS(server, pki)
+        raw.send("#note before")
+        raw.send("!unexpected ok")
+        raw.reply("?watchdog")
+        assert Listening.informs == []
+        assert b"Unexpected reply" not in raw.received
+        raw.reply(f"?login reader {SECRET}")
+        raw.send("#note after")
+        raw.reply("?watchdog")
+        assert [m.arguments for m in Listening.informs] == [[b"after"]]
+        raw.close()
+    finally:
+        stop(server)
+
+
 def test_no_traceback_to_the_peer(secured, pki):
     raw = RawTLS(secured, pki)
     try:

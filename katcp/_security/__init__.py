@@ -13,6 +13,8 @@ One job per module:
   subject;
 * :mod:`~katcp._security.access` -- :class:`AccessControl`: a server's sessions, ``?login``,
   role checks and their audit, from the pieces above;
+* :mod:`~katcp._security.redact` -- :func:`loggable`: messages for logs, ``?login``'s
+  password replaced;
 * :mod:`~katcp._security.certs` -- certificate generation and description for the admin
   tool and tests (needs the optional ``cryptography`` library, so it is not imported here).
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 from .access import AccessControl, Refusal, Session, redact_arguments
 from .audit import AUDIT_LOGGER_NAME, audit_event, format_event, open_audit_log
 from .backoff import LoginBackoff
+from .redact import loggable
 from .passwords import ScryptParams, hash_password, verify_password
 from .roles import (
     ADMIN,
@@ -60,6 +63,7 @@ __all__ = [
     "default_role",
     "format_event",
     "hash_password",
+    "loggable",
     "open_audit_log",
     "peer_subject",
     "required_role",

@@ -29,10 +29,10 @@ import math
 import os
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from typing import Any, Dict, Sequence, Union
 
 from .audit import audit_event
-from .backoff import LoginBackoff
+from .backoff import LoginBackoff, address_key
 from .roles import (
     CONTROL,
     UNAUTHENTICATED_REQUESTS,
@@ -110,12 +110,17 @@ class AccessControl:
         deliberately slow hash does not stall the server.
     audit_logger : logging.Logger, optional
         Audit log (default ``katcp.audit``).
+    max_logins_per_address : int
+        Password checks allowed at once from one address (:func:`address_key`); more
+        are refused at once, so that many connections cannot queue up slow checks before
+        the backoff has seen a failure.
     """
 
     def __init__(self, users: Union[UserStore, str, os.PathLike], *,
                  login_timeout: float | None = 60.0, backoff: LoginBackoff | None = None,
                  executor: Executor | None = None,
-                 audit_logger: logging.Logger | None = None) -> None:
+                 audit_logger: logging.Logger | None = None,
+                 max_logins_per_address: int = 2) -> None:
         self.users = users if isinstance(users, UserStore) else UserStore(users)
         if login_timeout is not None and login_timeout <= 0:
             raise ValueError("login_timeout must be positive (or None)")
@@ -123,6 +128,8 @@ class AccessControl:
         self.backoff = backoff if backoff is not None else LoginBackoff()
         self.executor = executor
         self.audit_logger = audit_logger
+        self.max_logins_per_address = max_logins_per_address
+        self._checking: Dict[str, int] = {}
 
     def _audit(self, event: str, session: Session, *, user: str | None = None,
                request: str | None = None, status: str | None = None,
@@ -250,7 +257,14 @@ class AccessControl:
             self._audit("login", session, user=user, request="login", status="fail",
                         detail=f"backoff, {wait:.1f} s left", level=logging.WARNING)
             return ("fail", f"Too many failed logins: try again in {math.ceil(wait)} s.")
+        key = address_key(session.host)
+        if self._checking.get(key, 0) >= self.max_logins_per_address:
+            self._audit("login", session, user=user, request="login", status="fail",
+                        detail="too many logins at once from this address",
+                        level=logging.WARNING)
+            return ("fail", "Too many logins at once: try again later.")
         session._login_in_progress = True
+        self._checking[key] = self._checking.get(key, 0) + 1
         try:
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(self.executor, self.users.verify, user,
@@ -264,6 +278,9 @@ class AccessControl:
             return ("fail", LOGIN_FAILED)
         finally:
             session._login_in_progress = False
+            count = self._checking.pop(key) - 1
+            if count:
+                self._checking[key] = count
         if found is None:
             delay = self.backoff.record_failure(user, session.host)
             self._audit("login", session, user=user, request="login", status="fail",

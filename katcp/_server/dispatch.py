@@ -408,6 +408,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         mtype = msg.mtype
         if mtype == _REQUEST:
             return self.handle_request(client_conn, msg)
+        if self.access_control is not None and not client_conn.session.authenticated:
+            # Inform and reply handlers are server code too: not before login.
+            self._logger.debug("Ignored %s from %s: not logged in", msg.name,
+                               client_conn.address)
+            return None
         if mtype == _INFORM:
             return self.handle_inform(client_conn, msg)
         if mtype == _REPLY:
