@@ -258,6 +258,11 @@ class DeviceClient(metaclass=DeviceMetaclass):
     auto_reconnect : bool, optional
         Whether to reconnect (with a bounded back-off starting at
         ``auto_reconnect_delay``) when the connection drops or fails.
+    ssl : ssl.SSLContext, optional
+        Connect with TLS using this context (e.g.
+        ``katcp._security.tls.client_context(cafile="ca.crt")``); the server's
+        certificate is checked against ``host``. Why a connection failed is in
+        :attr:`last_connect_error`. See the Security chapter.
 
     Examples
     --------

@@ -70,6 +70,9 @@ class AsyncClient(DeviceClient):
         Logger to log to.
     auto_reconnect : bool, optional
         Whether to reconnect when the connection drops.
+    ssl : ssl.SSLContext, optional
+        Connect with TLS (see :class:`DeviceClient`). For servers with login, see
+        :meth:`login` and :meth:`set_credentials`.
 
     Examples
     --------
