@@ -620,3 +620,11 @@ def test_store_path_accepted(tmp_path, pki):
     server = Instrument("127.0.0.1", 0, users=path, login_timeout=None)
     assert isinstance(server.access_control, AccessControl)
     assert server.access_control.login_timeout is None
+
+
+def test_login_without_tls_warns(tmp_path, caplog):
+    path = tmp_path / "u.db"
+    UserStore(path, params=FAST).add_user("op", SECRET, "control")
+    with caplog.at_level(logging.WARNING, logger="katcp.server"):
+        Instrument("127.0.0.1", 0, users=path)
+    assert "passwords will cross the network in clear text" in caplog.text

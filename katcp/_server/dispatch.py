@@ -229,6 +229,9 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         #: Login, roles and audit (:class:`katcp._security.access.AccessControl`), or
         #: None when the server is open to all.
         self.access_control: AccessControl | None = access
+        if access is not None and ssl is None:
+            logger.warning("Login is on but TLS is off: passwords will cross the network "
+                           "in clear text (give the server ssl=)")
         self._server = KATCPServer(self, host, port, tb_limit, logger, ssl=ssl,
                                    access=access)
         self._logger = logger
