@@ -752,7 +752,7 @@ class KATCPServer:
         client = self.client_connection_factory(self, conn)
         self._connections[conn] = client
         if self.access is not None:
-            self._open_session(conn, client)
+            self._open_session(conn, client, self.access)
         try:
             ready = self._device.on_client_connect(client)
             if asyncio.iscoroutine(ready):
@@ -771,8 +771,7 @@ class KATCPServer:
             ready.add_done_callback(
                 lambda f: self._post(self._client_ready, conn, client, f))
 
-    def _open_session(self, conn: Any, client: ClientConnection) -> None:
-        access = self.access
+    def _open_session(self, conn: Any, client: ClientConnection, access: AccessControl) -> None:
         peer = conn.peer
         host = peer[0] if isinstance(peer, tuple) else None
         transport = conn.transport
@@ -785,14 +784,15 @@ class KATCPServer:
             client.session = session = Session(addr=client.address, host=host)
         if not session.authenticated and access.login_timeout is not None:
             client._login_timer = self._loop.call_later(
-                access.login_timeout, self._login_timeout, conn, client)
+                access.login_timeout, self._login_timeout, conn, client, access)
 
-    def _login_timeout(self, conn: Any, client: ClientConnection) -> None:
+    def _login_timeout(self, conn: Any, client: ClientConnection,
+                       access: AccessControl) -> None:
         client._login_timer = None
         session = client.session
         if conn.closing or session is None or session.authenticated:
             return
-        self.access.login_timed_out(session)
+        access.login_timed_out(session)
         self._start_disconnect(conn, client, "Login timeout.")
 
     def _client_ready(self, conn: Any, client: ClientConnection, fut) -> None:

@@ -396,6 +396,8 @@ class ToolClient(AsyncClient):
 
     async def _log_in(self, timeout: float) -> None:
         user, password = self.security.user, self.security.password
+        if user is None or password is None:
+            return
         try:
             self.role = await asyncio.wait_for(self.login(user, password, timeout=timeout),
                                                timeout)

@@ -238,8 +238,11 @@ def cmd_user(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
             store.set_role(args.user, args.role)
         if args.subject is not None or args.no_subject:
             store.set_subject(args.user, None if args.no_subject else args.subject)
-        user = store.get_user(args.user)
-        out.write(f"User {user.name}: role {user.role}, subject {user.subject or '-'}\n")
+        updated = store.get_user(args.user)
+        if updated is None:
+            raise AdminError(f"user {args.user!r} was removed meanwhile")
+        out.write(f"User {updated.name}: role {updated.role}, "
+                  f"subject {updated.subject or '-'}\n")
 
 
 def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None,
