@@ -517,6 +517,21 @@ def test_plaintext_client_to_tls_server_gets_a_clear_error(store, pki):
         stop(server)
 
 
+def test_plaintext_client_waiting_for_the_greeting_is_told(store, pki):
+    server = start_server(Instrument, store, pki)
+    client = BlockingClient(*server.bind_address, timeout=TIMEOUT)
+    client.start()
+    try:
+        t0 = time.monotonic()
+        assert not client.wait_protocol(1.0)
+        assert time.monotonic() - t0 < 3.0
+        assert "may be a TLS server" in client.last_connect_error
+    finally:
+        client.stop()
+        client.join(TIMEOUT)
+        stop(server)
+
+
 def test_tls_client_to_plaintext_server_gets_a_clear_error(store, pki):
     server = start_server(Instrument, store, pki, tls=False)
     client = BlockingClient(*server.bind_address, ssl=client_context(cafile=pki.ca_cert),

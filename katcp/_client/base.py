@@ -607,9 +607,16 @@ class DeviceClient(metaclass=DeviceMetaclass):
     def wait_protocol(self, timeout: float | None = None) -> bool:
         """Block until the server's protocol information is known; return whether it is.
 
-        When True, :attr:`protocol_flags` holds the server's flags.
+        When True, :attr:`protocol_flags` holds the server's flags. When it is not known in
+        time although the connection is up and the server has sent nothing at all,
+        :attr:`last_connect_error` says so (typically a plaintext client talking to a TLS
+        server, which waits for a handshake).
         """
-        return self._received_protocol_info.wait(timeout)
+        known = self._received_protocol_info.wait(timeout)
+        if not known and self._connected.is_set() and not self._received_any:
+            self.last_connect_error = describe_connect_error(
+                None, self.ssl is not None, silent_greeting=True)
+        return known
 
     # ------------------------------------------------------------------ protocol
     def convert_seconds(self, time_seconds: float) -> float:

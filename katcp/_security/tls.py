@@ -204,18 +204,21 @@ _NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENG
                     "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "UNEXPECTED_EOF_WHILE_READING"}
 
 
-def describe_connect_error(exc: BaseException, tls: bool, *,
-                           silent_close: bool = False) -> str:
+def describe_connect_error(exc: BaseException | None, tls: bool, *,
+                           silent_close: bool = False, silent_greeting: bool = False) -> str:
     """Plain words for why a client could not connect (for logs and tools).
 
     Parameters
     ----------
-    exc : BaseException
-        What connecting raised (or why the connection was lost).
+    exc : BaseException or None
+        What connecting raised (or why the connection was lost); None with
+        ``silent_greeting``.
     tls : bool
         Whether the client was using TLS.
     silent_close : bool
         The server closed a connection that had delivered nothing yet.
+    silent_greeting : bool
+        The connection is up but the server has said nothing within the caller's wait.
 
     Returns
     -------
@@ -223,6 +226,12 @@ def describe_connect_error(exc: BaseException, tls: bool, *,
         E.g. ``"TLS certificate check failed: certificate has expired"`` or
         ``"... does not seem to speak TLS (plain KATCP? connect without TLS)"``.
     """
+    if silent_greeting:
+        if tls:
+            return ("connected with TLS, but the server has sent nothing (no "
+                    "#version-connect): it may not be a KATCP server")
+        return ("connected, but the server has sent nothing (no #version-connect): it may "
+                "be a TLS server (connect with TLS, e.g. --tls)")
     if silent_close:
         if tls:
             return ("the server closed the connection during or right after the TLS "
