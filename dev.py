@@ -197,7 +197,7 @@ def cmd_package(args, py=None):
                                                                       "KATCP_CODEC")}
         if subprocess.run([vpy, "-c", SMOKE_TEST, ROOT], cwd=work, env=clean_env).returncode:
             sys.exit("dev.py: the smoke test of the installed wheel failed")
-        for script in ("katcp-cmd", "katcp-shell", "katcp-exampleserver"):
+        for script in ("katcp-cmd", "katcp-shell", "katcp-exampleserver", "katcp-admin"):
             exe = os.path.join(env_dir, BIN, script + EXE)
             print("+", script, "--help", flush=True)
             if subprocess.run([exe, "--help"], cwd=work, env=clean_env,
@@ -225,11 +225,11 @@ def _check_wheel(path):
                              if n.endswith(".dist-info/entry_points.txt")), "")
     missing = [n for n in ("katcp/py.typed", "katcp/ncp/blocking.py", "katcp/tools/cmd.py")
                if n not in names]
-    missing += [s for s in ("katcp-cmd", "katcp-shell", "katcp-exampleserver")
+    missing += [s for s in ("katcp-cmd", "katcp-shell", "katcp-exampleserver", "katcp-admin")
                 if s not in entry_points]
     if missing:
         sys.exit(f"dev.py: the wheel lacks {missing}")
-    print(f"wheel {os.path.basename(path)}: {len(names)} files, py.typed and 3 console scripts")
+    print(f"wheel {os.path.basename(path)}: {len(names)} files, py.typed and 4 console scripts")
 
 
 def cmd_demo(args):

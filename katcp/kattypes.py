@@ -46,6 +46,7 @@ from katcp._protocol.kattypes import (
     pack_types,
     unpack_types,
 )
+from katcp._security.roles import requires_role
 from katcp._protocol.message import (
     DEFAULT_KATCP_MAJOR,
     MS_TO_SEC_FAC,
@@ -86,6 +87,7 @@ __all__ = [
     "minimum_katcp_version",
     "has_katcp_protocol_flags",
     "request_timeout_hint",
+    "requires_role",
 ]
 
 # Names katcp-python 0.9.3 also exposed in this module (it imported them here), which

@@ -34,6 +34,7 @@ SUBPACKAGE_LAYERS: Dict[str, float] = {
     "_transport": 2,  # L2: the one connection class, listen, dial
     "_server": 3,  # L3: endpoints
     "_client": 3,
+    "_security": 3,  # beside the servers: passwords, users, roles, audit, TLS, AccessControl
     "ncp": 3,
     "_resource": 4,  # L4: inspecting client, resources, containers
     "manager": 4,  # L4: the fleet behind one endpoint (and its config parser)

@@ -12,6 +12,7 @@ import functools
 import inspect
 import logging
 import socket
+import ssl as _ssl
 import threading
 import traceback
 from typing import Any, Callable, Dict, Tuple
@@ -30,6 +31,8 @@ from katcp._protocol.message import (
     ProtocolFlags,
 )
 from katcp._protocol.metaclass import DeviceMetaclass
+from katcp._security.redact import loggable
+from katcp._security.tls import describe_connect_error
 from katcp._transport.dial import open_connection, start_connect
 from katcp._transport.protocol import Connection
 
@@ -213,6 +216,9 @@ class _ClientHandler:
         client = self._client
         if conn is not client._conn:
             return
+        if not client._received_any:
+            client._received_any = True
+            client.last_connect_error = None
         try:
             result = client.handle_message(msg)
         except Exception:
@@ -252,6 +258,11 @@ class DeviceClient(metaclass=DeviceMetaclass):
     auto_reconnect : bool, optional
         Whether to reconnect (with a bounded back-off starting at
         ``auto_reconnect_delay``) when the connection drops or fails.
+    ssl : ssl.SSLContext, optional
+        Connect with TLS using this context (e.g.
+        ``katcp._security.tls.client_context(cafile="ca.crt")``); the server's
+        certificate is checked against ``host``. Why a connection failed is in
+        :attr:`last_connect_error`. See the Security chapter.
 
     Examples
     --------
@@ -278,10 +289,20 @@ class DeviceClient(metaclass=DeviceMetaclass):
     MAX_LOOP_LATENCY = 0.03
 
     def __init__(self, host: str, port: int, tb_limit: int = 20,
-                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
+                 logger: logging.Logger = log, auto_reconnect: bool = True, *,
+                 ssl: _ssl.SSLContext | None = None) -> None:
         if not host:
             host = "0.0.0.0"
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}")
         self._bindaddr = (host, port)
+        #: TLS context for the connection (None: plain TCP).
+        self.ssl = ssl
+        #: Why the last connection attempt failed, or why the server closed the last
+        #: connection before saying anything (None after a good connection); in plain
+        #: words, with a hint for TLS mismatches.
+        self.last_connect_error: str | None = None
+        self._received_any = False
         self._tb_limit = tb_limit
         self._logger = logger
         self._auto_reconnect = auto_reconnect
@@ -586,9 +607,16 @@ class DeviceClient(metaclass=DeviceMetaclass):
     def wait_protocol(self, timeout: float | None = None) -> bool:
         """Block until the server's protocol information is known; return whether it is.
 
-        When True, :attr:`protocol_flags` holds the server's flags.
+        When True, :attr:`protocol_flags` holds the server's flags. When it is not known in
+        time although the connection is up and the server has sent nothing at all,
+        :attr:`last_connect_error` says so (typically a plaintext client talking to a TLS
+        server, which waits for a handshake).
         """
-        return self._received_protocol_info.wait(timeout)
+        known = self._received_protocol_info.wait(timeout)
+        if not known and self._connected.is_set() and not self._received_any:
+            self.last_connect_error = describe_connect_error(
+                None, self.ssl is not None, silent_greeting=True)
+        return known
 
     # ------------------------------------------------------------------ protocol
     def convert_seconds(self, time_seconds: float) -> float:
@@ -757,7 +785,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
             raise KatcpClientDisconnected(
                 f"Not connected to device {self.bind_address_string}")
         if self._logger.isEnabledFor(logging.DEBUG):
-            self._logger.debug("Sending to %s: %r", self.bind_address_string, bytes(msg))
+            self._logger.debug("Sending to %s: %r", self.bind_address_string, loggable(msg))
         try:
             # Latency: the first message of an idle connection goes out now
             # rather than at the end of the loop iteration; later ones in the
@@ -767,7 +795,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
             if idle:
                 conn.flush()
         except Exception as exc:
-            self._logger.warning("Could not send message %r to %r", str(msg),
+            self._logger.warning("Could not send message %r to %r", loggable(msg),
                                  self._bindaddr, exc_info=True)
             self._disconnect()
             raise KatcpClientDisconnected(
@@ -788,10 +816,16 @@ class DeviceClient(metaclass=DeviceMetaclass):
         if self._connect_failures >= 5:
             self._logger.warning("Reconnected to %s", self.bind_address_string)
         self._connect_failures = 0
+        self._received_any = False
         self._disconnected.clear()
         self._connected.set()
         self.last_connect_time = loop.time()
         self._logger.debug("Connected to %s", self.bind_address_string)
+        try:
+            self._on_connected()
+        except Exception:
+            self._logger.exception("Error starting the connection to %s",
+                                   self.bind_address_string)
         try:
             self.notify_connected(True)
         except Exception:
@@ -802,6 +836,12 @@ class DeviceClient(metaclass=DeviceMetaclass):
         if conn is not self._conn:
             return
         self._conn = None
+        if not self._received_any and self._running.is_set():
+            # Closed by the server without a word: typically a TLS server that got
+            # plain text, or one that refused our (missing) client certificate.
+            self.last_connect_error = describe_connect_error(
+                exc or ConnectionResetError("closed by the server"), self.ssl is not None,
+                silent_close=True)
         self._connected.clear()
         self._disconnected.set()
         if not self._static_protocol_configuration:
@@ -824,6 +864,10 @@ class DeviceClient(metaclass=DeviceMetaclass):
         if lost is not None and not lost.done():
             lost.set_result(None)
 
+    def _on_connected(self) -> None:
+        """Hook for subclasses: connected; runs before :meth:`notify_connected`, so that
+        what it sends (a ``?login``) goes before anything the user's callbacks send."""
+
     def _on_connection_lost(self) -> None:
         """Hook for subclasses: the connection has just been lost."""
 
@@ -838,20 +882,27 @@ class DeviceClient(metaclass=DeviceMetaclass):
                 # asyncio.timeout() needs no extra task, unlike wait_for (< 3.12).
                 async with _asyncio_timeout(self.connect_timeout):
                     await open_connection(
-                        self._handler, codec, host, port, max_msg_size=self.MAX_MSG_SIZE,
+                        self._handler, codec, host, port, ssl=self.ssl,
+                        max_msg_size=self.MAX_MSG_SIZE,
                         max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE, logger=self._logger,
                         sock=sock)
             else:
                 await open_connection(
-                    self._handler, codec, host, port, timeout=self.connect_timeout,
-                    max_msg_size=self.MAX_MSG_SIZE,
+                    self._handler, codec, host, port, ssl=self.ssl,
+                    timeout=self.connect_timeout, max_msg_size=self.MAX_MSG_SIZE,
                     max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE, logger=self._logger,
                     sock=sock)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            error = describe_connect_error(exc, self.ssl is not None)
+            if isinstance(exc, _ssl.SSLError) and error != self.last_connect_error:
+                # TLS failures do not cure themselves by retrying: say so once, loudly.
+                self._logger.warning("Cannot connect to %s: %s", self.bind_address_string,
+                                     error)
             if self._connect_failures % 5 == 0:
                 self._logger.debug("Failed to connect to %r: %s", self._bindaddr, exc)
+            self.last_connect_error = error
             self._connect_failures += 1
             return False
         return self._conn is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as _ssl
 import threading
 import time
 from typing import Any, Callable, Dict, List, Tuple
@@ -15,6 +16,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from katcp._aio.loopcalls import in_loop_thread
 from katcp._client.base import DeviceClient, log, make_threadsafe
 from katcp._protocol.message import KatcpClientError, Message
+from katcp._security.redact import loggable
 
 
 class _Pending:
@@ -68,6 +70,9 @@ class AsyncClient(DeviceClient):
         Logger to log to.
     auto_reconnect : bool, optional
         Whether to reconnect when the connection drops.
+    ssl : ssl.SSLContext, optional
+        Connect with TLS (see :class:`DeviceClient`). For servers with login, see
+        :meth:`login` and :meth:`set_credentials`.
 
     Examples
     --------
@@ -95,11 +100,79 @@ class AsyncClient(DeviceClient):
                               and cls.send_message is DeviceClient.send_message)
 
     def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: float = 5.0,
-                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
+                 logger: logging.Logger = log, auto_reconnect: bool = True, *,
+                 ssl: _ssl.SSLContext | None = None) -> None:
         super().__init__(host, port, tb_limit=tb_limit, logger=logger,
-                         auto_reconnect=auto_reconnect)
+                         auto_reconnect=auto_reconnect, ssl=ssl)
         self._request_timeout = timeout
+        self._credentials: Tuple[str, str] | None = None
         self._reset_async_requests()
+
+    # ------------------------------------------------------------------ login
+    def set_credentials(self, user: str | None, password: str | None = None) -> None:
+        """Log in as ``user`` first thing on every connection from now on (None: stop).
+
+        For servers with login (see the Security chapter). The password is kept in this
+        object's memory for as long as it is set, so that the client can log in again
+        after a reconnection; it is never logged (``?login`` is logged redacted).
+        Takes effect at the next connection; :meth:`login` also logs in at once.
+
+        Parameters
+        ----------
+        user : str or None
+            User name, or None to forget the credentials.
+        password : str, optional
+            The user's password.
+        """
+        if user is None:
+            self._credentials = None
+            return
+        if not password:
+            raise ValueError("a password is needed to log in")
+        self._credentials = (str(user), str(password))
+
+    def _on_connected(self) -> None:
+        credentials = self._credentials
+        if credentials is not None:
+            # No message id (the server's flags are not known yet): the reply is matched
+            # by name. The server handles this client's later requests after the login.
+            self.callback_request(Message.request("login", *credentials),
+                                  reply_cb=self._relogin_done, use_mid=False)
+
+    def _relogin_done(self, reply: Message) -> None:
+        if not reply.reply_ok():
+            user = self._credentials[0] if self._credentials else "?"
+            self._logger.error("Login as %s to %s failed: %s", user, self.bind_address_string,
+                               b" ".join(reply.arguments[1:]).decode("utf-8", "replace"))
+
+    async def login(self, user: str, password: str, timeout: float | None = None) -> str:
+        """Log in to the server now, and again after every reconnection.
+
+        Call (await) in the ioloop thread, once connected.
+
+        Parameters
+        ----------
+        user : str
+            User name.
+        password : str
+            Password.
+        timeout : float, optional
+            Seconds to wait for the reply (default: the client's timeout).
+
+        Returns
+        -------
+        role : str
+            The role the server granted (``read``, ``control`` or ``admin``).
+
+        Raises
+        ------
+        KatcpClientError
+            The server refused the login (the message says why, as the server put it).
+        """
+        self.set_credentials(user, password)
+        reply, _ = await self.future_request(Message.request("login", user, password),
+                                             timeout=timeout)
+        return _login_result(reply, user, self)
 
     # ------------------------------------------------------------------ bookkeeping
     def _reset_async_requests(self) -> None:
@@ -243,7 +316,7 @@ class AsyncClient(DeviceClient):
             # If the connection drops from here on, the ioloop fails the request.
             conn.write_threadsafe(data)
         if self._logger.isEnabledFor(logging.DEBUG):
-            self._logger.debug("Sending to %s: %r", self.bind_address_string, data)
+            self._logger.debug("Sending to %s: %r", self.bind_address_string, loggable(msg))
         return True
 
     @make_threadsafe
@@ -514,9 +587,10 @@ class CallbackClient(AsyncClient):
     """
 
     def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: float = 5.0,
-                 logger: logging.Logger = log, auto_reconnect: bool = True) -> None:
+                 logger: logging.Logger = log, auto_reconnect: bool = True, *,
+                 ssl: _ssl.SSLContext | None = None) -> None:
         super().__init__(host, port, tb_limit=tb_limit, logger=logger, timeout=timeout,
-                         auto_reconnect=auto_reconnect)
+                         auto_reconnect=auto_reconnect, ssl=ssl)
         self.enable_thread_safety()
 
     def setDaemon(self, daemonic: bool) -> None:
@@ -525,4 +599,27 @@ class CallbackClient(AsyncClient):
 
 
 class BlockingClient(CallbackClient):
-    """Thread-safe client for blocking use; same as :class:`CallbackClient`."""
+    """Thread-safe client for blocking use; same as :class:`CallbackClient`.
+
+    Its :meth:`login` blocks (call it from a thread other than the ioloop's).
+    """
+
+    def login(self, user: str, password: str,  # type: ignore[override]
+              timeout: float | None = None) -> str:
+        """Log in to the server now (blocking), and again after every reconnection.
+
+        Parameters and result as :meth:`AsyncClient.login`.
+        """
+        self.set_credentials(user, password)
+        reply, _ = self.blocking_request(Message.request("login", user, password),
+                                         timeout=timeout)
+        return _login_result(reply, user, self)
+
+
+def _login_result(reply: Message, user: str, client: AsyncClient) -> str:
+    """The role granted by a ``!login`` reply; raise KatcpClientError for a refusal."""
+    args = [a.decode("utf-8", "replace") for a in reply.arguments]
+    if reply.reply_ok() and len(args) >= 2:
+        return args[1]
+    reason = " ".join(args[1:]) or "no reason given"
+    raise KatcpClientError(f"Login as {user} to {client.bind_address_string} failed: {reason}")

@@ -306,7 +306,9 @@ class KATCPClientResource(resource.KATCPResource):
         ``auto_reconnect`` : bool (default True);
         ``auto_reconnect_delay`` : float seconds;
         ``dummy_unknown_requests`` : bool, unknown ``req.x`` answer ok without a device;
-        ``preset_protocol_flags`` : :class:`katcp.core.ProtocolFlags`, optional.
+        ``preset_protocol_flags`` : :class:`katcp.core.ProtocolFlags`, optional;
+        ``ssl`` : :class:`ssl.SSLContext`, optional, connect with TLS;
+        ``user``, ``password`` : str, optional, log in as this user on every connection.
     parent : :class:`KATCPResource`, optional
         Owning container.
     logger : logging.Logger
@@ -338,6 +340,9 @@ class KATCPClientResource(resource.KATCPResource):
             n.replace("_", "-") for n in resource_spec.get("always_excluded_requests", ())}
         self._dummy_unknown_requests = resource_spec.get("dummy_unknown_requests", False)
         self._preset_protocol_flags = resource_spec.get("preset_protocol_flags")
+        self._ssl = resource_spec.get("ssl")
+        self._user = resource_spec.get("user")
+        self._password = resource_spec.get("password")
         self._parent = parent
         self._logger = logger
         self._ioloop_set_to = None
@@ -468,7 +473,7 @@ class KATCPClientResource(resource.KATCPResource):
         """
         return ReplyWrappedInspectingClientAsync(
             host, port, ioloop=ioloop_set_to, auto_reconnect=self.auto_reconnect,
-            logger=self._logger)
+            logger=self._logger, ssl=self._ssl, user=self._user, password=self._password)
 
     def start(self):
         """Create the inspecting client and start connecting (does not block).

@@ -256,7 +256,9 @@ class KATCPClientResourceContainer(resource.KATCPResource):
     resources_spec : dict
         ``name`` : str; ``description`` : str (optional);
         ``clients`` : ``{child_name: resource_spec}`` (as for KATCPClientResource);
-        ``groups`` : ``{group_name: [child_name, ...]}`` (optional).
+        ``groups`` : ``{group_name: [child_name, ...]}`` (optional);
+        ``ssl``, ``user``, ``password`` (optional): defaults for every child that does
+        not set its own (TLS context and login; see KATCPClientResource).
     logger : logging.Logger
     """
 
@@ -288,8 +290,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
 
     def _init_resources(self):
         for res_name, res_spec in self._resources_spec.get("clients", {}).items():
-            res_spec = dict(res_spec)
-            res_spec["name"] = res_name
+            res_spec = self._child_spec(res_name, res_spec)
             res = self.client_resource_factory(res_spec, parent=self, logger=self._logger)
             self._children[escape_name(res_name)] = res
 
@@ -297,6 +298,15 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         for group_name, client_names in self._resources_spec.get("groups", {}).items():
             clients = tuple(self._children[escape_name(n)] for n in client_names)
             self._groups[escape_name(group_name)] = ClientGroup(group_name, clients)
+
+    def _child_spec(self, res_name, res_spec):
+        """A child's resource spec: its own, with its name and the container's defaults."""
+        spec = dict(res_spec)
+        spec["name"] = res_name
+        for key in ("ssl", "user", "password"):
+            if key in self._resources_spec and key not in spec:
+                spec[key] = self._resources_spec[key]
+        return spec
 
     def client_resource_factory(self, res_spec, parent, logger):
         """Return a :class:`KATCPClientResource` (override for testing)."""
@@ -445,8 +455,7 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         :class:`KATCPClientResource`
             The new child.
         """
-        res_spec = dict(res_spec)
-        res_spec["name"] = res_name
+        res_spec = self._child_spec(res_name, res_spec)
         res = self.client_resource_factory(res_spec, parent=self, logger=self._logger)
         self._children[escape_name(res_name)] = res
         if self.ioloop is not None:

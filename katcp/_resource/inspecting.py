@@ -184,6 +184,10 @@ class InspectingClientAsync:
         Reconnect after the connection drops (default True).
     logger : logging.Logger
         Logger to use.
+    ssl : ssl.SSLContext, optional
+        Connect with TLS (see :func:`katcp._security.tls.client_context`).
+    user, password : str, optional
+        Log in as this user first thing on every connection (servers with login).
     """
 
     sensor_factory: Callable = Sensor
@@ -196,7 +200,8 @@ class InspectingClientAsync:
     max_resync_timeout = 90
 
     def __init__(self, host, port, ioloop=None, initial_inspection=None,
-                 auto_reconnect=True, logger=ic_logger):
+                 auto_reconnect=True, logger=ic_logger, *, ssl=None, user=None,
+                 password=None):
         self._logger = logger
         self.initial_inspection = True if initial_inspection is None else bool(initial_inspection)
         self._auto_reconnect = auto_reconnect
@@ -212,8 +217,13 @@ class InspectingClientAsync:
         self._wake: asyncio.Event | None = None
         self._loop_task = None
         self._backoff = None
+        # ssl only when given: factories that substitute fakes need not know it.
+        tls = {} if ssl is None else {"ssl": ssl}
         self.katcp_client = self.inform_hook_client_factory(
-            host, port, auto_reconnect=auto_reconnect, logger=logger)
+            host, port, auto_reconnect=auto_reconnect, logger=logger, **tls)
+        if user is not None:
+            # Logged in first thing on every connection, before the inspection.
+            self.katcp_client.set_credentials(user, password)
         self.katcp_client.hook_inform("sensor-status", self._cb_inform_sensor_status)
         self.katcp_client.hook_inform("interface-changed", self._cb_inform_interface_change)
         self.katcp_client._connection_callbacks.append(self._cb_connection)
@@ -228,6 +238,14 @@ class InspectingClientAsync:
         Override to substitute another client (see :mod:`katcp.fake_clients`).
         """
         return _make_hook_client_class()(host, port, *args, **kwargs)
+
+    async def login(self, user, password, timeout=None):
+        """Log in now, and again first thing after every reconnection.
+
+        See :meth:`katcp.client.AsyncClient.login` (returns the role granted; raises
+        :class:`katcp.core.KatcpClientError` when refused).
+        """
+        return await self.katcp_client.login(user, password, timeout=timeout)
 
     def set_ioloop(self, ioloop):
         """Set the tornado IOLoop to use (before :meth:`start`)."""

@@ -3,6 +3,10 @@
 `KATCPServer` is the handler of the shared transport (:mod:`katcp.connection`): it keeps
 one `ClientConnection` per connected client, delivers decoded messages to the device,
 answers bad input, and owns the event loop (a managed IOLoop thread or the user's).
+With TLS (``ssl=``) and access control (``access=``, a
+:class:`katcp._security.access.AccessControl`) each connection gets a login session when
+it is made, and is closed if it has not logged in within the access control's
+``login_timeout``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import ssl as _ssl
 import sys
 import threading
 import traceback
@@ -21,6 +26,7 @@ from katcp._aio.ioloop import IOLoopManager, StopFuture
 from katcp._aio.loopcalls import LoopCalls, in_loop_thread, loop_calls
 from katcp._protocol.linecodec import LineCodec
 from katcp._protocol.message import Message
+from katcp._security.access import AccessControl, Session
 from katcp._transport.listen import create_server
 
 __all__ = ["ClientConnection", "ThreadsafeClientConnection", "ClientRequestConnection",
@@ -151,6 +157,10 @@ class ClientConnection:
         self._submitted = 0
         self._handled = 0
         self._queue_paused = False
+        #: Login session (:class:`katcp._security.access.Session`) on a server with
+        #: access control; None otherwise.
+        self.session: Session | None = None
+        self._login_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.address}>"
@@ -404,6 +414,11 @@ class KATCPServer:
         Maximum number of stack frames in tracebacks sent to clients.
     logger : logging.Logger object, optional
         Logger to log messages to.
+    ssl : ssl.SSLContext, optional
+        Serve TLS with this context (see :func:`katcp._security.tls.server_context`).
+    access : AccessControl, optional
+        Give each connection a login session, closed after ``access.login_timeout``
+        seconds without login.
 
     """
 
@@ -415,8 +430,11 @@ class KATCPServer:
     client_connection_factory = ClientConnection
 
     def __init__(self, device: Device, host: str, port: int, tb_limit: int = 20,
-                 logger: logging.Logger = log) -> None:
+                 logger: logging.Logger = log, *, ssl: _ssl.SSLContext | None = None,
+                 access: AccessControl | None = None) -> None:
         self._device = device
+        self.ssl = ssl
+        self.access = access
         self._bindaddr = (host, port)
         self._tb_limit = tb_limit
         self._logger = logger
@@ -524,7 +542,7 @@ class KATCPServer:
         host, port = self._bindaddr
         try:
             self._aio_server = await create_server(
-                self, self._codec_factory, host, port,
+                self, self._codec_factory, host, port, ssl=self.ssl,
                 max_msg_size=self.MAX_MSG_SIZE,
                 max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
                 logger=self._logger)
@@ -733,6 +751,8 @@ class KATCPServer:
     def connection_made(self, conn: Any) -> None:
         client = self.client_connection_factory(self, conn)
         self._connections[conn] = client
+        if self.access is not None:
+            self._open_session(conn, client, self.access)
         try:
             ready = self._device.on_client_connect(client)
             if asyncio.iscoroutine(ready):
@@ -750,6 +770,30 @@ class KATCPServer:
         else:
             ready.add_done_callback(
                 lambda f: self._post(self._client_ready, conn, client, f))
+
+    def _open_session(self, conn: Any, client: ClientConnection, access: AccessControl) -> None:
+        peer = conn.peer
+        host = peer[0] if isinstance(peer, tuple) else None
+        transport = conn.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport else None
+        try:
+            client.session = session = access.open_session(client.address, host, ssl_object)
+        except Exception:
+            # The user store is unusable: this connection stays logged out.
+            self._logger.exception("Cannot open a login session for %s", client.address)
+            client.session = session = Session(addr=client.address, host=host)
+        if not session.authenticated and access.login_timeout is not None:
+            client._login_timer = self._loop.call_later(
+                access.login_timeout, self._login_timeout, conn, client, access)
+
+    def _login_timeout(self, conn: Any, client: ClientConnection,
+                       access: AccessControl) -> None:
+        client._login_timer = None
+        session = client.session
+        if conn.closing or session is None or session.authenticated:
+            return
+        access.login_timed_out(session)
+        self._start_disconnect(conn, client, "Login timeout.")
 
     def _client_ready(self, conn: Any, client: ClientConnection, fut) -> None:
         if fut is not None:
@@ -799,6 +843,9 @@ class KATCPServer:
         if client is None:
             return
         client._backlog.clear()
+        if client._login_timer is not None:
+            client._login_timer.cancel()
+            client._login_timer = None
         if exc is not None:
             self._logger.warning("Connection to client %s closed with error %r",
                                  self.get_address(conn), exc)

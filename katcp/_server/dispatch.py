@@ -17,11 +17,13 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import os
+import ssl as _ssl
 import sys
 import threading
 import traceback
 from functools import partial, wraps
-from typing import Any, Callable, Dict, List, Tuple, cast
+from typing import Any, Callable, Dict, List, Tuple, Union, cast
 
 from katcp._protocol import sensor as _sensor
 from katcp._protocol.message import (
@@ -33,6 +35,8 @@ from katcp._protocol.message import (
     ProtocolFlags,
 )
 from katcp._protocol.metaclass import AttrDict, DeviceServerMetaclass
+from katcp._security.access import AccessControl
+from katcp._security.userstore import UserStore
 from katcp._server.connections import (
     ClientConnection,
     ClientRequestConnection,
@@ -58,6 +62,36 @@ _QUEUE_RESUME = 500
 
 def _now() -> float:
     return _sensor.now()
+
+
+class _AuditedRequest(ClientRequestConnection):
+    """The ``req`` of a request whose reply goes to the audit log (needs control/admin).
+
+    ``audit(status)`` is called once the reply is sent, whoever sends it: the handler
+    (``req.reply``, ``req.reply_with_message``) or the dispatcher (:func:`_note_reply`).
+    """
+
+    __slots__ = ("audit",)
+
+    def __init__(self, client_connection: ClientConnection, req_msg: Message,
+                 audit: Callable[[str], None]) -> None:
+        super().__init__(client_connection, req_msg)
+        self.audit = audit
+
+    def reply(self, *args: Any) -> None:
+        super().reply(*args)
+        self.audit(str(args[0]) if args else "-")
+
+    def reply_with_message(self, rep_msg: Message) -> None:
+        super().reply_with_message(rep_msg)
+        _note_reply(self, rep_msg)
+
+
+def _note_reply(req: ClientRequestConnection, reply: Message) -> None:
+    """Audit ``reply`` if ``req`` is audited (after the dispatcher has sent it)."""
+    if req.__class__ is _AuditedRequest:
+        args = reply.arguments
+        req.audit(args[0].decode("utf-8", "replace") if args else "-")
 
 
 def return_future(fn: Callable) -> Callable:
@@ -155,6 +189,18 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         Maximum number of stack frames to send in error tracebacks.
     logger : logging.Logger object, optional
         Logger to log messages to.
+    ssl : ssl.SSLContext, optional
+        Serve TLS with this context (e.g. from
+        ``katcp._security.tls.server_context(cert, key, client_ca=...)``; with a client
+        CA, clients must present a certificate signed by it).
+    users : UserStore or str or os.PathLike or AccessControl, optional
+        Turn on login and roles against this user store (or its file): a connection is
+        unauthenticated until ``?login USER PASSWORD`` succeeds or its verified client
+        certificate maps to a user; until then only ``?login``, ``?help``,
+        ``?watchdog`` and ``?version-list`` are answered. See the Security chapter.
+    login_timeout : float or None, optional
+        With ``users``: seconds a connection may stay logged out before it is closed
+        (None: no limit).
 
     """
 
@@ -173,8 +219,21 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         return cast(int, self.PROTOCOL_INFO.major)
 
     def __init__(self, host: str, port: int, tb_limit: int = 20,
-                 logger: logging.Logger = log) -> None:
-        self._server = KATCPServer(self, host, port, tb_limit, logger)
+                 logger: logging.Logger = log, *, ssl: _ssl.SSLContext | None = None,
+                 users: Union[UserStore, str, os.PathLike, AccessControl, None] = None,
+                 login_timeout: float | None = 60.0) -> None:
+        if users is None or isinstance(users, AccessControl):
+            access = users
+        else:
+            access = AccessControl(users, login_timeout=login_timeout)
+        #: Login, roles and audit (:class:`katcp._security.access.AccessControl`), or
+        #: None when the server is open to all.
+        self.access_control: AccessControl | None = access
+        if access is not None and ssl is None:
+            logger.warning("Login is on but TLS is off: passwords will cross the network "
+                           "in clear text (give the server ssl=)")
+        self._server = KATCPServer(self, host, port, tb_limit, logger, ssl=ssl,
+                                   access=access)
         self._logger = logger
         self._tb_limit = tb_limit
         self._handler_thread: MessageHandlerThread | None = None
@@ -242,6 +301,10 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         e_type, e_value, trace = exc_info
         reason = "".join(traceback.format_exception(e_type, e_value, trace, self._tb_limit))
         self._logger.error("Request %s FAIL: %s", req_msg.name, reason)
+        if self.access_control is not None:
+            # A secured server tells the peer little: the traceback stays in the log.
+            reason = (f"Internal error ({e_type.__name__}) while handling the request; "
+                      "details are in the server log.")
         return _new_reply(req_msg.name, "fail", reason)
 
     def inform(self, connection: Any, msg: Message) -> None:
@@ -348,6 +411,11 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         mtype = msg.mtype
         if mtype == _REQUEST:
             return self.handle_request(client_conn, msg)
+        if self.access_control is not None and not client_conn.session.authenticated:
+            # Inform and reply handlers are server code too: not before login.
+            self._logger.debug("Ignored %s from %s: not logged in", msg.name,
+                               client_conn.address)
+            return None
         if mtype == _INFORM:
             return self.handle_inform(client_conn, msg)
         if mtype == _REPLY:
@@ -365,6 +433,15 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         <reason>``; any other exception ``!name fail <traceback>``. Unknown
         requests get ``!name invalid Unknown\\_request.``.
 
+        With access control (``users=``), the request is first checked here, in one
+        place: before login only ``?login``, ``?help``, ``?watchdog`` and
+        ``?version-list`` pass; afterwards the user's role must reach the request's
+        (:func:`katcp._security.roles.required_role`). Refusals are ``!name fail``
+        replies naming what is missing. ``?login`` is answered by the access control
+        (the password is checked off the loop; later requests of that client wait for
+        it), and the replies of requests that need ``control`` or ``admin`` go to the
+        audit log.
+
         Parameters
         ----------
         connection : ClientConnection object
@@ -381,11 +458,43 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """
         name = msg.name
         handler = self._request_handlers.get(name)
+        access = self.access_control
+        if access is not None:
+            session = connection.session
+            refusal = access.check(session, name, msg.arguments, handler)
+            if refusal is not None:
+                connection.reply(_new_reply(name, "fail", refusal.message), msg)
+                return None
+            if name == "login":
+                req = ClientRequestConnection(connection, msg)
+                return self._non_message_result(connection, req, None,
+                                                self._login(access, session, msg))
+            if access.is_audited(name, msg.arguments, handler):
+                req = _AuditedRequest(connection, msg,
+                                      partial(access.audit_reply, session, name))
+                return self._call_request_handler(connection, req, handler)
         if handler is None:
             self._logger.error("%s INVALID: Unknown request.", name)
             connection.reply(_new_reply(name, "invalid", "Unknown request."), msg)
             return None
-        req = ClientRequestConnection(connection, msg)
+        return self._call_request_handler(connection, ClientRequestConnection(connection, msg),
+                                          handler)
+
+    async def _login(self, access: AccessControl, session: Any, msg: Message) -> Message:
+        """The reply to ``?login USER PASSWORD`` (on a server with access control)."""
+        args = msg.arguments
+        if len(args) != 2:
+            return _new_reply("login", "fail", "Usage: ?login USER PASSWORD")
+        user = args[0].decode("utf-8", "replace")
+        password = args[1].decode("utf-8", "replace")
+        status, detail = await access.login(session, user, password)
+        return _new_reply("login", status, detail)
+
+    def _call_request_handler(self, connection: Any, req: ClientRequestConnection,
+                              handler: Any):
+        """Run a request handler and send (or arrange) its reply; see handle_request."""
+        msg = req.msg
+        name = msg.name
         try:
             reply = handler(self, req, msg)
         except AsyncReply:
@@ -405,6 +514,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             connection._send(reply)
         else:
             connection.reply(reply, msg)
+        _note_reply(req, reply)
         return None
 
     def _non_message_result(self, connection: Any, req: ClientRequestConnection,
@@ -422,12 +532,15 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if isinstance(result, Message):
             req._replied = True
             connection.reply(result, msg)
+            _note_reply(req, result)
         elif result is None and req._replied:
             pass  # the handler replied itself
         else:
             self._logger.error("Request %s handler returned %r, not a reply", msg.name, result)
-            connection.reply(_new_reply(msg.name, "fail", f"Request handler returned {result!r} "
-                                        "instead of a reply message."), msg)
+            answer = _new_reply(msg.name, "fail", f"Request handler returned {result!r} "
+                                "instead of a reply message.")
+            connection.reply(answer, msg)
+            _note_reply(req, answer)
         return None
 
     def _await_reply(self, connection: Any, req: ClientRequestConnection, result: Any,
@@ -442,28 +555,34 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     def _future_reply_done(self, connection: Any, req: ClientRequestConnection, done: Any,
                            fut: asyncio.Future) -> None:
         msg = req.msg
+        answer = None
         try:
             reply = fut.result()
             if isinstance(reply, Message):
                 req._replied = True
-                connection.reply(reply, msg)
+                answer = reply
             elif not (reply is None and req._replied):
                 self._logger.error("Request %s future gave %r, not a reply", msg.name, reply)
-                connection.reply(_new_reply(msg.name, "fail", f"Request handler returned {reply!r} "
-                                            "instead of a reply message."), msg)
+                answer = _new_reply(msg.name, "fail", f"Request handler returned {reply!r} "
+                                    "instead of a reply message.")
         except AsyncReply:
             pass
         except FailReply as exc:
             reason = str(exc)
             self._logger.error("Request %s FUTURE FAIL: %s", msg.name, reason)
-            connection.reply(_new_reply(msg.name, "fail", reason), msg)
+            answer = _new_reply(msg.name, "fail", reason)
         except asyncio.CancelledError:
-            connection.reply(_new_reply(msg.name, "fail", "Request handler cancelled."), msg)
+            answer = _new_reply(msg.name, "fail", "Request handler cancelled.")
         except Exception:
-            connection.reply(self.create_exception_reply_and_log(msg, sys.exc_info()), msg)
+            answer = self.create_exception_reply_and_log(msg, sys.exc_info())
         finally:
-            if done is not None and not done.done():
-                done.set_result(None)
+            try:
+                if answer is not None:
+                    connection.reply(answer, msg)
+                    _note_reply(req, answer)
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
 
     def handle_inform(self, connection: Any, msg: Message) -> None:
         """Dispatch an inform message to the appropriate method.

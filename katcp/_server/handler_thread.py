@@ -10,6 +10,7 @@ import threading
 from typing import Any, Callable, List, Tuple
 
 from katcp._protocol.message import Message
+from katcp._security.redact import loggable
 
 __all__ = ["MessageHandlerThread"]
 
@@ -89,7 +90,9 @@ class MessageHandlerThread:
         self._queue.put(fn)
 
     def _report_error(self, client_conn: Any, msg: Message) -> None:
-        err_msg = f"Error calling message handler for msg:\n {msg}"
+        # loggable: a ?login's password must not reach the log or the #log inform.
+        err_msg = ("Error calling message handler for msg:\n "
+                   f"{loggable(msg).decode('utf-8', 'replace')}")
         self._logger.error(err_msg, exc_info=True)
         try:
             client_conn.inform(self.log_inform_formatter(

@@ -6,21 +6,29 @@ operating system's reason, sends requests with the reply informs streamed to
 a callback, and hands every other inform (``#version-connect``,
 ``#sensor-status``, ``#log``...) to another callback. Helpers parse
 ``HOST:PORT`` and typed request lines, and format messages as wire lines.
+:func:`add_security_arguments` and :func:`security_from_args` give both tools the same
+TLS and login options (``--tls --cafile --cert --key --insecure --user``; the password
+comes from ``KATCP_PASSWORD`` or a prompt).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import getpass
 import logging
 import os
 import socket
+import ssl as _ssl
 import sys
-from typing import Callable, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, TextIO, Tuple
 
 import tornado.ioloop
 
+from .._security.tls import INSECURE_WARNING, client_context
 from ..client import AsyncClient
-from ..core import KatcpSyntaxError, Message, MessageParser
+from ..core import KatcpClientError, KatcpSyntaxError, Message, MessageParser
 
 #: Port used when ``HOST`` is given without ``:PORT`` (the de-facto KATCP port).
 DEFAULT_PORT = 7147
@@ -28,6 +36,9 @@ DEFAULT_PORT = 7147
 PROTOCOL_WAIT = 1.0
 
 InformCallback = Callable[[Message], None]
+
+#: Environment variable the tools read the login password from.
+PASSWORD_ENV = "KATCP_PASSWORD"
 
 
 class ToolError(Exception):
@@ -40,6 +51,76 @@ class ConnectFailed(ToolError):
 
 class ConnectionLost(ToolError):
     """The connection closed before the reply arrived."""
+
+
+@dataclass
+class Security:
+    """TLS context and login credentials chosen on a tool's command line."""
+
+    ssl: _ssl.SSLContext | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a repr or log
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the TLS and login options shared by ``katcp-cmd`` and ``katcp-shell``."""
+    group = parser.add_argument_group("security")
+    group.add_argument("--tls", action="store_true",
+                       help="connect with TLS (implied by --cafile, --cert, --insecure)")
+    group.add_argument("--cafile", metavar="CA",
+                       help="CA certificate(s) to check the server against (for a "
+                            "self-signed server: its certificate); default: the system's")
+    group.add_argument("--cert", metavar="CERT", help="client certificate, for mutual TLS")
+    group.add_argument("--key", metavar="KEY", help="private key of --cert (if not in it)")
+    group.add_argument("--insecure", action="store_true",
+                       help="do not check the server's certificate (prints a warning)")
+    group.add_argument("--user", metavar="USER",
+                       help=f"log in as USER (password from ${PASSWORD_ENV}, else asked for)")
+
+
+def security_from_args(args: argparse.Namespace, address: str,
+                       stderr: TextIO | None = None) -> Security:
+    """Build the TLS context and read the password the options ask for.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options (see :func:`add_security_arguments`).
+    address : str
+        Server address, for the password prompt.
+    stderr : file, optional
+        Where the ``--insecure`` warning goes (default ``sys.stderr``).
+
+    Returns
+    -------
+    security : Security
+
+    Raises
+    ------
+    ToolError
+        A certificate or key cannot be loaded, or no password was given.
+    """
+    stderr = stderr or sys.stderr
+    security = Security()
+    if args.tls or args.cafile or args.cert or args.key or args.insecure:
+        if args.insecure:
+            print(INSECURE_WARNING, file=stderr, flush=True)
+        try:
+            security.ssl = client_context(cafile=args.cafile, certfile=args.cert,
+                                          keyfile=args.key, insecure=args.insecure)
+        except (OSError, _ssl.SSLError) as exc:
+            raise ToolError(f"cannot load the TLS certificates: {exc}") from None
+    if args.user:
+        password = os.environ.get(PASSWORD_ENV)
+        if password is None:
+            try:
+                password = getpass.getpass(f"Password for {args.user} at {address}: ")
+            except EOFError:
+                password = ""
+        if not password:
+            raise ToolError(f"no password for {args.user} (set {PASSWORD_ENV} or type it)")
+        security.user, security.password = args.user, password
+    return security
 
 
 def parse_address(text: str, default_port: int = DEFAULT_PORT) -> Tuple[str, int]:
@@ -204,13 +285,17 @@ class ToolClient(AsyncClient):
     def __init__(self, host: str, port: int, auto_reconnect: bool = False,
                  on_inform: InformCallback | None = None,
                  on_connection: Callable[[bool], None] | None = None,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, security: Security | None = None) -> None:
         logger = logging.Logger("katcp.tools.client")
+        self.security = security or Security()
         # timeout=None: no default timeout, call() waits as long as its caller says.
         # AsyncClient accepts None but its signature says float (katcp/_client/requests.py);
         # drop this ignore when that says Optional[float].
         super().__init__(host, port, timeout=None,  # type: ignore[arg-type]
-                         logger=logger, auto_reconnect=auto_reconnect)
+                         logger=logger, auto_reconnect=auto_reconnect,
+                         ssl=self.security.ssl)
+        #: Role granted by the server after ``--user`` logged in.
+        self.role: str | None = None
         #: Suppress the client's own log lines (set while quitting).
         self.quiet_log = False
         self.on_inform = on_inform
@@ -252,6 +337,9 @@ class ToolClient(AsyncClient):
     def describe_error(self) -> str:
         """The reason of the last connection failure, as text."""
         exc = self.last_error
+        if self.last_connect_error and (self.ssl is not None or isinstance(exc, _ssl.SSLError)
+                                        or exc is None):
+            return self.last_connect_error  # names TLS problems and mismatches plainly
         if exc is None:
             return "connection failed"
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
@@ -303,6 +391,24 @@ class ToolClient(AsyncClient):
             await asyncio.wait({protocol}, timeout=min(timeout, PROTOCOL_WAIT))
         finally:
             protocol.cancel()
+        if self.security.user:
+            await self._log_in(timeout)
+
+    async def _log_in(self, timeout: float) -> None:
+        user, password = self.security.user, self.security.password
+        if user is None or password is None:
+            return
+        try:
+            self.role = await asyncio.wait_for(self.login(user, password, timeout=timeout),
+                                               timeout)
+        except asyncio.TimeoutError:
+            raise ConnectFailed(f"no reply to ?login from {self.address} within "
+                                f"{timeout:g} s{self._hint()}") from None
+        except KatcpClientError as exc:
+            raise ConnectFailed(f"{exc}{self._hint()}") from None
+
+    def _hint(self) -> str:
+        return f" ({self.last_connect_error})" if self.last_connect_error else ""
 
     async def close(self, timeout: float = 2.0) -> None:
         """Stop the client and wait (bounded) until it has stopped."""
@@ -365,7 +471,8 @@ class ToolClient(AsyncClient):
                 return
             if lost:
                 fut.set_exception(ConnectionLost(
-                    f"connection to {self.address} closed before the reply to ?{name}"))
+                    f"connection to {self.address} closed before the reply to "
+                    f"?{name}{self._hint()}"))
             else:
                 fut.set_result(reply)
 

@@ -2,7 +2,9 @@
 
 Usage::
 
-    katcp-cmd HOST:PORT [--timeout S] [--no-informs] [--all-informs] REQUEST [ARGS...]
+    katcp-cmd HOST:PORT [--timeout S] [--no-informs] [--all-informs]
+              [--tls] [--cafile CA] [--cert CERT --key KEY] [--insecure] [--user USER]
+              REQUEST [ARGS...]
     python -m katcp.tools.cmd 127.0.0.1:7147 sensor-value temperature
 
 ``REQUEST`` is the request name, with or without the leading ``?``. Each
@@ -15,6 +17,9 @@ The reply informs and the reply are printed in KATCP wire form, one per line.
 Exit status: 0 when the reply is ``ok``; 1 when it is ``fail``, ``invalid`` or
 anything else; 2 when the connection fails, closes before the reply, or the
 reply does not come in time (with a message on stderr).
+
+With ``--user`` the tool logs in first (password from ``$KATCP_PASSWORD`` or asked
+for); a failed login exits with status 2. TLS options: see the Security chapter.
 """
 
 from __future__ import annotations
@@ -26,7 +31,16 @@ import sys
 from typing import Sequence, TextIO
 
 from ..core import KatcpClientError, KatcpSyntaxError, Message
-from ._session import ToolClient, ToolError, parse_address, parse_request_line, wire_line
+from ._session import (
+    Security,
+    ToolClient,
+    ToolError,
+    add_security_arguments,
+    parse_address,
+    parse_request_line,
+    security_from_args,
+    wire_line,
+)
 
 PROG = "katcp-cmd"
 #: Default seconds allowed for connecting, and then for the reply.
@@ -64,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "received while waiting for the reply")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the client's debug log on stderr")
+    add_security_arguments(parser)
     return parser
 
 
@@ -101,7 +116,8 @@ def build_request(request: str, args: Sequence[str]) -> Message:
 
 async def run_command(host: str, port: int, msg: Message, timeout: float = DEFAULT_TIMEOUT,
                       informs: bool = True, all_informs: bool = False,
-                      verbose: bool = False, out: TextIO | None = None) -> int:
+                      verbose: bool = False, out: TextIO | None = None,
+                      security: Security | None = None) -> int:
     """Connect, send `msg`, print the answer; return the exit status.
 
     Parameters
@@ -120,6 +136,8 @@ async def run_command(host: str, port: int, msg: Message, timeout: float = DEFAU
         Show the client's debug log.
     out : file, optional
         Where to print (default ``sys.stdout``).
+    security : Security, optional
+        TLS context and login credentials.
 
     Returns
     -------
@@ -149,7 +167,7 @@ async def run_command(host: str, port: int, msg: Message, timeout: float = DEFAU
             emit(wire_line(inform, show_mid))
 
     client = ToolClient(host, port, auto_reconnect=False, on_inform=async_inform,
-                        verbose=verbose)
+                        verbose=verbose, security=security)
     try:
         await client.connect(timeout)
         waiting = True
@@ -192,9 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
+        security = security_from_args(args, f"{host}:{port}")
         return asyncio.run(run_command(host, port, msg, timeout=args.timeout,
                                        informs=not args.no_informs,
-                                       all_informs=args.all_informs, verbose=args.verbose))
+                                       all_informs=args.all_informs, verbose=args.verbose,
+                                       security=security))
     except ToolError as exc:
         sys.stdout.flush()
         print(f"{PROG}: {exc}", file=sys.stderr)

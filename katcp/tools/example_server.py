@@ -20,6 +20,14 @@ The instrument shows the main features of :class:`katcp.DeviceServer`:
   (``?request-timeout-hint``, KATCP 5.1 flag ``T``).
 
 Every request's docstring is what ``?help <name>`` shows.
+
+Secured (see the Security chapter)::
+
+    katcp-exampleserver --tls-cert server.crt --tls-key server.key \\
+        [--tls-client-ca ca.crt] --users users.db [--audit-log audit.log]
+
+``?echo``, ``?add`` and ``?divide`` change nothing and are marked
+``@requires_role("read")``; the other requests of the instrument need ``control``.
 """
 
 from __future__ import annotations
@@ -28,14 +36,19 @@ import argparse
 import asyncio
 import concurrent.futures
 import logging
+import os
 import random
 import signal
+import ssl
 import sys
 from typing import Any, Callable, List, Sequence
 
 import tornado.ioloop
 
 from .. import sensor as _sensor_module
+from .._security.audit import open_audit_log
+from .._security.tls import server_context
+from .._security.userstore import UserStore, UserStoreError
 from ..core import AsyncReply, FailReply, ProtocolFlags
 from ..kattypes import (
     Address,
@@ -45,6 +58,7 @@ from ..kattypes import (
     concurrent_reply,
     request,
     request_timeout_hint,
+    requires_role,
     return_reply,
 )
 from ..sensor import Sensor
@@ -309,6 +323,7 @@ class ExampleServer(DeviceServer):
 
     # ----------------------------------------------------------------- requests
 
+    @requires_role("read")  # changes nothing: any logged-in user may call it
     def request_echo(self, req, msg):
         """Echo the arguments back.
 
@@ -338,6 +353,7 @@ class ExampleServer(DeviceServer):
         self._handled("echo")
         return req.make_reply("ok", *msg.arguments)
 
+    @requires_role("read")
     @request(Int(), Int())
     @return_reply(Int())
     def request_add(self, req, a, b):
@@ -366,6 +382,7 @@ class ExampleServer(DeviceServer):
         self._handled("add")
         return ("ok", a + b)
 
+    @requires_role("read")
     @request(Float(), Float())
     @return_reply(Float())
     def request_divide(self, req, numerator, denominator):
@@ -600,7 +617,8 @@ class ExampleServer(DeviceServer):
 async def run_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                      update_period: float = DEFAULT_UPDATE_PERIOD,
                      stop_event: asyncio.Event | None = None,
-                     on_started: Callable[[ExampleServer], Any] | None = None) -> None:
+                     on_started: Callable[[ExampleServer], Any] | None = None,
+                     **server_kwargs: Any) -> None:
     """Run an :class:`ExampleServer` in the running loop until stopped.
 
     Parameters
@@ -615,13 +633,17 @@ async def run_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     on_started : callable, optional
         Called with the server once it is listening (e.g. to learn the port
         chosen for ``port=0`` from ``server.bind_address``).
+    **server_kwargs
+        Passed on to :class:`ExampleServer` (e.g. ``ssl=``, ``users=``).
     """
     loop = asyncio.get_running_loop()
-    server = ExampleServer(host, port, update_period=update_period)
+    server = ExampleServer(host, port, update_period=update_period, **server_kwargs)
     server.set_ioloop(tornado.ioloop.IOLoop.current())
     await server.start()
     bound = server.bind_address
-    log.info("Example instrument listening on %s:%s", bound[0], bound[1])
+    log.info("Example instrument listening on %s:%s%s%s", bound[0], bound[1],
+             " (TLS)" if server_kwargs.get("ssl") else "",
+             " (login required)" if server_kwargs.get("users") else "")
     if on_started is not None:
         on_started(server)
     if stop_event is None:
@@ -666,6 +688,20 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {DEFAULT_UPDATE_PERIOD})")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log debug messages")
+    sec = parser.add_argument_group("security")
+    sec.add_argument("--tls-cert", metavar="CERT",
+                     help="serve TLS with this certificate (PEM; needs --tls-key unless "
+                          "the key is in it)")
+    sec.add_argument("--tls-key", metavar="KEY", help="private key of --tls-cert")
+    sec.add_argument("--tls-client-ca", metavar="CA",
+                     help="require client certificates signed by this CA (mutual TLS)")
+    sec.add_argument("--users", metavar="DB",
+                     help="require login against this user store (made with katcp-admin)")
+    sec.add_argument("--login-timeout", type=float, default=60.0, metavar="S",
+                     help="close connections not logged in after S seconds (default 60)")
+    sec.add_argument("--audit-log", metavar="FILE",
+                     help="append the audit log (logins, control and admin requests) "
+                          "to FILE")
     return parser
 
 
@@ -682,16 +718,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     status : int
         Process exit status.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
-        build_parser().error(f"port must be 0..65535, got {args.port}")
+        parser.error(f"port must be 0..65535, got {args.port}")
     if not args.update_period > 0:
-        build_parser().error("--update-period must be positive")
+        parser.error("--update-period must be positive")
+    if (args.tls_key or args.tls_client_ca) and not args.tls_cert:
+        parser.error("--tls-key and --tls-client-ca need --tls-cert")
+    if not args.login_timeout > 0:
+        parser.error("--login-timeout must be positive")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    kwargs: dict = {}
     try:
-        asyncio.run(run_server(args.host, args.port, args.update_period))
+        if args.tls_cert:
+            kwargs["ssl"] = server_context(args.tls_cert, args.tls_key,
+                                           client_ca=args.tls_client_ca)
+        if args.users:
+            if not os.path.exists(args.users):
+                raise UserStoreError(f"no user store {args.users} (make one with "
+                                     "katcp-admin user add)")
+            kwargs["users"] = UserStore(args.users)
+            kwargs["login_timeout"] = args.login_timeout
+        if args.audit_log:
+            open_audit_log(args.audit_log)
+    except (OSError, ssl.SSLError, UserStoreError) as exc:
+        log.error("Cannot set up security: %s", exc)
+        return 1
+    try:
+        asyncio.run(run_server(args.host, args.port, args.update_period, **kwargs))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -3,6 +3,7 @@
 Usage::
 
     katcp-shell HOST:PORT [--timeout S] [--history-file PATH]
+                [--tls] [--cafile CA] [--cert CERT --key KEY] [--insecure] [--user USER]
     python -m katcp.tools.shell 127.0.0.1:7147
 
 Type requests as on the wire, the ``?`` optional: ``?help``,
@@ -22,8 +23,9 @@ so the shell can be scripted: each request waits for its reply (or the
 timeout) before the next line is read, and the shell exits at end of input.
 
 If the server goes away the shell says so on stderr and keeps reconnecting;
-requests typed meanwhile are not sent. Exit status: 0 after quitting, 2 if
-the first connection fails.
+requests typed meanwhile are not sent (after a reconnection the shell logs in
+again if ``--user`` was given). Exit status: 0 after quitting, 2 if the first
+connection (or login) fails.
 """
 
 from __future__ import annotations
@@ -40,9 +42,13 @@ from ..core import KatcpClientError, Message
 from ._session import (
     ConnectFailed,
     ConnectionLost,
+    Security,
     ToolClient,
+    ToolError,
+    add_security_arguments,
     parse_address,
     parse_request_line,
+    security_from_args,
     wire_line,
 )
 from ._shell_complete import CompletionTable, make_completer, names_from_informs
@@ -162,13 +168,17 @@ class Shell:
         (for tests and embedding); they imply ``interactive=True``.
     stdin : file, optional
         Input of the plain mode (default ``sys.stdin``).
+    security : Security, optional
+        TLS context and login credentials.
     """
 
     def __init__(self, host: str, port: int, timeout: float = DEFAULT_TIMEOUT,
                  interactive: bool | None = None,
                  history_file: str | None = DEFAULT_HISTORY, verbose: bool = False,
-                 pt_input: Any = None, pt_output: Any = None, stdin: Any = None) -> None:
+                 pt_input: Any = None, pt_output: Any = None, stdin: Any = None,
+                 security: Security | None = None) -> None:
         self.host = host
+        self.security = security
         self.port = port
         self.timeout = timeout
         self.stdin = stdin if stdin is not None else sys.stdin
@@ -371,7 +381,8 @@ class Shell:
         """Connect and run the shell until the user quits; return the exit status."""
         self.client = ToolClient(self.host, self.port, auto_reconnect=True,
                                  on_inform=self._on_inform,
-                                 on_connection=self._on_connection, verbose=self.verbose)
+                                 on_connection=self._on_connection, verbose=self.verbose,
+                                 security=self.security)
         try:
             try:
                 await self.client.connect(self.timeout)
@@ -410,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read plain lines even on a terminal (no prompt_toolkit)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the client's debug log on stderr")
+    add_security_arguments(parser)
     return parser
 
 
@@ -435,10 +447,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         host, port = parse_address(args.address)
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        security = security_from_args(args, f"{host}:{port}")
+    except ToolError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     shell = Shell(host, port, timeout=args.timeout,
                   interactive=False if args.plain else None,
                   history_file=None if args.no_history else args.history_file,
-                  verbose=args.verbose)
+                  verbose=args.verbose, security=security)
     try:
         return asyncio.run(shell.run())
     except KeyboardInterrupt:
