@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import os
 import random
 import socket
@@ -67,7 +68,8 @@ def serve() -> None:
     from katcp.kattypes import Str, request, return_reply
     from katcp.server import AsyncDeviceServer
 
-    tracemalloc.start(1)
+    if os.environ.get("KATCP_SOAK_TRACEMALLOC"):
+        tracemalloc.start(1)  # costs memory and time: only for the RST experiment
 
     class SoakServer(AsyncDeviceServer):
         VERSION_INFO = ("soak-server", 1, 0)
@@ -93,9 +95,8 @@ def serve() -> None:
         def request_soak_stats(self, req, what):
             """Python heap (tracemalloc), live objects and connections, as JSON."""
             gc.collect()
-            current, peak = tracemalloc.get_traced_memory()
-            stats = {"heap": current, "peak": peak, "objects": len(gc.get_objects()),
-                     "clients": len(self._client_conns) if hasattr(self, "_client_conns") else -1}
+            current, peak = tracemalloc.get_traced_memory()  # (0, 0) unless tracing
+            stats = {"heap": current, "peak": peak, "objects": len(gc.get_objects())}
             return ("ok", json.dumps(stats))
 
     async def updater(server: SoakServer) -> None:
@@ -143,8 +144,10 @@ def serve() -> None:
 class ServerProcess:
     """The soak server in a child process, with /proc readings."""
 
-    def __init__(self, log_path: str | None = None) -> None:
+    def __init__(self, log_path: str | None = None, trace_heap: bool = False) -> None:
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        if trace_heap:
+            env["KATCP_SOAK_TRACEMALLOC"] = "1"
         # The server logs every bad line and reset connection: keep that out of the report.
         self.log = open(os.devnull if log_path is None else log_path, "wb")
         self.proc = subprocess.Popen(
@@ -339,6 +342,8 @@ def _slope_per_hour(samples: List[tuple]) -> float:
 
 
 async def soak(args: argparse.Namespace) -> int:
+    # Clients write to connections the server has just dropped on purpose: not news.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     server = ServerProcess(args.server_log)
     print(f"soak server pid {server.proc.pid} port {server.port}; {args.slots} client slots, "
           f"{N_SENSORS} sensors; {args.minutes:g} min, a line every {args.interval:g} s",
@@ -356,7 +361,7 @@ async def soak(args: argparse.Namespace) -> int:
     warmup = min(600.0, duration / 6)
     t0 = time.monotonic()
     rss_samples, fd_samples = [], []
-    print(f"{'min':>6} {'RSS MB':>8} {'fds':>5} {'thr':>4} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"{'min':>6} {'RSS MB':>8} {'objects':>8} {'fds':>5} {'thr':>4} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'conns':>6} {'reqs':>7} {'hostile':>7} {'resets':>6} {'stalls':>6}", flush=True)
     status = 0
     try:
@@ -369,12 +374,17 @@ async def soak(args: argparse.Namespace) -> int:
                 break
             now = time.monotonic() - t0
             rss, fds, thr = server.rss_mb(), server.fds(), server.threads()
+            try:  # live Python objects: tells a leak from the allocator keeping freed memory
+                objects = (await asyncio.get_running_loop().run_in_executor(
+                    None, _stats, server.port))["objects"]
+            except (OSError, RuntimeError, ValueError):
+                objects = -1
             lat = sorted(latencies)
             latencies.clear()
             p50 = lat[len(lat) // 2] * 1e3 if lat else float("nan")
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3 if lat else float("nan")
             c = counters.snapshot_and_reset()
-            print(f"{now / 60:6.1f} {rss:8.1f} {fds:5d} {thr:4d} {p50:8.2f} {p99:8.2f} "
+            print(f"{now / 60:6.1f} {rss:8.1f} {objects:8d} {fds:5d} {thr:4d} {p50:8.2f} {p99:8.2f} "
                   f"{c['connects']:6d} {c['requests']:7d} {c['hostile']:7d} {c['resets']:6d} "
                   f"{c['stalls']:6d}", flush=True)
             if now >= warmup:
@@ -419,22 +429,49 @@ def _stats(port: int) -> Dict[str, int]:
     raise RuntimeError(f"no ?soak-stats reply: {buf[-300:]!r}")
 
 
+def _client_count(port: int) -> int:
+    """Number of clients the server lists (``?client-list``), this one included."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"?client-list\n")
+        buf = b""
+        while not any(line.startswith(b"!client-list") for line in buf.split(b"\n")[:-1]):
+            data = sock.recv(65536)
+            if not data:
+                break
+            buf += data
+    for line in buf.split(b"\n"):
+        if line.startswith(b"!client-list ok "):
+            return int(line.split()[2])
+    raise RuntimeError(f"no ?client-list reply: {buf[-300:]!r}")
+
+
 def rst_rounds(args: argparse.Namespace) -> int:
     """Rounds of connections closed with RST: RSS vs Python heap vs live objects."""
-    server = ServerProcess()
+    server = ServerProcess(trace_heap=True)
     print("round  RSS MB   heap KB  objects  (2,000 connections per round, closed with RST)")
     base = _stats(server.port)
     print(f"{0:5d} {server.rss_mb():7.1f} {base['heap'] / 1024:9.0f} {base['objects']:8d}")
     for r in range(1, args.rst_rounds + 1):
         socks = []
-        for _ in range(2000):
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            socks.append(s)
-        time.sleep(0.5)
+        for _ in range(20):
+            # In batches that the listen backlog takes, each one greeted before the next.
+            batch = [socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                     for _ in range(100)]
+            for s in batch:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                buf = b""
+                while b"#version-connect katcp-protocol" not in buf:
+                    data = s.recv(4096)
+                    if not data:
+                        raise RuntimeError("the server closed a connection before greeting it")
+                    buf += data
+            socks.extend(batch)
         for s in socks:
             s.close()
-        time.sleep(1.0)
+        # Measure once the server has seen every reset (only the asking connection is left).
+        deadline = time.monotonic() + 60
+        while _client_count(server.port) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
         st = _stats(server.port)
         print(f"{r:5d} {server.rss_mb():7.1f} {st['heap'] / 1024:9.0f} {st['objects']:8d}",
               flush=True)
