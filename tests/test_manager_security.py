@@ -136,8 +136,8 @@ async def _stop(device, manager) -> None:
         await asyncio.wait_for(stopped, WAIT)
 
 
-def _audit_lines(tmp_path):
-    with open(tmp_path / "audit.log", encoding="utf-8") as handle:
+def _audit_lines(tmp_path, name="audit.log"):
+    with open(tmp_path / name, encoding="utf-8") as handle:
         lines = [dict(part.split("=", 1) for part in line.split()[1:]) for line in handle]
     return lines
 
@@ -350,3 +350,53 @@ audit_log = "{tmp_path / 'audit.log'}"
     path.write_text('[manager]\nlogin_timeout = "x"\n')
     with pytest.raises(ValueError, match="login_timeout"):
         load_manager_config(str(path))
+
+
+DOC_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "doc", "examples", "manager_secure.toml")
+
+
+def test_the_manager_chapters_secured_config_runs(pki, stores, tmp_path, monkeypatch):
+    """doc/examples/manager_secure.toml with the test PKI in place of its paths."""
+    manager_db, device_users = stores
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    for name, source in (("manager.crt", pki.server_cert), ("manager.key", pki.server_key),
+                         ("rx1.crt", pki.ca_cert), ("users.db", manager_db)):
+        with open(source, "rb") as src, open(etc / name, "wb") as dst:
+            dst.write(src.read())
+    device_users.add_user("manager", SECRET, "control")
+    monkeypatch.setenv("RX1_PASSWORD", SECRET)
+
+    async def main():
+        device = await _secured_device(pki, device_users)
+        with open(DOC_CONFIG, encoding="utf-8") as handle:
+            text = handle.read()
+        for old, new in (("/etc/katcp/", f"{etc}/"), ("/var/log/katcp/", f"{tmp_path}/"),
+                         ("0.0.0.0:7147", "127.0.0.1:0"),
+                         ("rx1.example.org:7147", f"127.0.0.1:{device.bind_address[1]}")):
+            assert old in text, old
+            text = text.replace(old, new)
+        path = tmp_path / "manager.toml"
+        path.write_text(text)
+        config = load_manager_config(str(path))
+        assert config.login_timeout == 60.0 and config.devices["rx1"].password == SECRET
+        manager = ManagerServer(config)
+        await manager.start_manager()
+        try:
+            await until(lambda: "set-mode" in manager.devices["rx1"].requests)
+            c = await TlsClient.connect(manager.bind_address[1], _client_context(pki))
+            assert (await c.request("rx1-set-mode observe"))[0] == (
+                "!rx1-set-mode fail "
+                + _escaped("Login required: send ?login USER PASSWORD first."))
+            assert await c.login("alice") == "!login ok control"
+            assert (await c.request("lock rx1 600"))[0] == "!lock ok alice"
+            assert (await c.request("rx1-set-mode observe"))[0] == "!rx1-set-mode ok"
+            await c.close()
+        finally:
+            await _stop(device, manager)
+
+    run(main)
+    assert os.stat(tmp_path / "manager-audit.log").st_mode & 0o777 == 0o600
+    assert any(line["event"] == "request" and line["request"] == "rx1-set-mode"
+               and line["user"] == "alice" for line in _audit_lines(tmp_path, "manager-audit.log"))
