@@ -18,7 +18,7 @@ from manager_support import (
 )
 
 from katcp.core import Sensor
-from katcp.manager import KatcpDevice, ManagerConfig, ManagerServer
+from katcp.manager import KatcpDevice
 from katcp.manager.cli import main as cli_main
 
 
