@@ -216,6 +216,16 @@ def test_read_user_is_refused_control_naming_the_role(pki, stores, tmp_path):
     async def main():
         device, manager = await _secured_fleet(pki, stores, tmp_path)
         try:
+            # A proxied request pipelined behind ?login waits for the login.
+            p = await TlsClient.connect(manager.bind_address[1], _client_context(pki))
+            p.writer.write(f"?login[1] bob {SECRET}\n?rx1-echo[2] piped\n".encode())
+            replies = []
+            while len(replies) < 2:
+                line = (await asyncio.wait_for(p.reader.readline(), WAIT)).decode().strip()
+                if line.startswith("!"):
+                    replies.append(line)
+            assert replies == ["!login[1] ok control", "!rx1-echo[2] ok piped"]
+            await p.close()
             c = await TlsClient.connect(manager.bind_address[1], _client_context(pki))
             assert (await c.request("lock-list"))[0].startswith("!lock-list fail Login")
             assert (await c.request("rx1-echo x"))[0].startswith("!rx1-echo fail Login")
@@ -400,3 +410,12 @@ def test_the_manager_chapters_secured_config_runs(pki, stores, tmp_path, monkeyp
     assert os.stat(tmp_path / "manager-audit.log").st_mode & 0o777 == 0o600
     assert any(line["event"] == "request" and line["request"] == "rx1-set-mode"
                and line["user"] == "alice" for line in _audit_lines(tmp_path, "manager-audit.log"))
+
+
+def test_a_secured_manager_refuses_the_plaintext_registration_port(pki, stores):
+    manager_db, _device_users = stores
+    for secured in ({"users": manager_db},
+                    {"tls_cert": pki.server_cert, "tls_key": pki.server_key}):
+        config = ManagerConfig(listen=("127.0.0.1", 0), register=("127.0.0.1", 0), **secured)
+        with pytest.raises(ValueError, match="register"):
+            ManagerServer(config)

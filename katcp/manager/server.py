@@ -68,8 +68,15 @@ def security_options(config: ManagerConfig) -> Dict[str, Any]:
     Raises
     ------
     OSError, ssl.SSLError, ValueError
-        When a certificate, key or the user store cannot be read.
+        When a certificate, key or the user store cannot be read, or when ``register`` is
+        set together with TLS or users (the registration port has neither).
     """
+    if config.register is not None and (config.users or config.tls_cert):
+        # A device link is plaintext and unauthenticated: on a secured manager anyone who
+        # reaches that port could put a device of their own in front of its users.
+        raise ValueError("[manager] register: devices cannot register on a manager with TLS "
+                         "or users yet (the registration port has neither); list the "
+                         "devices in the file instead")
     users = None
     if config.users:
         users = AccessControl(config.users, login_timeout=config.login_timeout)
