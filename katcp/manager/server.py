@@ -28,6 +28,7 @@ from katcp.core import FailReply, Message, ProtocolFlags, Sensor
 from katcp.kattypes import Float, Str, request, return_reply
 from katcp.security import (
     ADMIN,
+    AUDIT_LOGGER_NAME,
     CONTROL,
     READ,
     AccessControl,
@@ -152,6 +153,7 @@ class ManagerServer(AsyncDeviceServer):
         self._locks: LockTable | None = None
         self._registration: RegistrationListener | None = None
         self._audit_handler: logging.Handler | None = None
+        self._audit_level = logging.NOTSET
         if config.register is not None:
             self._registration = RegistrationListener(self, *config.register)
         for spec in config.devices.values():
@@ -161,6 +163,8 @@ class ManagerServer(AsyncDeviceServer):
     async def start_manager(self) -> None:
         """Start listening and connecting to the devices (and open the audit log file)."""
         if self.config.audit_log and self._audit_handler is None:
+            # open_audit_log may raise the logger's level to INFO; put it back at the end.
+            self._audit_level = logging.getLogger(AUDIT_LOGGER_NAME).level
             self._audit_handler = open_audit_log(self.config.audit_log)
         started = self.start()
         if started is not None:
@@ -190,6 +194,7 @@ class ManagerServer(AsyncDeviceServer):
         if self._audit_handler is not None:
             close_audit_log(self._audit_handler)
             self._audit_handler = None
+            logging.getLogger(AUDIT_LOGGER_NAME).setLevel(self._audit_level)
 
     @property
     def registration_address(self) -> Tuple[str, int] | None:
