@@ -104,7 +104,9 @@ BAD_CONFIGS = {
     "bad sensors": "[exporter]\nsensors = []\n[devices.a]\nkatcp = \"h:1\"\n",
     "bad device": "[devices.a]\nkatcp = \"no-port\"\n",
     "device strategy params": "[devices.a]\nkatcp = \"h:1\"\nstrategy = \"event-rate x y\"\n",
-    "katcp over tls": "[devices.a]\nkatcp = \"h:1\"\ntls = true\n",
+    "katcp tls without its ca file": "[devices.a]\nkatcp = \"h:1\"\ntls = true\n"
+                                     "cafile = \"/nonexistent/ca.crt\"\n",
+    "katcp user without password": "[devices.a]\nkatcp = \"h:1\"\nuser = \"alice\"\n",
 }
 
 

@@ -18,7 +18,7 @@ from manager_support import (
 )
 
 from katcp.core import Sensor
-from katcp.manager import KatcpDevice, ManagerConfig, ManagerServer, SecurityNotAvailable
+from katcp.manager import KatcpDevice
 from katcp.manager.cli import main as cli_main
 
 
@@ -260,16 +260,6 @@ def test_example_server_subprocess_killed_and_restarted():
         run(main, timeout=40)
     finally:
         example.kill()
-
-
-def test_security_settings_are_refused_until_supported():
-    async def main():
-        for key in ("users", "tls_cert"):
-            config = ManagerConfig(listen=("127.0.0.1", 0), **{key: "/nonexistent"})
-            with pytest.raises(SecurityNotAvailable, match=key):
-                ManagerServer(config)
-
-    run(main)
 
 
 def test_minimal_setup_warns_that_everyone_may_do_everything(caplog):

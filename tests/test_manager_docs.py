@@ -142,8 +142,9 @@ def test_doc_session_against_katcp_manager_command(tmp_path):
             node.close()
             await stop_device(rx2)
         audit = audit_log.read_text()
-        assert re.search(r"event=lock device=rx1 holder=127\.0\.0\.1:\d+ lease=60\.0", audit)
-        assert "event=unlock device=rx1" in audit
+        assert re.search(r" user=- addr=127\.0\.0\.1:\d+ event=lock request=lock status=ok "
+                         r"detail=device=rx1,holder=127\.0\.0\.1:\d+,lease=60$", audit, re.M)
+        assert re.search(r" event=unlock request=unlock status=ok detail=device=rx1,", audit)
 
     try:
         run(main, timeout=60)

@@ -19,7 +19,7 @@ from manager_support import (
 )
 from peers import _python_ok
 
-from katcp.manager.locks import LockError, LockTable, format_audit
+from katcp.manager.locks import LockError, LockTable, audit_lock
 
 
 def _address(client: LineClient) -> str:
@@ -93,13 +93,25 @@ def test_lock_is_enforced_for_control_but_not_for_reading(caplog):
             await stop_device(device)
 
     run(main)
-    lines = [r.getMessage() for r in caplog.records if r.name == "katcp.audit"]
-    assert any(line.startswith("event=lock device=rx1 holder=127.0.0.1:") for line in lines)
-    assert any(line.startswith("event=denied device=rx1 request=rx1-echo") for line in lines)
-    assert any(line.startswith("event=lock-denied device=rx1") for line in lines)
-    assert any(line.startswith("event=lock-renew device=rx1") and "lease=30.0" in line
+    lines = [_fields(r.getMessage()) for r in caplog.records if r.name == "katcp.audit"]
+
+    def seen(**wanted):
+        return any(all(line.get(k) == v for k, v in wanted.items()) for line in lines)
+
+    assert seen(user="-", event="lock", request="lock", status="ok")
+    assert any(line["event"] == "lock" and line["addr"].startswith("127.0.0.1:")
+               and line["detail"].startswith("device=rx1,holder=127.0.0.1:") for line in lines)
+    assert seen(event="refused", request="rx1-echo", status="fail")
+    assert seen(event="request", request="rx1-echo", status="ok", detail="device=rx1")
+    assert seen(event="lock-denied", request="lock", status="fail")
+    assert any(line["event"] == "lock-renew" and line["detail"].endswith(",lease=30")
                for line in lines)
-    assert any(line.startswith("event=unlock device=rx1") for line in lines)
+    assert seen(event="unlock", request="unlock", status="ok")
+
+
+def _fields(line: str) -> dict:
+    """An audit line's ``key=value`` fields (after the time stamp)."""
+    return dict(part.split("=", 1) for part in line.split()[1:])
 
 
 def test_lock_ends_on_lease_disconnect_and_break(caplog):
@@ -132,8 +144,9 @@ def test_lock_ends_on_lease_disconnect_and_break(caplog):
             await stop_device(device)
 
     run(main)
-    events = [r.getMessage().split()[0] for r in caplog.records if r.name == "katcp.audit"]
-    for event in ("event=lock-expire", "event=lock-release", "event=lock-break"):
+    events = [_fields(r.getMessage())["event"] for r in caplog.records
+              if r.name == "katcp.audit"]
+    for event in ("lock-expire", "lock-release", "lock-break"):
         assert event in events
 
 
@@ -181,10 +194,13 @@ def test_lock_table_on_its_own():
 
 
 def test_audit_line_format():
-    assert format_audit("lock", device="rx1", holder="127.0.0.1:5555", lease=None) == (
-        "event=lock device=rx1 holder=127.0.0.1:5555")
-    assert format_audit("denied", reason='a "b" c=d') == 'event=denied reason="a \\"b\\" c=d"'
-    assert format_audit("x", text="") == 'event=x text=""'
+    line = audit_lock("lock", "rx1", "alice", user="alice", addr=("127.0.0.1", 5555),
+                      request="lock", lease=30.0)
+    assert line.split(" ", 1)[1] == ("user=alice addr=127.0.0.1:5555 event=lock request=lock "
+                                     "status=ok detail=device=rx1,holder=alice,lease=30")
+    line = audit_lock("lock-expire", "rx1", "a b\nc")
+    assert line.split(" ", 1)[1] == ("user=- addr=- event=lock-expire request=- status=ok "
+                                     "detail=device=rx1,holder=a\\_b\\nc")
 
 
 KATCP093_CLIENT = textwrap.dedent("""

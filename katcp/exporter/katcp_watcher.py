@@ -1,7 +1,7 @@
 """Watching one KATCP device: connect, list and subscribe its sensors, store the updates.
 
-A :class:`KatcpWatcher` is an :class:`~katcp.client.AsyncClient` that reconnects on its own.
-On every connection it syncs: ``?sensor-list``, then ``?sensor-sampling`` with each selected
+A :class:`KatcpWatcher` is an :class:`~katcp.client.AsyncClient` that reconnects on its own,
+over TLS and logged in when its target says so.  On every connection it syncs: ``?sensor-list``, then ``?sensor-sampling`` with each selected
 sensor's strategy (bulk, ``a,b,c``, when the device has the ``B`` flag of KATCP 5.1, else one
 request per sensor, all in flight at once), and ``#interface-changed`` syncs again.  Each
 ``#sensor-status`` inform becomes a new reading in the device's
@@ -65,7 +65,10 @@ class KatcpWatcher(AsyncClient):
 
     def __init__(self, target: Target, state: DeviceState) -> None:
         super().__init__(target.host, target.port, timeout=SYNC_TIMEOUT, logger=log,
-                         auto_reconnect=True)
+                         auto_reconnect=True, ssl=target.ssl_context)
+        if target.username:
+            # ?login goes first on every connection, before the sync's requests.
+            self.set_credentials(target.username, target.password)
         self.target = target
         self.state = state
         #: Raw sensor name -> meta of the sensors subscribed on this connection.

@@ -168,13 +168,12 @@ def _target(spec: DeviceSpec, rules: SensorRules) -> Target:
         default = parse_strategy(list(spec.strategy), f"{where} strategy")
     ssl_context = None
     if spec.tls:
-        if spec.kind == "katcp":
-            raise ConfigError(f"{where}: TLS to KATCP devices is not supported by "
-                              f"katcp.client yet; use a plain connection or the manager")
         try:
             ssl_context = spec.client_ssl_context()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             raise ConfigError(f"{where}: TLS set-up failed: {exc}") from None
+    if spec.kind == "katcp" and spec.username and not spec.password:
+        raise ConfigError(f"{where}: 'user' needs 'password' or 'password_env' to log in")
     return Target(spec.name, spec.kind, spec.host, int(spec.port),
                   SensorRules(patterns, rules.strategies, default), ssl_context,
                   spec.username or "", spec.password or "")

@@ -67,9 +67,10 @@ class Target:
     rules : SensorRules
         Sensor selection and strategies.
     ssl_context : ssl.SSLContext, optional
-        TLS context (NCP nodes).
+        TLS context (``DeviceSpec.client_ssl_context()``), for either kind.
     username, password : str
-        Credentials (NCP nodes).
+        Credentials: an NCP node's, or the user a KATCP device is logged in to as (on
+        every connection, before the sync); empty for none.
     """
 
     name: str

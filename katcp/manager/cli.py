@@ -11,8 +11,7 @@ import sys
 from typing import List
 
 from .config import ManagerConfig, load_manager_config, parse_address
-from .locks import AUDIT_LOGGER_NAME
-from .server import ManagerServer, SecurityNotAvailable
+from .server import ManagerServer
 
 __all__ = ["main", "run"]
 
@@ -67,17 +66,8 @@ def main(argv: List[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"katcp-manager: {exc}", file=sys.stderr)
         return 2
-    if config.audit_log:
-        handler = logging.FileHandler(config.audit_log)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        audit_logger = logging.getLogger(AUDIT_LOGGER_NAME)
-        audit_logger.addHandler(handler)
-        audit_logger.setLevel(logging.INFO)
     try:
         return asyncio.run(_main(args, config))
-    except SecurityNotAvailable as exc:
-        print(f"katcp-manager: {exc}", file=sys.stderr)
-        return 2
     except (OSError, ValueError) as exc:
         print(f"katcp-manager: {exc}", file=sys.stderr)
         return 1

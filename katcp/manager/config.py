@@ -36,6 +36,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Tuple
 
+from katcp.security import client_context, server_context
+
 if sys.version_info >= (3, 11):
     import tomllib as _toml
 else:  # pragma: no cover - exercised on Python < 3.11 only
@@ -152,19 +154,19 @@ class DeviceSpec:
         Returns
         -------
         ssl.SSLContext or None
-            None when ``tls`` is false.  Otherwise a client context that verifies the device
-            against ``cafile`` (or the system store), presents ``certfile``/``keyfile`` when
-            given, and checks nothing when ``insecure`` is true.
+            None when ``tls`` is false.  Otherwise a client context
+            (:func:`katcp.security.client_context`: TLS 1.2 or later) that verifies the
+            device against ``cafile`` (or the system store), presents
+            ``certfile``/``keyfile`` when given, and checks nothing when ``insecure`` is
+            true (a warning is logged).
         """
         if not self.tls:
             return None
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.cafile)
-        if self.certfile:
-            context.load_cert_chain(self.certfile, self.keyfile)
         if self.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+            logger.warning("device %r: insecure = true: its certificate is not checked",
+                           self.name)
+        return client_context(cafile=self.cafile, certfile=self.certfile,
+                              keyfile=self.keyfile, insecure=self.insecure)
 
 
 @dataclass(frozen=True)
@@ -179,9 +181,13 @@ class ManagerConfig:
         TLS on the listen socket: certificate chain, key, and the CA that client certificates
         must chain to (when given, clients must present one).
     users : str or None
-        Path of the user store; None means no login (everyone may do everything).
+        Path of the user store (``katcp-admin user add``); None means no login (everyone
+        may do everything).
+    login_timeout : float or None
+        With ``users``: seconds a client may stay connected without logging in (default
+        60; ``login_timeout = 0`` in the file means no limit).
     audit_log : str or None
-        Path of the audit log file.
+        Path of the audit log file (the ``katcp.audit`` lines are appended to it).
     register : tuple of (str, int) or None
         Address where devices may dial in and register (``register = "host:port"``); None:
         no registration port.
@@ -194,19 +200,22 @@ class ManagerConfig:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     users: str | None = None
+    login_timeout: float | None = 60.0
     audit_log: str | None = None
     register: Tuple[str, int] | None = None
     devices: Dict[str, DeviceSpec] = field(default_factory=dict)
 
     def server_ssl_context(self) -> ssl.SSLContext | None:
-        """Build the TLS context of the listen socket, or None without ``tls_cert``."""
+        """Build the TLS context of the listen socket, or None without ``tls_cert``.
+
+        With ``tls_client_ca`` every client must present a certificate signed by it
+        (:func:`katcp.security.server_context`).
+        """
         if not self.tls_cert:
+            if self.tls_client_ca:
+                raise ValueError("[manager]: 'tls_client_ca' needs 'tls_cert' and 'tls_key'")
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.tls_client_ca)
-        context.load_cert_chain(self.tls_cert, self.tls_key)
-        if self.tls_client_ca:
-            context.verify_mode = ssl.CERT_REQUIRED
-        return context
+        return server_context(self.tls_cert, self.tls_key, client_ca=self.tls_client_ca)
 
 
 def parse_address(text: str, default_port: int | None = None) -> Tuple[str, int]:
@@ -410,7 +419,7 @@ def manager_config_from_dict(config: Mapping[str, Any]) -> ManagerConfig:
     if not isinstance(section, Mapping):
         raise ValueError("'manager' must be a table")
     known = {"listen", "tls_cert", "tls_key", "tls_client_ca", "users", "audit_log", "register"}
-    unknown = sorted(set(section) - known)
+    unknown = sorted(set(section) - known - {"login_timeout"})
     if unknown:
         logger.warning("[manager]: ignoring unknown key(s) %s", ", ".join(unknown))
     values: Dict[str, str | None] = {}
@@ -431,12 +440,17 @@ def manager_config_from_dict(config: Mapping[str, Any]) -> ManagerConfig:
             raise ValueError(f"[manager]: register: {error}") from None
     if bool(values["tls_cert"]) != bool(values["tls_key"]) and not values["tls_cert"]:
         raise ValueError("[manager]: 'tls_key' given without 'tls_cert'")
+    login_timeout = section.get("login_timeout", 60.0)
+    if isinstance(login_timeout, bool) or not isinstance(login_timeout, (int, float)) \
+            or not login_timeout >= 0:
+        raise ValueError("[manager]: 'login_timeout' must be a number of seconds >= 0")
     return ManagerConfig(
         listen=listen,
         tls_cert=values["tls_cert"],
         tls_key=values["tls_key"],
         tls_client_ca=values["tls_client_ca"],
         users=values["users"],
+        login_timeout=float(login_timeout) or None,
         audit_log=values["audit_log"],
         register=register,
         devices=load_devices(config),

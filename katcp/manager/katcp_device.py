@@ -38,9 +38,13 @@ _SAMPLING_CHUNK = 200
 class _DeviceInspector(InspectingClientAsync):
     """Inspecting client whose sensor objects are the manager's proxy sensors."""
 
-    def __init__(self, device: KatcpDevice, host: str, port: int) -> None:
+    def __init__(self, device: KatcpDevice, spec: DeviceSpec) -> None:
         self._device = device
-        super().__init__(host, port, auto_reconnect=True, logger=log)
+        # TLS and login as the spec says; the client logs in first thing on every
+        # connection, before it inspects the device.
+        super().__init__(spec.host, spec.port, auto_reconnect=True, logger=log,
+                         ssl=spec.client_ssl_context(), user=spec.username,
+                         password=spec.password)
 
     def sensor_factory(self, name: str, sensor_type: int, description: str, units: str,
                        params: List[Any]) -> Sensor:
@@ -48,7 +52,7 @@ class _DeviceInspector(InspectingClientAsync):
 
 
 class KatcpDevice(ProxiedDevice):
-    """A KATCP device server reached by dialling it.
+    """A KATCP device server reached by dialling it (with TLS and login if the spec says).
 
     Parameters
     ----------
@@ -69,7 +73,7 @@ class KatcpDevice(ProxiedDevice):
         self.request_timeout = request_timeout
         self._strategy = spec.strategy or ("auto",)
         self._subscribed: Set[str] = set()
-        self._inspector = _DeviceInspector(self, spec.host, spec.port)
+        self._inspector = _DeviceInspector(self, spec)
         self._inspector.set_state_callback(self._state_changed)
 
     @property

@@ -1,11 +1,15 @@
-"""Device locks of the manager, and the audit log they write to.
+"""Device locks of the manager, and the audit lines they write.
 
 A lock gives one holder exclusive *control* of a device: while it is held, control requests on
 that device from anyone else are refused with a reply naming the holder.  A lock ends when its
-holder unlocks it, when its lease runs out, when its holder disconnects, or when it is broken.
+holder unlocks it, when its lease runs out, when it is broken (an admin action) or, when the
+holder is a connection rather than a logged-in user, when that connection closes.
 
-Every lock event is written as one ``key=value`` line to the ``katcp.audit`` logger (see
-:func:`audit`); the application decides where that logger writes.
+Every lock event is written with :func:`katcp.security.audit_event` to the ``katcp.audit``
+logger: who did it (``user``, ``addr``), the event (``lock``, ``lock-renew``, ``unlock``,
+``lock-break``, ``lock-expire``, ``lock-release``, ``lock-denied``), the request and its
+status, and a ``detail`` of the form ``device=rx1,holder=alice[,lease=30]``.  The application
+decides where that logger writes (:func:`katcp.security.open_audit_log`).
 """
 
 from __future__ import annotations
@@ -16,50 +20,49 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Hashable, List
 
-__all__ = ["AUDIT_LOGGER_NAME", "Lock", "LockError", "LockTable", "audit", "format_audit"]
+from katcp.security import AUDIT_LOGGER_NAME, audit_event
 
-#: Name of the logger that receives audit lines.
-AUDIT_LOGGER_NAME = "katcp.audit"
-
-audit_logger = logging.getLogger(AUDIT_LOGGER_NAME)
+__all__ = ["AUDIT_LOGGER_NAME", "Lock", "LockError", "LockTable", "audit_lock"]
 
 
-def _audit_value(value: object) -> str:
-    text = str(value)
-    if text and not any(c in text for c in ' "=\\\n\r\t'):
-        return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return f'"{escaped}"'
-
-
-def format_audit(event: str, **fields: object) -> str:
-    """Format one audit line: ``event=EVENT key=value ...`` (values quoted when needed).
+def audit_lock(event: str, device: str, holder: str, *, user: str | None = None,
+               addr: object = None, request: str | None = None, status: str = "ok",
+               lease: float | None = None, level: int = logging.INFO,
+               logger: logging.Logger | None = None) -> str:
+    """Write one lock event to the audit log.
 
     Parameters
     ----------
     event : str
-        What happened, e.g. ``lock``.
-    **fields
-        Further ``key=value`` pairs, in the given order; None values are left out.
+        ``lock``, ``lock-renew``, ``unlock``, ``lock-break``, ``lock-expire``,
+        ``lock-release`` or ``lock-denied``.
+    device : str
+        The device.
+    holder : str
+        Who holds (or held) its lock.
+    user, addr : optional
+        Who did it: user name (None without a user store) and peer address.
+    request : str, optional
+        The request that did it (None for a lease running out or a disconnect).
+    status : str
+        ``ok``, or ``fail`` for a refusal.
+    lease : float, optional
+        The lease asked for, in seconds.
+    level : int
+        Logging level.
+    logger : logging.Logger, optional
+        Audit logger (default ``katcp.audit``).
 
     Returns
     -------
-    str
-        The line, without a newline.
+    line : str
+        The line written.
     """
-    parts = [f"event={_audit_value(event)}"]
-    parts.extend(f"{key}={_audit_value(value)}" for key, value in fields.items()
-                 if value is not None)
-    return " ".join(parts)
-
-
-def audit(event: str, **fields: object) -> None:
-    """Write one audit line to the ``katcp.audit`` logger (level INFO).
-
-    Never pass secrets: audit lines are meant to be kept.
-    """
-    audit_logger.info(format_audit(event, **fields))
+    detail = f"device={device},holder={holder}"
+    if lease is not None:
+        detail += f",lease={lease:g}"
+    return audit_event(event, user=user, addr=addr, request=request, status=status,
+                       detail=detail, level=level, logger=logger)
 
 
 class LockError(Exception):
@@ -75,9 +78,14 @@ class Lock:
     device : str
         The locked device.
     owner : hashable
-        Identity of the holder (a client connection, or a user name once users exist).
+        Identity of the holder: the client connection, or ``("user", name)`` on a manager
+        with a user store (so that the lock survives the user's reconnection).
     holder : str
         How the holder is shown to people and in the audit log (``host:port`` or a user).
+    user : str or None
+        The holder's user name (None without a user store).
+    addr : str or None
+        Address the lock was taken from.
     expires : float or None
         Loop time at which the lease ends; None for no lease.
     """
@@ -85,6 +93,8 @@ class Lock:
     device: str
     owner: Hashable
     holder: str
+    user: str | None = None
+    addr: str | None = None
     expires: float | None = None
     _timer: asyncio.TimerHandle | None = field(default=None, repr=False, compare=False)
 
@@ -92,19 +102,26 @@ class Lock:
 class LockTable:
     """The locks of one manager, with leases on the event loop's clock.
 
+    Every change is audited (:func:`audit_lock`).  The ``user`` and ``addr`` arguments of
+    the methods say who acts, for the audit log.
+
     Parameters
     ----------
     loop : asyncio.AbstractEventLoop
         Loop whose clock times the leases (all methods must be called on it).
     on_change : callable, optional
         ``on_change(device)`` after a lock of `device` is taken, renewed or ends.
+    audit_logger : logging.Logger, optional
+        Where the lock events go (default ``katcp.audit``).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
-                 on_change: Callable[[str], None] | None = None) -> None:
+                 on_change: Callable[[str], None] | None = None,
+                 audit_logger: logging.Logger | None = None) -> None:
         self._loop = loop
         self._locks: Dict[str, Lock] = {}
         self._on_change = on_change
+        self._audit_logger = audit_logger
 
     def holder_of(self, device: str) -> Lock | None:
         """Return the lock of `device`, or None when it is free."""
@@ -121,7 +138,8 @@ class LockTable:
         return max(0.0, lock.expires - self._loop.time())
 
     def acquire(self, device: str, owner: Hashable, holder: str,
-                lease: float | None = None) -> Lock:
+                lease: float | None = None, *, user: str | None = None,
+                addr: str | None = None) -> Lock:
         """Take (or, for its holder, renew) the lock of `device`.
 
         Parameters
@@ -134,6 +152,8 @@ class LockTable:
             Display name of the taker.
         lease : float, optional
             Seconds until the lock ends by itself; None for no lease.
+        user, addr : str, optional
+            The taker's user name and address (for the audit log).
 
         Raises
         ------
@@ -144,20 +164,23 @@ class LockTable:
             raise LockError(f"lease must be a positive number of seconds, not {lease!r}")
         current = self._locks.get(device)
         if current is not None and current.owner != owner:
+            self._audit("lock-denied", device, current.holder, user=user, addr=addr,
+                        request="lock", status="fail", level=logging.WARNING)
             raise LockError(f"device {device} is locked by {current.holder}")
         if current is not None:
             self._cancel_timer(current)
-        lock = Lock(device, owner, holder)
+        lock = Lock(device, owner, holder, user=user, addr=addr)
         if lease is not None:
             lock.expires = self._loop.time() + lease
             lock._timer = self._loop.call_at(lock.expires, self._expire, device, lock)
         self._locks[device] = lock
-        audit("lock" if current is None else "lock-renew", device=device, holder=holder,
-              lease=lease)
+        self._audit("lock" if current is None else "lock-renew", device, holder, user=user,
+                    addr=addr, request="lock", lease=lease)
         self._changed(device)
         return lock
 
-    def release(self, device: str, owner: Hashable) -> Lock:
+    def release(self, device: str, owner: Hashable, *, user: str | None = None,
+                addr: str | None = None) -> Lock:
         """Unlock `device` on behalf of its holder.
 
         Raises
@@ -169,13 +192,25 @@ class LockTable:
         if current is None:
             raise LockError(f"device {device} is not locked")
         if current.owner != owner:
+            self._audit("unlock", device, current.holder, user=user, addr=addr,
+                        request="unlock", status="fail", level=logging.WARNING)
             raise LockError(f"device {device} is locked by {current.holder}")
         self._end(current)
-        audit("unlock", device=device, holder=current.holder)
+        self._audit("unlock", device, current.holder, user=user, addr=addr, request="unlock")
         return current
 
-    def break_lock(self, device: str, by: str) -> Lock:
+    def break_lock(self, device: str, by: str, *, user: str | None = None,
+                   addr: str | None = None) -> Lock:
         """End the lock of `device` whoever holds it (an admin action).
+
+        Parameters
+        ----------
+        device : str
+            The device.
+        by : str
+            Who breaks it, for people (e.g. ``"manager (device removed)"``).
+        user, addr : str, optional
+            Who breaks it, for the audit log (default: `by` as the address).
 
         Raises
         ------
@@ -186,7 +221,9 @@ class LockTable:
         if current is None:
             raise LockError(f"device {device} is not locked")
         self._end(current)
-        audit("lock-break", device=device, holder=current.holder, by=by)
+        self._audit("lock-break", device, current.holder, user=user,
+                    addr=addr if addr is not None or user is not None else by,
+                    request="lock-break")
         return current
 
     def release_owner(self, owner: Hashable, reason: str) -> List[Lock]:
@@ -194,7 +231,8 @@ class LockTable:
         ended = [lock for lock in self._locks.values() if lock.owner == owner]
         for lock in ended:
             self._end(lock)
-            audit("lock-release", device=lock.device, holder=lock.holder, reason=reason)
+            self._audit("lock-release", lock.device, lock.holder, user=lock.user,
+                        addr=lock.addr, status=reason)
         return ended
 
     def close(self) -> None:
@@ -203,11 +241,14 @@ class LockTable:
             self._cancel_timer(lock)
         self._locks.clear()
 
+    def _audit(self, event: str, device: str, holder: str, **kwargs) -> None:
+        audit_lock(event, device, holder, logger=self._audit_logger, **kwargs)
+
     def _expire(self, device: str, lock: Lock) -> None:
         if self._locks.get(device) is lock:
             lock._timer = None
             self._end(lock)
-            audit("lock-expire", device=device, holder=lock.holder)
+            self._audit("lock-expire", device, lock.holder, user=lock.user, addr=lock.addr)
 
     def _end(self, lock: Lock) -> None:
         self._cancel_timer(lock)

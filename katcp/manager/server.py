@@ -8,9 +8,13 @@ event loop.  Each device of the fleet is a :class:`~katcp.manager.device.Proxied
 * its requests ``<device>-<request>`` are routed by :meth:`ManagerServer.handle_request` (the
   documented dispatch method, overridden here) to the device, and ``?help`` lists them.
 
-Who may do what is decided in one place, :meth:`ManagerServer.authorize`: today it applies
-the locks (a holder's control requests pass, everyone else's fail naming the holder); the
-role checks of a user store plug in there (:meth:`ManagerServer.has_role`).
+Security is the server's own (:func:`security_options`): TLS on the listen socket (``ssl=``)
+and, with a user store, login and roles through the server's
+:class:`~katcp.security.AccessControl`, which the dispatcher consults for the manager's own
+requests and :meth:`ManagerServer.handle_request` for proxied ones (they need ``control``).
+On top of the roles come the locks (:meth:`ManagerServer.lock_refusal`): a holder's control
+requests pass, everyone else's fail naming the holder.  Lock events and every proxied
+request go to the ``katcp.audit`` log with the user and address.
 """
 
 from __future__ import annotations
@@ -18,47 +22,93 @@ from __future__ import annotations
 import asyncio
 import logging
 import concurrent.futures
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Tuple
 
 from katcp.core import FailReply, Message, ProtocolFlags, Sensor
 from katcp.kattypes import Float, Str, request, return_reply
+from katcp.security import (
+    ADMIN,
+    AUDIT_LOGGER_NAME,
+    CONTROL,
+    READ,
+    AccessControl,
+    audit_event,
+    close_audit_log,
+    open_audit_log,
+    requires_role,
+)
 from katcp.server import AsyncDeviceServer, ClientRequestConnection
 
 from .config import DeviceSpec, ManagerConfig, valid_device_name
 from .device import ProxiedDevice
 from .katcp_device import KatcpDevice
-from .locks import LockError, LockTable, audit
+from .locks import LockError, LockTable
 from .ncp_device import NcpDevice
 from .register import RegistrationListener
 
-__all__ = ["ManagerServer", "SecurityNotAvailable", "install_security", "make_device"]
+__all__ = ["ManagerServer", "make_device", "security_options"]
 
 log = logging.getLogger("katcp.manager")
 
 
-class SecurityNotAvailable(RuntimeError):
-    """The config asks for TLS or users, which this build of the server cannot provide."""
+def security_options(config: ManagerConfig) -> Dict[str, Any]:
+    """The ``ssl=`` and ``users=`` arguments of the manager's server for `config`.
 
+    Parameters
+    ----------
+    config : ManagerConfig
+        ``tls_cert``/``tls_key`` (and ``tls_client_ca`` for mutual TLS) give the listen
+        socket's TLS context; ``users`` the user store, whose login timeout is
+        ``login_timeout``.
 
-def install_security(server: ManagerServer, config: ManagerConfig) -> None:
-    """Apply the config's listen-socket TLS and user store to `server`.
-
-    This is the one place where the secure-KATCP work (TLS on the server's listen socket,
-    login, roles) plugs into the manager.  Until the server supports them, a config that asks
-    for them is refused rather than silently served in the clear or without login.
+    Returns
+    -------
+    dict
+        ``{"ssl": SSLContext or None, "users": AccessControl or None}``.
 
     Raises
     ------
-    SecurityNotAvailable
-        When ``tls_cert``, ``tls_client_ca`` or ``users`` is set.
+    OSError, ssl.SSLError, ValueError
+        When a certificate, key or the user store cannot be read, or when ``register`` is
+        set together with TLS or users (the registration port has neither).
     """
-    wanted = [key for key in ("tls_cert", "tls_client_ca", "users") if getattr(config, key)]
-    if wanted:
-        raise SecurityNotAvailable(
-            f"[manager] {', '.join(wanted)}: this katcp server has no TLS listen socket or user "
-            "store yet (they come with the secure-KATCP work); refusing to run without them")
-    log.warning("No user store configured: every client may do everything, and a lock "
-                "belongs to the connection that took it")
+    if config.register is not None and (config.users or config.tls_cert):
+        # A device link is plaintext and unauthenticated: on a secured manager anyone who
+        # reaches that port could put a device of their own in front of its users.
+        raise ValueError("[manager] register: devices cannot register on a manager with TLS "
+                         "or users yet (the registration port has neither); list the "
+                         "devices in the file instead")
+    users = None
+    if config.users:
+        users = AccessControl(config.users, login_timeout=config.login_timeout)
+    else:
+        log.warning("No user store configured: every client may do everything, and a lock "
+                    "belongs to the connection that took it")
+    return {"ssl": config.server_ssl_context(), "users": users}
+
+
+@requires_role(CONTROL)
+def _device_request(*args: Any) -> None:
+    """Stands for every proxied ``<device>-<request>`` in role checks: they need control."""
+
+
+class _AuditedForward(ClientRequestConnection):
+    """The ``req`` handed to a device: its reply is audited once sent."""
+
+    __slots__ = ("_audit",)
+
+    def __init__(self, connection: Any, msg: Message, audit: Callable[[str], None]) -> None:
+        super().__init__(connection, msg)
+        self._audit = audit
+
+    def reply_with_message(self, rep_msg: Message) -> None:
+        super().reply_with_message(rep_msg)
+        args = rep_msg.arguments
+        self._audit(args[0].decode("utf-8", "replace") if args else "-")
+
+    def reply(self, *args: Any) -> None:
+        super().reply(*args)
+        self._audit(str(args[0]) if args else "-")
 
 
 def make_device(spec: DeviceSpec, owner: Any, request_timeout: float) -> ProxiedDevice:
@@ -93,7 +143,7 @@ class ManagerServer(AsyncDeviceServer):
 
     def __init__(self, config: ManagerConfig, request_timeout: float = 60.0) -> None:
         host, port = config.listen
-        super().__init__(host, port, logger=log)
+        super().__init__(host, port, logger=log, **security_options(config))
         self.config = config
         self.request_timeout = request_timeout
         self._devices: Dict[str, ProxiedDevice] = {}
@@ -102,19 +152,24 @@ class ManagerServer(AsyncDeviceServer):
         self._quiet_interface_changes = False
         self._locks: LockTable | None = None
         self._registration: RegistrationListener | None = None
+        self._audit_handler: logging.Handler | None = None
+        self._audit_level = logging.NOTSET
         if config.register is not None:
             self._registration = RegistrationListener(self, *config.register)
-        install_security(self, config)
         for spec in config.devices.values():
             self._devices[spec.name] = make_device(spec, self, request_timeout)
 
     # -- life cycle ------------------------------------------------------------------
     async def start_manager(self) -> None:
-        """Start listening and connecting to the devices."""
+        """Start listening and connecting to the devices (and open the audit log file)."""
+        if self.config.audit_log and self._audit_handler is None:
+            # open_audit_log may raise the logger's level to INFO; put it back at the end.
+            self._audit_level = logging.getLogger(AUDIT_LOGGER_NAME).level
+            self._audit_handler = open_audit_log(self.config.audit_log)
         started = self.start()
         if started is not None:
             await started
-        self._locks = LockTable(asyncio.get_running_loop())
+        self._locks = LockTable(asyncio.get_running_loop(), audit_logger=self._audit_logger)
         for device in list(self._devices.values()):
             await device.start()
         log.info("katcp-manager listening on %s:%d with %d device(s)", *self.bind_address,
@@ -136,6 +191,10 @@ class ManagerServer(AsyncDeviceServer):
             stopped = asyncio.wrap_future(stopped)
         if stopped is not None:
             await asyncio.wait_for(stopped, 5)
+        if self._audit_handler is not None:
+            close_audit_log(self._audit_handler)
+            self._audit_handler = None
+            logging.getLogger(AUDIT_LOGGER_NAME).setLevel(self._audit_level)
 
     @property
     def registration_address(self) -> Tuple[str, int] | None:
@@ -242,6 +301,14 @@ class ManagerServer(AsyncDeviceServer):
         if routed is None:
             return super().handle_request(connection, msg)
         device, suffix = routed
+        access = self.access_control
+        if access is not None:
+            # The one role check, the dispatcher's: login first, then control.
+            denied = access.check(connection.session, msg.name, msg.arguments,
+                                  _device_request)
+            if denied is not None:
+                connection.reply(Message.reply(msg.name, "fail", denied.message), msg)
+                return None
         req = ClientRequestConnection(connection, msg)
         if not suffix:
             req.reply("invalid", "Unknown request.")
@@ -249,12 +316,14 @@ class ManagerServer(AsyncDeviceServer):
         if device.kind != "ncp" and suffix not in device.requests and device.up:
             req.reply("invalid", "Unknown request.")
             return None
-        refusal = self.authorize(connection, device.name, "control")
+        refusal = self.lock_refusal(connection, device.name)
         if refusal is not None:
-            audit("denied", device=device.name, request=msg.name, by=connection.address,
-                  reason=refusal)
+            self._audit("refused", connection, msg.name, "fail",
+                        f"device={device.name},{refusal}", logging.WARNING)
             req.reply("fail", refusal)
             return None
+        req = _AuditedForward(connection, msg, lambda status: self._audit(
+            "request", connection, msg.name, status, f"device={device.name}"))
         try:
             device.forward(req, suffix, msg.arguments)
         except Exception:
@@ -270,33 +339,51 @@ class ManagerServer(AsyncDeviceServer):
         """Whether the manager itself (not a device) handles request `name`."""
         return name in self._request_handlers
 
-    # -- authorization: the one place for roles and locks -----------------------------
-    def has_role(self, connection: Any, role: str, device: str | None = None) -> bool:
-        """Whether the client on `connection` has `role` (``read``, ``control``, ``admin``).
+    # -- identity, locks and audit ------------------------------------------------------
+    @property
+    def _audit_logger(self) -> logging.Logger | None:
+        access = self.access_control
+        return None if access is None else access.audit_logger
 
-        Without a user store every client has every role; the secure-KATCP user store
-        replaces this check.
+    def _who(self, connection: Any) -> Tuple[Hashable, str, str | None]:
+        """``(lock owner, holder shown to people, user name)`` of the client on `connection`.
+
+        With a user store a lock belongs to the logged-in user, so that it survives the
+        user's reconnection; without one, to the connection (shown as ``host:port``).
         """
-        return True
+        session = getattr(connection, "session", None)
+        user = None if session is None else session.user_name
+        if self.access_control is not None and user is not None:
+            return ("user", user), user, user
+        return connection, connection.address, user
 
-    def authorize(self, connection: Any, device: str, action: str) -> str | None:
-        """Decide whether the client may do `action` on `device`.
+    def _audit(self, event: str, connection: Any, request: str, status: str,
+               detail: str | None = None, level: int = logging.INFO) -> None:
+        audit_event(event, user=self._who(connection)[2], addr=connection.address,
+                    request=request, status=status, detail=detail, level=level,
+                    logger=self._audit_logger)
+
+    def lock_refusal(self, connection: Any, device: str) -> str | None:
+        """Why the client on `connection` may not send control requests to `device` now.
+
+        Roles are checked before, by the server's access control; this is the lock.
 
         Returns
         -------
         str or None
-            None when allowed; otherwise the reason, for the reply.
+            None when the device is free or the client holds its lock; otherwise the
+            reason, naming the holder, for the ``fail`` reply.
         """
-        if not self.has_role(connection, action, device):
-            return f"permission denied: {action} on {device} needs the {action} role"
-        if action == "control" and self._locks is not None:
-            lock = self._locks.holder_of(device)
-            if lock is not None and lock.owner is not connection:
-                return f"device {device} is locked by {lock.holder}"
+        if self._locks is None:
+            return None
+        lock = self._locks.holder_of(device)
+        if lock is not None and lock.owner != self._who(connection)[0]:
+            return f"device {device} is locked by {lock.holder}"
         return None
 
     def on_client_disconnect(self, conn: Any, msg: str, connection_valid: bool):
-        if self._locks is not None:
+        if self._locks is not None and self.access_control is None:
+            # A user's locks outlive the connection (until unlock, lease or break).
             self._locks.release_owner(conn, reason="disconnect")
         return super().on_client_disconnect(conn, msg, connection_valid)
 
@@ -359,6 +446,9 @@ class ManagerServer(AsyncDeviceServer):
     def request_lock(self, req, device, lease):
         """Take the lock of a device: only you may send it control requests.
 
+        With a user store the lock is the logged-in user's (it survives a reconnection);
+        without one it is this connection's and ends when the connection closes.
+
         Parameters
         ----------
         device : str
@@ -375,13 +465,11 @@ class ManagerServer(AsyncDeviceServer):
         """
         self._device_or_fail(device)
         conn = req.client_connection
-        refusal = self.authorize(conn, device, "control")
-        if refusal is not None and not refusal.startswith(f"device {device} is locked"):
-            raise FailReply(refusal)
+        owner, holder, user = self._who(conn)
         try:
-            lock = self._lock_table().acquire(device, conn, conn.address, lease)
+            lock = self._lock_table().acquire(device, owner, holder, lease, user=user,
+                                              addr=conn.address)
         except LockError as exc:
-            audit("lock-denied", device=device, by=conn.address, reason=exc)
             raise FailReply(str(exc)) from None
         return "ok", lock.holder
 
@@ -401,12 +489,15 @@ class ManagerServer(AsyncDeviceServer):
             Whether the lock was released.
         """
         self._device_or_fail(device)
+        conn = req.client_connection
+        owner, _holder, user = self._who(conn)
         try:
-            self._lock_table().release(device, req.client_connection)
+            self._lock_table().release(device, owner, user=user, addr=conn.address)
         except LockError as exc:
             raise FailReply(str(exc)) from None
         return ("ok",)
 
+    @requires_role(ADMIN)
     @request(Str())
     @return_reply(Str())
     def request_lock_break(self, req, device):
@@ -426,15 +517,15 @@ class ManagerServer(AsyncDeviceServer):
         """
         self._device_or_fail(device)
         conn = req.client_connection
-        if not self.has_role(conn, "admin", device):
-            audit("lock-break-denied", device=device, by=conn.address)
-            raise FailReply("permission denied: breaking a lock needs the admin role")
+        user = self._who(conn)[2]
         try:
-            lock = self._lock_table().break_lock(device, by=conn.address)
+            lock = self._lock_table().break_lock(device, by=user or conn.address, user=user,
+                                                 addr=conn.address)
         except LockError as exc:
             raise FailReply(str(exc)) from None
         return "ok", lock.holder
 
+    @requires_role(READ)
     def request_lock_list(self, req, msg):
         """List the held locks.
 
@@ -461,6 +552,7 @@ class ManagerServer(AsyncDeviceServer):
                        "none" if remaining is None else f"{remaining:.1f}")
         return req.make_reply("ok", str(len(locks)))
 
+    @requires_role(READ)
     def request_device_list(self, req, msg):
         """List the devices behind the manager.
 
