@@ -1,16 +1,5 @@
-"""Managed ioloop threads and calling into an ioloop from other threads.
-
-katcp objects (servers, clients, resources) all run on a tornado
-:class:`~tornado.ioloop.IOLoop`, which under tornado 6 wraps an :mod:`asyncio` event loop.
-:class:`IOLoopManager` owns that loop: either a *managed* loop, created here and run in a
-thread of its own by :meth:`IOLoopManager.start`, or an *unmanaged* one supplied by the caller
-(typically the loop the caller's own code already runs on).
-
-Code in other threads must not touch objects that live on a loop directly; it hands work to
-the loop instead.  :class:`IOLoopThreadWrapper` does that and blocks until the work is done,
-resolving futures and coroutines returned by the work, and
-:class:`ThreadSafeMethodAttrWrapper` turns every method of an object into such a blocking call.
-"""
+"""Managed ioloop threads (:class:`IOLoopManager`) and the thread-safe wrappers built on them;
+documented and public in :mod:`katcp.ioloop_manager`."""
 
 from __future__ import annotations
 

@@ -1,19 +1,5 @@
-"""Network-free fakes of the inspecting and resource clients, for users' tests.
-
-The fakes replace the low-level TCP client with :class:`FakeAsyncClient`,
-which answers requests by calling in-process request handlers.  A manager
-object returned with each fake lets the test add sensors and request handlers
-(the fake device then announces ``#interface-changed`` so the client re-syncs)
-and set sensor readings::
-
-    res, manager = fake_KATCP_client_resource_factory(
-        KATCPClientResource, {}, dict(name="dev", address=("fake", 0), controlled=True))
-    res.start()
-    manager.add_sensors({"temp": ("Temperature", "degC", "float", -50, 150)})
-    manager.add_request_handlers_dict({"ping": ping_handler})
-    await res.until_synced()
-    manager.set_sensor_reading("temp", 21.5)
-"""
+"""Network-free fakes of the inspecting and resource clients; documented and public in
+:mod:`katcp.fake_clients`."""
 
 from __future__ import annotations
 
