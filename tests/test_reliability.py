@@ -1,0 +1,117 @@
+"""One client cannot stall the others; work a request causes is bounded (issue 16).
+
+Real loopback sockets against servers on a managed ioloop; every wait is bounded.
+Figures (how long, how much memory) come from ``bench/bench_hostile.py``, not from here.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from test_server_support import TIMEOUT, RawClient, running
+
+from katcp.sensor import Sensor
+from katcp.server import DeviceServer, construct_name_filter
+
+N_HOSTILE = 200
+#: Long enough that Python's backtracking ``re`` needs minutes for ``(a+)+$``.
+HOSTILE_NAME = "a" * 30
+
+
+class HostileNamesServer(DeviceServer):
+    """200 sensors whose names make ``/(a+)+$/`` backtrack exponentially."""
+
+    def setup_sensors(self) -> None:
+        for i in range(N_HOSTILE):
+            self.add_sensor(Sensor.integer(f"{HOSTILE_NAME}-{i:03d}", "hostile", "", default=i))
+        self.add_sensor(Sensor.integer("plain.one", "plain", "", default=1))
+
+
+def make_server(kind: str, cls=HostileNamesServer) -> DeviceServer:
+    server = cls("127.0.0.1", 0)
+    if kind == "async":
+        server.set_concurrency_options(thread_safe=False, handler_thread=False)
+    return server
+
+
+def client(server) -> RawClient:
+    c = RawClient(server.bind_address)
+    c.skip_connect_informs()
+    return c
+
+
+# ------------------------------------------------------------ regular expressions
+
+@pytest.mark.parametrize("kind", ["async", "threaded"])
+def test_backtracking_pattern_does_not_stall_other_clients(kind):
+    with running(make_server(kind)) as server:
+        attacker, other = client(server), client(server)
+        attacker.send(b"?sensor-value /(a+)+$/\n")
+        time.sleep(0.05)
+        t0 = time.monotonic()
+        assert other.request(b"?watchdog")[-1] == b"!watchdog ok"
+        assert time.monotonic() - t0 < 1.0
+        lines = attacker.read_until(b"!sensor-value", timeout=TIMEOUT)
+        assert lines[-1] == b"!sensor-value ok 0"
+        # a pattern that matches still works, in RE2 syntax
+        lines = attacker.request(b"?sensor-value /a{30}-19[0-9]$/")
+        assert lines[-1] == b"!sensor-value ok 10"
+        assert [ln.split()[3] for ln in lines[:-1]] == [
+            f"{HOSTILE_NAME}-{i}".encode() for i in range(190, 200)]
+        attacker.close()
+        other.close()
+
+
+@pytest.mark.parametrize("request_name", [b"sensor-value", b"sensor-list"])
+def test_long_pattern_fails_and_says_why(request_name):
+    with running(make_server("async")) as server:
+        c = client(server)
+        c.send(b"?" + request_name + b" /" + b"a" * (1 << 20) + b"/\n")
+        reply = c.read_until(b"!" + request_name, timeout=TIMEOUT)[-1]
+        assert reply.startswith(b"!" + request_name + b" fail ")
+        assert b"(MAX_NAME_PATTERN_LENGTH)" in reply and len(reply) < 300
+        assert c.request(b"?watchdog")[-1] == b"!watchdog ok"
+        c.close()
+
+
+@pytest.mark.parametrize("pattern, why", [
+    (rb"/(\\w+)\\1/", b"no\\_backreferences"),
+    (rb"/(?=a)/", b"lookaround"),
+    (rb"/(?:[^a]{1000}){1000}/", b"RE2"),
+    (rb"/(/", b"missing"),
+])
+def test_unsupported_or_huge_pattern_fails_with_reason(pattern, why):
+    with running(make_server("async")) as server:
+        c = client(server)
+        reply = c.request(b"?sensor-list " + pattern)[-1]
+        assert reply.startswith(b"!sensor-list fail Invalid\\_sensor\\_name\\_pattern:")
+        assert why in reply
+        c.close()
+
+
+def test_matching_in_slices_gives_the_loop_back():
+    class Sliced(HostileNamesServer):
+        NAME_MATCH_SLICE_SECONDS = 0.0  # a slice per few names: the coroutine path
+
+    with running(make_server("async", Sliced)) as server:
+        c = client(server)
+        lines = c.request(b"?sensor-list /-1[0-9][0-9]$/")
+        assert lines[-1] == b"!sensor-list ok 100"
+        assert c.request(b"?sensor-value /^plain/")[-1] == b"!sensor-value ok 1"
+        assert c.request(b"?sensor-value plain.one")[-1] == b"!sensor-value ok 1"
+        assert c.request(b"?sensor-value no.such")[-1].startswith(b"!sensor-value fail Unknown")
+        c.close()
+
+
+def test_construct_name_filter_keeps_its_api():
+    assert construct_name_filter(None)[0] is False
+    exact, f = construct_name_filter("a.b")
+    assert exact and f("a.b") and not f("a.bc")
+    exact, f = construct_name_filter("/^a\\.b/")
+    assert not exact and f("a.bc") and not f("xa.b")
+    with pytest.raises(re.error):
+        construct_name_filter("/(/")
+    with pytest.raises(re.error, match="MAX_NAME_PATTERN_LENGTH"):
+        construct_name_filter("/" + "a" * 10000 + "/")
