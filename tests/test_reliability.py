@@ -115,3 +115,49 @@ def test_construct_name_filter_keeps_its_api():
         construct_name_filter("/(/")
     with pytest.raises(re.error, match="MAX_NAME_PATTERN_LENGTH"):
         construct_name_filter("/" + "a" * 10000 + "/")
+
+
+# ------------------------------------------------------------ sampling periods
+
+@pytest.mark.parametrize("params, why", [
+    (b"period 0.000001", b"SampleStrategy.MIN_PERIOD"),
+    (b"period 1e-300", b"SampleStrategy.MIN_PERIOD"),
+    (b"period 0.0009", b"at\\_least\\_0.001\\_s"),
+    (b"period nan", b"finite"),
+    (b"period inf", b"finite"),
+    (b"period -1", b"positive"),
+    (b"event-rate 0 0.000001", b"SampleStrategy.MIN_PERIOD"),
+    (b"event-rate 0 nan", b"finite"),
+    (b"event-rate -1 1", b"0\\_<=\\_shortest-period"),
+    (b"event-rate 0 inf", b"finite"),
+    (b"differential-rate 1 0 1e-300", b"SampleStrategy.MIN_PERIOD"),
+])
+def test_too_fast_or_bad_periods_fail_and_name_the_limit(params, why):
+    with running(make_server("async")) as server:
+        c = client(server)
+        reply = c.request(b"?sensor-sampling plain.one " + params)[-1]
+        assert reply.startswith(b"!sensor-sampling fail "), reply
+        assert why in reply, reply
+        # nothing was set: no informs follow
+        assert c.request(b"?sensor-sampling plain.one") == [
+            b"!sensor-sampling ok plain.one none"]
+        c.close()
+
+
+def test_minimum_period_is_accepted_and_configurable():
+    from katcp.sampling import SampleStrategy
+
+    with running(make_server("async")) as server:
+        c = client(server)
+        assert c.request(b"?sensor-sampling plain.one period 0.001")[-1] == \
+            b"!sensor-sampling ok plain.one period 0.001"
+        assert c.request(b"?sensor-sampling plain.one event-rate 0 0.001")[-1] == \
+            b"!sensor-sampling ok plain.one event-rate 0 0.001"
+        old = SampleStrategy.MIN_PERIOD
+        SampleStrategy.MIN_PERIOD = 0.5
+        try:
+            reply = c.request(b"?sensor-sampling plain.one period 0.1")[-1]
+            assert b"at\\_least\\_0.5\\_s\\_(SampleStrategy.MIN_PERIOD)" in reply
+        finally:
+            SampleStrategy.MIN_PERIOD = old
+        c.close()

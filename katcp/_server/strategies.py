@@ -47,6 +47,7 @@ from katcp._server.sampling_params import (
     _param_bytes,
     _parse_difference,
     _parse_float,
+    _check_min_period,
     _parse_periods,
     _show,
 )
@@ -219,6 +220,11 @@ class SampleStrategy:
 
     #: True if the strategy observes the sensor's updates.
     OBSERVE_UPDATES = False
+
+    #: Shortest ``period`` (and ``longest-period`` of the ``*-rate`` strategies) accepted,
+    #: in seconds: a client asking for less gets a ``fail`` reply that names this.
+    #: It bounds the informs one client can ask for from one unchanging sensor.
+    MIN_PERIOD: float = 0.001
 
     # Strategy constant reported by get_sampling (set by each subclass).
     _SAMPLING_TYPE: int | None = None
@@ -520,6 +526,7 @@ class SamplePeriod(SampleStrategy):
         if period <= 0:
             raise ValueError(
                 f"The 'period' strategy's period must be positive, got {_show(params[0])!r}.")
+        _check_min_period(period, params[0], "period", "period", self.MIN_PERIOD)
         super().__init__(inform_callback, sensor, *params, **kwargs)
         self._period = period
         self._next_time = 0.0
@@ -576,7 +583,8 @@ class SampleEventRate(SampleStrategy):
             raise ValueError(
                 "The 'event-rate' strategy takes two parameters "
                 f"(shortest-period longest-period), got {len(params)}.")
-        shortest, longest = _parse_periods(params[0], params[1], "event-rate")
+        shortest, longest = _parse_periods(params[0], params[1], "event-rate",
+                                           self.MIN_PERIOD)
         super().__init__(inform_callback, sensor, *params, **kwargs)
         self._init_rate(shortest, longest)
 
@@ -741,7 +749,8 @@ class SampleDifferentialRate(SampleEventRate):
                 "The 'differential-rate' strategy takes three parameters "
                 f"(difference shortest-period longest-period), got {len(params)}.")
         threshold = _parse_difference(sensor, params[0], "differential-rate")
-        shortest, longest = _parse_periods(params[1], params[2], "differential-rate")
+        shortest, longest = _parse_periods(params[1], params[2], "differential-rate",
+                                           self.MIN_PERIOD)
         SampleStrategy.__init__(self, inform_callback, sensor, *params, **kwargs)
         self._threshold = threshold
         self._init_rate(shortest, longest)
