@@ -7,11 +7,13 @@ Figures (how long, how much memory) come from ``bench/bench_hostile.py``, not fr
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import pytest
 from test_server_support import TIMEOUT, RawClient, running
 
+from katcp.sampling import SampleStrategy
 from katcp.sensor import Sensor
 from katcp.server import DeviceServer, construct_name_filter
 
@@ -145,8 +147,6 @@ def test_too_fast_or_bad_periods_fail_and_name_the_limit(params, why):
 
 
 def test_minimum_period_is_accepted_and_configurable():
-    from katcp.sampling import SampleStrategy
-
     with running(make_server("async")) as server:
         c = client(server)
         assert c.request(b"?sensor-sampling plain.one period 0.001")[-1] == \
@@ -160,4 +160,131 @@ def test_minimum_period_is_accepted_and_configurable():
             assert b"at\\_least\\_0.5\\_s\\_(SampleStrategy.MIN_PERIOD)" in reply
         finally:
             SampleStrategy.MIN_PERIOD = old
+        c.close()
+
+
+# ------------------------------------------------------------ updates from other threads
+
+class SpinServer(DeviceServer):
+    def setup_sensors(self) -> None:
+        for i in range(100):
+            self.add_sensor(Sensor.integer(f"spin.{i}", "set by threads", "", default=0))
+
+
+def subscribe_all(server, strategy: bytes = b"event") -> RawClient:
+    c = client(server)
+    for i in range(100):
+        assert c.request(b"?sensor-sampling spin.%d %s" % (i, strategy))[-1].startswith(
+            b"!sensor-sampling ok")
+    return c
+
+
+def drain(c: RawClient, stop: threading.Event, lines: list) -> None:
+    c.sock.settimeout(0.05)
+    while not stop.is_set():
+        try:
+            data = c.sock.recv(1 << 20)
+        except OSError:  # timeout, or dropped as a slow reader
+            continue
+        if not data:
+            return
+        lines.append(data)
+
+
+@pytest.mark.parametrize("kind", ["async", "threaded"])
+def test_flood_of_thread_updates_coalesces(kind):
+    """8 threads set 100 sensors flat out: the loop's queue stays short, queries answer."""
+    from katcp._aio.loopcalls import loop_calls
+
+    with running(make_server(kind, SpinServer)) as server:
+        sub = subscribe_all(server)
+        other = client(server)
+        stop, drained = threading.Event(), []
+        drainer = threading.Thread(target=drain, args=(sub, stop, drained), daemon=True)
+        drainer.start()
+        sensors = [server.get_sensor(f"spin.{i}") for i in range(100)]
+        setting = threading.Event()
+        setting.set()
+
+        def setter() -> None:
+            v = 0
+            while setting.is_set():
+                v += 1
+                for s in sensors:
+                    s.set_value(v)
+
+        threads = [threading.Thread(target=setter, daemon=True) for _ in range(8)]
+        for t in threads:
+            t.start()
+        calls = loop_calls(server.ioloop.asyncio_loop)
+        longest = biggest_backlog = 0
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:
+            longest = max(longest, len(calls._calls) // 3)
+            for strategies in list(server._strategies.values()):
+                for st in list(strategies.values()):
+                    biggest_backlog = max(biggest_backlog, len(st._backlog or ()))
+            time.sleep(0.01)
+        setting.clear()
+        for t in threads:
+            t.join(TIMEOUT)
+        t0 = time.monotonic()
+        assert other.request(b"?watchdog")[-1] == b"!watchdog ok"
+        answered = time.monotonic() - t0
+        stop.set()
+        drainer.join(TIMEOUT)
+        # one queued call per strategy at most (plus a few of the server's own)
+        assert longest <= 100 + 10, longest
+        assert answered < 0.5, answered
+        assert biggest_backlog <= SampleStrategy.MAX_THREAD_BACKLOG
+        sub.close()
+        other.close()
+
+
+class Pause:
+    """An observer attached before the strategies: holds one setter after its store."""
+
+    def __init__(self) -> None:
+        self.hold = threading.Event()
+        self.release = threading.Event()
+
+    def update(self, sensor, reading) -> None:
+        if threading.current_thread().name == "first-setter":
+            self.hold.set()
+            assert self.release.wait(TIMEOUT)
+
+
+@pytest.mark.parametrize("strategy", [b"auto", b"event"])
+def test_informs_follow_the_order_values_were_set(strategy):
+    """Thread A stores 1 and is held; thread B stores 2 and notifies; then A notifies.
+
+    The client must not get 1 after 2: readings reach strategies in store order.
+    """
+    with running(make_server("async", SpinServer)) as server:
+        sensor = server.get_sensor("spin.0")
+        pause = Pause()
+        sensor.attach(pause)  # before the client's strategy: called first
+        c = client(server)
+        assert c.request(b"?sensor-sampling spin.0 " + strategy)[-1].startswith(
+            b"!sensor-sampling ok")
+        first = threading.Thread(target=sensor.set_value, args=(1,), name="first-setter")
+        first.start()
+        assert pause.hold.wait(TIMEOUT)
+        second = threading.Thread(target=sensor.set_value, args=(2,))
+        second.start()
+        second.join(TIMEOUT)
+        pause.release.set()
+        first.join(TIMEOUT)
+        values = []
+        while True:
+            line = c.readline(timeout=TIMEOUT)
+            if line.startswith(b"#sensor-status"):
+                values.append(int(line.split()[-1]))
+            if values and values[-1] == 2:
+                break
+        # a last look: nothing (in particular no 1) after the 2
+        c.send(b"?watchdog\n")
+        rest = c.read_until(b"!watchdog")
+        assert [ln for ln in rest if ln.startswith(b"#sensor-status")] == []
+        assert values[-1] == 2 and values.count(1) <= 1 and values.index(2) == len(values) - 1
         c.close()
