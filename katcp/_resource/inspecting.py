@@ -184,6 +184,13 @@ class InspectingClientAsync:
         Reconnect after the connection drops (default True).
     logger : logging.Logger
         Logger to use.
+
+    Notes
+    -----
+    A device that goes silent without closing the connection is noticed within
+    ``katcp_client.liveness_timeout`` seconds (see
+    :attr:`DeviceClient.liveness_timeout <katcp.DeviceClient.liveness_timeout>`): the
+    client is then disconnected and reconnects when the device is back.
     """
 
     sensor_factory: Callable = Sensor
