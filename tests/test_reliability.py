@@ -288,3 +288,27 @@ def test_informs_follow_the_order_values_were_set(strategy):
         assert [ln for ln in rest if ln.startswith(b"#sensor-status")] == []
         assert values[-1] == 2 and values.count(1) <= 1 and values.index(2) == len(values) - 1
         c.close()
+
+
+# ------------------------------------------------------------ arguments a request does not take
+
+@pytest.mark.parametrize("kind", ["async", "threaded"])
+def test_arguments_a_request_does_not_take_are_ignored_with_bounded_work(kind):
+    """As katcp-python's hand-written handlers: extra arguments are ignored.
+
+    The work is bounded by the line length limit (MAX_MSG_SIZE): the line is parsed
+    once and the handler looks only at the arguments it takes.
+    """
+    with running(make_server(kind)) as server:
+        c, other = client(server), client(server)
+        c.request(b"?watchdog")  # (past the other's #client-connected)
+        assert c.request(b"?watchdog" + b" x" * 100_000) == [b"!watchdog ok"]
+        lines = c.request(b"?sensor-value" + b" plain.one" * 100_000)
+        assert lines[-1] == b"!sensor-value ok 1" and len(lines) == 2
+        lines = c.request(b"?sensor-list plain.one" + b" no.such" * 100_000)
+        assert lines[-1] == b"!sensor-list ok 1" and len(lines) == 2
+        reply = c.request(b"?sensor-sampling plain.one event" + b" 1" * 100_000)[-1]
+        assert reply.startswith(b"!sensor-sampling fail") and len(reply) < 300
+        assert other.request(b"?watchdog") == [b"!watchdog ok"]
+        c.close()
+        other.close()
