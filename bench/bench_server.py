@@ -176,6 +176,12 @@ def serve_katcp_default() -> None:
             """Change every benchmark sensor ``rounds`` times."""
             for _ in range(rounds):
                 self._update_round()
+                # Updates from this (handler) thread coalesce when they outrun the loop
+                # (SampleStrategy.MAX_THREAD_BACKLOG): let it catch up once per round,
+                # so that every change is reported, as the other servers do.
+                caught_up = threading.Event()
+                self.ioloop.add_callback(caught_up.set)
+                caught_up.wait()
             return ("ok",)
 
     server = DefaultBench("127.0.0.1", 0)

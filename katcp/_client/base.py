@@ -15,7 +15,7 @@ import socket
 import ssl as _ssl
 import threading
 import traceback
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import tornado.gen
 import tornado.ioloop
@@ -44,6 +44,8 @@ FLOAT_TS_KATCP_MAJOR = 4
 SEC_TO_MS_FAC = 1000
 #: KATCP major version from which timestamps are in seconds (v5).
 SEC_TS_KATCP_MAJOR = 5
+
+_REPLY = Message.REPLY
 
 # asyncio.timeout() (3.11+) needs no extra task, unlike wait_for().
 _asyncio_timeout = getattr(asyncio, "timeout", None)
@@ -219,6 +221,11 @@ class _ClientHandler:
         if not client._received_any:
             client._received_any = True
             client.last_connect_error = None
+        client._rx_count += 1
+        if msg.mtype == _REPLY:
+            if client._pings and client._is_ping_reply(msg):
+                return
+            client._replies_in += 1
         try:
             result = client.handle_message(msg)
         except Exception:
@@ -287,6 +294,8 @@ class DeviceClient(metaclass=DeviceMetaclass):
     MAX_WRITE_BUFFER_SIZE = 2 * MAX_MSG_SIZE
     #: Kept for compatibility: maximum time the reader may hog the ioloop.
     MAX_LOOP_LATENCY = 0.03
+    #: Default of :attr:`liveness_timeout` (seconds) for new clients.
+    LIVENESS_TIMEOUT: float | None = 10.0
 
     def __init__(self, host: str, port: int, tb_limit: int = 20,
                  logger: logging.Logger = log, auto_reconnect: bool = True, *,
@@ -312,6 +321,16 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self.auto_reconnect_max_delay = 5.0
         #: Seconds allowed for one TCP connection attempt.
         self.connect_timeout = 5.0
+        #: Seconds within which a server that has gone silent (powered off, cable
+        #: pulled, process stopped: the socket stays open) is noticed.  When nothing
+        #: has arrived for a third of it the client sends ``?watchdog`` (its reply is
+        #: not passed on); when nothing arrives for another third the connection is
+        #: dropped as dead: pending requests fail, and the client reconnects if
+        #: ``auto_reconnect``.  While replies to requests are due the server may
+        #: rightly be silent (katcp-python servers handle one request per client at
+        #: a time), so the requests' own timeouts apply instead.  None or 0: never.
+        #: Set it before start() or the next connection.
+        self.liveness_timeout: float | None = self.LIVENESS_TIMEOUT
         self._connect_failures = 0
         self._static_protocol_configuration = False
         self._static_protocol_flags = None
@@ -333,6 +352,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self.last_connect_time: float | None = None
         self._handler = _ClientHandler(self)
         self._task: asyncio.Future | None = None
+        self._liveness_handle: asyncio.TimerHandle | None = None
         self._init_state_per_run()
 
     def _init_state_per_run(self) -> None:
@@ -351,6 +371,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._early_sock: socket.socket | None = None
         self._conn_lost: asyncio.Future | None = None
         self._wakeup: asyncio.Future | None = None
+        self._reset_liveness()
         if self._static_protocol_configuration:
             self.preset_protocol_flags(self._static_protocol_flags)
         #: Version information received from the server (``#version-connect``).
@@ -765,6 +786,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         if msg.mid and not self._server_supports_ids:
             raise KatcpVersionError("Message IDs not supported by server")
         self.send_message(msg)
+        self._requests_out += 1
 
     @make_threadsafe_blocking
     def send_message(self, msg: Message) -> None:
@@ -820,6 +842,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._disconnected.clear()
         self._connected.set()
         self.last_connect_time = loop.time()
+        self._start_liveness(loop, conn)
         self._logger.debug("Connected to %s", self.bind_address_string)
         try:
             self._on_connected()
@@ -842,6 +865,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
             self.last_connect_error = describe_connect_error(
                 exc or ConnectionResetError("closed by the server"), self.ssl is not None,
                 silent_close=True)
+        self._reset_liveness()
         self._connected.clear()
         self._disconnected.set()
         if not self._static_protocol_configuration:
@@ -870,6 +894,83 @@ class DeviceClient(metaclass=DeviceMetaclass):
 
     def _on_connection_lost(self) -> None:
         """Hook for subclasses: the connection has just been lost."""
+
+    # ------------------------------------------------------------------ liveness
+    def _reset_liveness(self) -> None:
+        """Forget the liveness state of a connection (none, or it has gone)."""
+        handle = self._liveness_handle
+        if handle is not None:
+            handle.cancel()
+        self._liveness_handle = None
+        #: Messages received on this connection (the liveness check compares counts).
+        self._rx_count = 0
+        self._rx_seen = 0
+        #: Our ``?watchdog`` pings whose replies are still due: their message ids
+        #: (None for a server without ids); ``_pings`` is their number.
+        self._ping_mids: List[bytes | None] = []
+        self._pings = 0
+        self._ping_sent = False
+        #: Requests sent with send_request and replies received (see _replies_due).
+        self._requests_out = 0
+        self._replies_in = 0
+
+    def _start_liveness(self, loop: asyncio.AbstractEventLoop, conn: Connection) -> None:
+        timeout = self.liveness_timeout
+        if not timeout or timeout <= 0:
+            return
+        self._liveness_handle = loop.call_later(timeout / 3, self._check_liveness, conn)
+
+    def _check_liveness(self, conn: Connection) -> None:
+        # Every third of liveness_timeout: silent for one third -> ping; for two -> dead.
+        self._liveness_handle = None
+        timeout = self.liveness_timeout
+        if conn is not self._conn or conn.closing or not timeout or timeout <= 0:
+            return
+        if self._rx_count != self._rx_seen or self._replies_due():
+            # Something arrived; or a reply is due, and a server that handles one
+            # request at a time may rightly say nothing until it is ready: the
+            # requests' own timeouts bound that wait.
+            self._rx_seen = self._rx_count
+            self._ping_sent = False
+        elif not self._ping_sent:
+            self._ping_sent = True
+            self._send_ping()
+        else:
+            self._logger.warning(
+                "Nothing received from %s for %.3g s, not even a ?watchdog reply: "
+                "dropping the connection as dead", self.bind_address_string,
+                timeout * 2 / 3)
+            self._disconnect()
+            return
+        self._liveness_handle = self._started_loop().call_later(
+            timeout / 3, self._check_liveness, conn)
+
+    def _replies_due(self) -> bool:
+        """Whether replies to requests sent on this connection are still due."""
+        return self._requests_out > self._replies_in
+
+    def _send_ping(self) -> None:
+        msg = Message.request("watchdog")
+        with self._request_lock:
+            mid = self._get_mid_and_update_msg(msg, None)
+        try:
+            self.send_message(msg)
+        except Exception:  # the connection is going: connection_lost does the rest
+            return
+        self._ping_mids.append(mid if msg.mid is not None else None)
+        self._pings += 1
+
+    def _is_ping_reply(self, msg: Message) -> bool:
+        """Whether ``msg`` answers one of our pings (then it is consumed)."""
+        if msg.name != "watchdog":
+            return False
+        mids = self._ping_mids
+        try:
+            mids.remove(msg.mid)
+        except ValueError:
+            return False
+        self._pings -= 1
+        return True
 
     async def _connect(self) -> bool:
         """Make one connection attempt; return whether it succeeded."""

@@ -534,6 +534,10 @@ class AsyncClient(DeviceClient):
     def _on_connection_lost(self) -> None:
         self._fail_waiting_requests("Connection closed before reply was received")
 
+    def _replies_due(self) -> bool:
+        # Every request is tracked here, also those written without send_request.
+        return bool(self._async_queue)
+
     def _on_stopping(self) -> None:
         self._fail_waiting_requests("Client stopped before reply was received")
 

@@ -305,6 +305,9 @@ class KATCPClientResource(resource.KATCPResource):
         ``always_excluded_requests`` : seq of str, never exposed ('-' and '_' equivalent);
         ``auto_reconnect`` : bool (default True);
         ``auto_reconnect_delay`` : float seconds;
+        ``liveness_timeout`` : float seconds, how soon a device that has gone silent
+        is noticed and disconnected (default
+        :attr:`DeviceClient.LIVENESS_TIMEOUT <katcp.DeviceClient.LIVENESS_TIMEOUT>`);
         ``dummy_unknown_requests`` : bool, unknown ``req.x`` answer ok without a device;
         ``preset_protocol_flags`` : :class:`katcp.core.ProtocolFlags`, optional;
         ``ssl`` : :class:`ssl.SSLContext`, optional, connect with TLS;
@@ -334,6 +337,7 @@ class KATCPClientResource(resource.KATCPResource):
         self._controlled = resource_spec.get("controlled", False)
         self.auto_reconnect = resource_spec.get("auto_reconnect", True)
         self.auto_reconnect_delay = resource_spec.get("auto_reconnect_delay", None)
+        self.liveness_timeout = resource_spec.get("liveness_timeout", None)
         self.always_allowed_requests = {
             n.replace("_", "-") for n in resource_spec.get("always_allowed_requests", ())}
         self.always_excluded_requests = {
@@ -494,6 +498,8 @@ class KATCPClientResource(resource.KATCPResource):
             ic.preset_protocol_flags(self._preset_protocol_flags)
         if self.auto_reconnect_delay is not None:
             ic.katcp_client.auto_reconnect_delay = self.auto_reconnect_delay
+        if self.liveness_timeout is not None:
+            ic.katcp_client.liveness_timeout = self.liveness_timeout
         self._sensor_manager = KATCPClientResourceSensorsManager(
             ic, self._name, logger=self._logger)
         ic.sensor_factory = self._sensor_manager.sensor_factory

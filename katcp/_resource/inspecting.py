@@ -188,6 +188,13 @@ class InspectingClientAsync:
         Connect with TLS (see :func:`katcp._security.tls.client_context`).
     user, password : str, optional
         Log in as this user first thing on every connection (servers with login).
+
+    Notes
+    -----
+    A device that goes silent without closing the connection is noticed within
+    ``katcp_client.liveness_timeout`` seconds (see
+    :attr:`DeviceClient.liveness_timeout <katcp.DeviceClient.liveness_timeout>`): the
+    client is then disconnected and reconnects when the device is back.
     """
 
     sensor_factory: Callable = Sensor

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import re
+from typing import Any, Callable
 
 from katcp._protocol.decorators import has_katcp_protocol_flags, request, return_reply
 from katcp._protocol.kattypes import Int, Str
 from katcp._protocol.message import AsyncReply, FailReply, Message, ProtocolFlags
-from katcp._server.dispatch import construct_name_filter
+from katcp._server.namefilter import construct_name_filter, match_names
 from katcp._server.sensors import SensorServerBase, _native
 
 __all__ = ["DeviceServer", "AsyncDeviceServer"]
@@ -61,6 +63,11 @@ class DeviceServer(SensorServerBase):
     # VERSION_INFO, BUILD_INFO and SUPPORTED_PROTOCOL_MAJOR_VERSIONS: see SensorServerBase.
 
     UNSUPPORTED_REQUESTS_BY_MAJOR_VERSION = {4: {"version-list"}}
+
+    #: A client's ``/regex/`` in ``?sensor-list`` and ``?sensor-value`` is matched
+    #: against sensor names for at most this long (seconds) before the loop is given
+    #: back to other clients; matching then goes on in the next slice.
+    NAME_MATCH_SLICE_SECONDS = 0.002
 
     # ------------------------------------------------------------- requests
 
@@ -345,17 +352,38 @@ class DeviceServer(SensorServerBase):
 
     request_version_list._minimum_katcp_version = (5, 0)  # type: ignore[attr-defined]
 
-    def _filtered_sensors(self, msg: Message):
+    def _with_filtered_sensors(self, msg: Message, then: Callable[[list], Message]):
+        """Call ``then(sensors)`` with the ``(name, sensor)`` pairs the request names.
+
+        An exact name or no name is looked up at once and ``then``'s reply returned.
+        A client's ``/regex/`` is matched by `match_names` in slices of a couple of
+        milliseconds: the reply is then a coroutine that gives the loop back to other
+        clients between slices (only this client waits for it).
+        """
         pattern = _native(msg.arguments[0]) if msg.arguments else None
         try:
             exact, name_filter = construct_name_filter(pattern)
-        except Exception as exc:  # bad regular expression
-            raise FailReply(f"Invalid sensor name pattern {pattern!r}: {exc}") from None
-        sensors = [(name, sensor) for name, sensor in sorted(self._sensors.items())
-                   if name_filter(name)]
-        if exact and not sensors:
-            raise FailReply("Unknown sensor name.")
-        return sensors
+        except re.error as exc:
+            raise FailReply(f"Invalid sensor name pattern: {exc}") from None
+        if pattern is None:
+            return then(sorted(self._sensors.items()))
+        if exact:
+            sensor = self._sensors.get(pattern)
+            if sensor is None:
+                raise FailReply("Unknown sensor name.")
+            return then([(pattern, sensor)])
+        slices = match_names(name_filter, sorted(self._sensors.items()),
+                             self.NAME_MATCH_SLICE_SECONDS)
+        sensors, last = next(slices)
+        if last:
+            return then(sensors)
+
+        async def rest() -> Message:
+            for matched, _ in slices:
+                await asyncio.sleep(0)
+                sensors.extend(matched)
+            return then(sensors)
+        return rest()
 
     def request_sensor_list(self, req, msg):
         r"""Request the list of sensors.
@@ -410,11 +438,12 @@ class DeviceServer(SensorServerBase):
             !sensor-list ok 2
 
         """
-        sensors = self._filtered_sensors(msg)
-        for name, sensor in sensors:
-            req.inform(name, sensor.description, sensor.units, sensor.stype,
-                       *sensor.formatted_params)
-        return req.make_reply("ok", str(len(sensors)))
+        def reply(sensors: list) -> Message:
+            for name, sensor in sensors:
+                req.inform(name, sensor.description, sensor.units, sensor.stype,
+                           *sensor.formatted_params)
+            return req.make_reply("ok", str(len(sensors)))
+        return self._with_filtered_sensors(msg, reply)
 
     def request_sensor_value(self, req, msg):
         """Request the value of a sensor or sensors.
@@ -465,12 +494,14 @@ class DeviceServer(SensorServerBase):
             !sensor-value ok 1
 
         """
-        sensors = self._filtered_sensors(msg)
         major = self.PROTOCOL_INFO.major
-        for name, sensor in sensors:
-            timestamp, status, value = sensor.read_formatted(major)
-            req.inform(timestamp, "1", name, status, value)
-        return req.make_reply("ok", str(len(sensors)))
+
+        def reply(sensors: list) -> Message:
+            for name, sensor in sensors:
+                timestamp, status, value = sensor.read_formatted(major)
+                req.inform(timestamp, "1", name, status, value)
+            return req.make_reply("ok", str(len(sensors)))
+        return self._with_filtered_sensors(msg, reply)
 
     def request_sensor_sampling(self, req, msg):
         r"""Configure or query the way a sensor is sampled.

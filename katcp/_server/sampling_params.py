@@ -127,14 +127,29 @@ def _differs(reading, last, threshold) -> bool:
         return reading[2] != last[2]
 
 
-def _parse_periods(shortest_param, longest_param, strategy: str) -> Tuple[float, float]:
-    """Validate ``shortest-period longest-period`` (seconds)."""
+def _check_min_period(period: float, param, strategy: str, what: str,
+                      min_period: float) -> None:
+    """Refuse a period shorter than ``min_period`` (``SampleStrategy.MIN_PERIOD``)."""
+    if period < min_period:
+        raise ValueError(
+            f"The '{strategy}' strategy's {what} must be at least {min_period!r} s "
+            f"(SampleStrategy.MIN_PERIOD), got {_show(param)!r}.")
+
+
+def _parse_periods(shortest_param, longest_param, strategy: str,
+                   min_period: float = 0.0) -> Tuple[float, float]:
+    """Validate ``shortest-period longest-period`` (seconds).
+
+    The longest period, which sets the rate of reports of an unchanging sensor, must
+    be at least ``min_period``; a shortest period of 0 means "no rate limit".
+    """
     shortest = _parse_float(shortest_param, strategy, "shortest period")
     longest = _parse_float(longest_param, strategy, "longest period")
     if longest <= 0:
         raise ValueError(
             f"The '{strategy}' strategy's longest period must be positive, "
             f"got {_show(longest_param)!r}.")
+    _check_min_period(longest, longest_param, strategy, "longest period", min_period)
     if not 0 <= shortest <= longest:
         raise ValueError(
             f"The '{strategy}' strategy's periods must satisfy "

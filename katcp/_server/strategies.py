@@ -25,10 +25,16 @@ with the semantics of the reference implementations:
 
 All timing uses the event loop's monotonic clock (``loop.time()`` and
 ``loop.call_at``), never the wall clock, so tests can drive a fake clock.
-Sensor updates may come from any thread: an update that arrives outside the
-loop's thread is queued for the loop, and a burst of such updates (for any
-number of strategies) costs the loop a single wake-up; the loop handles them in
-the order they were made.
+Sensor updates may come from any thread.  An update that arrives outside the loop's
+thread joins the strategy's backlog, and the first one since the loop last looked
+queues one call for the loop, which processes the backlog in order; a burst of
+updates (for any number of strategies) costs the loop a single wake-up.  What joins
+the backlog is the sensor's reading *at that moment*, taken under one lock, so the
+loop sees readings in the order the sensor stored them even when several threads set
+it at once (a reading overtaken before its setter got there is left out, never sent
+after a newer one).  The backlog holds at most
+:attr:`SampleStrategy.MAX_THREAD_BACKLOG` readings: a setter that outruns the loop
+makes it drop the oldest, so memory stays flat and the loop is never far behind.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 from functools import wraps
 from typing import Any, Callable, Dict, List, Protocol, Tuple
 
@@ -47,6 +54,7 @@ from katcp._server.sampling_params import (
     _param_bytes,
     _parse_difference,
     _parse_float,
+    _check_min_period,
     _parse_periods,
     _show,
 )
@@ -68,6 +76,16 @@ _EPS = 1e-6
 # Stored in ``_uloop`` once a strategy is cancelled: never the running loop, so
 # the fast path of ``update`` falls through to the checking (slow) path.
 _CANCELLED = object()
+# Stored in ``_uloop`` while a strategy has a backlog of updates queued for the loop
+# (`_deliver_backlog`): updates meanwhile, from any thread, join the backlog.
+_QUEUED = object()
+# Guards the backlogs and the changes of ``_uloop`` that race: loop -> _QUEUED (a
+# setter thread), _QUEUED -> loop (the loop), anything -> _CANCELLED (any thread).
+# Never taken on the loop's fast path.
+_STATE_LOCK = threading.Lock()
+# (Bound once: on the setters' path ``with`` costs about twice as much.)
+_lock_state = _STATE_LOCK.acquire
+_unlock_state = _STATE_LOCK.release
 
 # The loop running in this thread (asyncio's fast private accessor; see _aio.lowlevel).
 _get_running_loop = running_loop
@@ -220,11 +238,20 @@ class SampleStrategy:
     #: True if the strategy observes the sensor's updates.
     OBSERVE_UPDATES = False
 
+    #: Most readings set outside the loop's thread that wait for the loop, per strategy;
+    #: when a setter outruns the loop the oldest are dropped (the newest always stays).
+    MAX_THREAD_BACKLOG: int = 16
+
+    #: Shortest ``period`` (and ``longest-period`` of the ``*-rate`` strategies) accepted,
+    #: in seconds: a client asking for less gets a ``fail`` reply that names this.
+    #: It bounds the informs one client can ask for from one unchanging sensor.
+    MIN_PERIOD: float = 0.001
+
     # Strategy constant reported by get_sampling (set by each subclass).
     _SAMPLING_TYPE: int | None = None
 
     __slots__ = ("_inform_callback", "_sensor", "_params", "_ioloop", "_loop", "_uloop",
-                 "_calls", "_last", "__weakref__")
+                 "_calls", "_last", "_backlog", "_queued_last", "__weakref__")
 
     def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         ioloop = kwargs.pop("ioloop", None)
@@ -248,6 +275,10 @@ class SampleStrategy:
         self._calls: LoopCalls | None = None  # the loop's cross-thread queue, fetched when needed
         # The last reading reported, for strategies that report changes.
         self._last = None
+        # Readings set outside the loop thread, waiting for the loop (None: none), and
+        # the last reading that joined a backlog (a late setter finds it again: skip it).
+        self._backlog: List[Any] | None = None
+        self._queued_last: Any = None
 
     @property
     def ioloop(self):
@@ -327,10 +358,34 @@ class SampleStrategy:
             self._update_elsewhere(sensor, reading)
 
     def _update_elsewhere(self, sensor: SampledSensor, reading) -> None:
-        """Slow path of update(): cancelled, or called outside the loop thread."""
+        """Slow path of update(): cancelled, a backlog queued, or outside the loop thread.
+
+        The sensor's current reading (not ``reading``, which another thread may have
+        overtaken meanwhile) joins the backlog under the lock, so the backlog follows the
+        order in which the sensor stored its readings.  The first update of a backlog
+        queues one call of `_deliver_backlog`.
+        """
         if self._uloop is _CANCELLED:
             return
-        if not (self._calls or self._loop_calls()).post2(_deliver, self, reading):
+        _lock_state()
+        try:
+            if self._uloop is _CANCELLED:
+                return
+            current = sensor.read()
+            if current is self._queued_last:
+                return
+            self._queued_last = current
+            backlog = self._backlog
+            if backlog is not None:
+                if len(backlog) >= self.MAX_THREAD_BACKLOG:
+                    del backlog[0]  # the loop is behind: drop the oldest
+                backlog.append(current)
+                return
+            self._backlog = [current]
+            self._uloop = _QUEUED
+        finally:
+            _unlock_state()
+        if not (self._calls or self._loop_calls()).post2(_deliver_backlog, self, None):
             log.debug("Dropping update of %r: event loop is closed", sensor)
 
     def _loop_calls(self) -> LoopCalls:
@@ -407,9 +462,10 @@ class SampleStrategy:
         No callback is made after ``cancel`` returns (when called in the loop
         thread).  Calling it twice is harmless.
         """
-        if self._uloop is _CANCELLED:
-            return
-        self._uloop = _CANCELLED
+        with _STATE_LOCK:
+            if self._uloop is _CANCELLED:
+                return
+            self._uloop = _CANCELLED
         if self.OBSERVE_UPDATES:
             self.detach()
         if _get_running_loop() is self._loop:
@@ -520,6 +576,7 @@ class SamplePeriod(SampleStrategy):
         if period <= 0:
             raise ValueError(
                 f"The 'period' strategy's period must be positive, got {_show(params[0])!r}.")
+        _check_min_period(period, params[0], "period", "period", self.MIN_PERIOD)
         super().__init__(inform_callback, sensor, *params, **kwargs)
         self._period = period
         self._next_time = 0.0
@@ -576,7 +633,8 @@ class SampleEventRate(SampleStrategy):
             raise ValueError(
                 "The 'event-rate' strategy takes two parameters "
                 f"(shortest-period longest-period), got {len(params)}.")
-        shortest, longest = _parse_periods(params[0], params[1], "event-rate")
+        shortest, longest = _parse_periods(params[0], params[1], "event-rate",
+                                           self.MIN_PERIOD)
         super().__init__(inform_callback, sensor, *params, **kwargs)
         self._init_rate(shortest, longest)
 
@@ -741,7 +799,8 @@ class SampleDifferentialRate(SampleEventRate):
                 "The 'differential-rate' strategy takes three parameters "
                 f"(difference shortest-period longest-period), got {len(params)}.")
         threshold = _parse_difference(sensor, params[0], "differential-rate")
-        shortest, longest = _parse_periods(params[1], params[2], "differential-rate")
+        shortest, longest = _parse_periods(params[1], params[2], "differential-rate",
+                                           self.MIN_PERIOD)
         SampleStrategy.__init__(self, inform_callback, sensor, *params, **kwargs)
         self._threshold = threshold
         self._init_rate(shortest, longest)
@@ -750,9 +809,18 @@ class SampleDifferentialRate(SampleEventRate):
         return _differs(reading, self._last, self._threshold)
 
 
-def _deliver(strategy: SampleStrategy, reading) -> None:
-    """Loop thread: process an update queued by another thread, unless cancelled since."""
-    if strategy._uloop is not _CANCELLED:
+def _deliver_backlog(strategy: SampleStrategy, _: Any) -> None:
+    """Loop thread: process, in order, the readings set by other threads since the last call."""
+    with _STATE_LOCK:
+        backlog = strategy._backlog
+        strategy._backlog = None
+        if strategy._uloop is not _QUEUED:  # cancelled since
+            return
+        strategy._uloop = strategy._loop
+    assert backlog is not None
+    for reading in backlog:
+        if strategy._uloop is _CANCELLED:  # an inform callback cancelled it
+            return
         strategy._process(reading)
 
 
