@@ -173,7 +173,7 @@ def test_posts_from_threads_run_in_order_with_one_wakeup_per_burst():
                 if i % 2:
                     assert calls.post(record, tag, i)
                 else:
-                    assert calls.post2(record, tag, i)
+                    assert calls.post_pair(record, tag, i)
 
         threads = [threading.Thread(target=producer, args=(tag,)) for tag in "abc"]
         for t in threads:
@@ -271,7 +271,7 @@ def test_posting_to_a_closed_loop_drops_the_call():
     loop.close()
     seen = []
     assert calls.post(seen.append, 1) is False
-    assert calls.post2(lambda a, b: seen.append(a), 1, 2) is False
+    assert calls.post_pair(lambda a, b: seen.append(a), 1, 2) is False
     assert len(calls._calls) == 0 and seen == []
 
 
@@ -280,7 +280,7 @@ def test_queue_of_a_loop_closed_with_a_pending_wakeup_does_not_grow():
     calls = loop_calls(loop)
     assert calls.post(print, "never")  # wake-up scheduled, but the loop never runs
     loop.close()
-    results = [calls.post2(max, i, i) for i in range(5000)]
+    results = [calls.post_pair(max, i, i) for i in range(5000)]
     assert False in results  # noticed that the loop is closed
     assert len(calls._calls) < 3 * 4096
 

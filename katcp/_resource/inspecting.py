@@ -138,11 +138,6 @@ class _InformHookDeviceClient(AsyncClient):
 
 
 
-def _make_hook_client_class():
-    """Return the AsyncClient subclass with inform hooks used by the inspecting client."""
-    return _InformHookDeviceClient
-
-
 def _bulk_capable(protocol_flags) -> bool:
     if protocol_flags is None:
         return False
@@ -227,7 +222,7 @@ class InspectingClientAsync:
 
         Override to substitute another client (see :mod:`katcp.fake_clients`).
         """
-        return _make_hook_client_class()(host, port, *args, **kwargs)
+        return _InformHookDeviceClient(host, port, *args, **kwargs)
 
     def set_ioloop(self, ioloop):
         """Set the tornado IOLoop to use (before :meth:`start`)."""

@@ -27,7 +27,6 @@ __all__ = ["ClientConnection", "ThreadsafeClientConnection", "ClientRequestConne
            "KATCPServer"]
 
 log = logging.getLogger("katcp.server")
-get_ident = threading.get_ident
 _REPLY = Message.REPLY
 _INFORM = Message.INFORM
 
@@ -138,7 +137,6 @@ class ClientConnection:
 
     def __init__(self, server: ServerOwner, conn_id: Any) -> None:
         self._server = server
-        self._conn_key = conn_id
         self._conn = conn_id
         self._disconnect_called = False
         # Loop-side gate: messages received before on_client_connect() resolves.
@@ -297,7 +295,7 @@ class ThreadsafeClientConnection(ClientConnection):
     @_writes_transport
     def _send(self, msg: Message) -> None:
         server = self._server
-        if get_ident() == server.ioloop_thread_id:
+        if in_loop_thread(server._loop):
             server.send_message(self._conn, msg)
         else:
             server._post(server.send_message, self._conn, msg)
@@ -430,7 +428,6 @@ class KATCPServer:
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._started_once = False
         self._aio_server: Any = None
-        self._install_error: BaseException | None = None
         self._stop_future: concurrent.futures.Future | None = None
         self._calls: LoopCalls | None = None
         self._join_waiters: List[asyncio.Future] = []
@@ -487,7 +484,6 @@ class KATCPServer:
         self._started_once = True
         self._stopped.clear()
         self._stop_future = None
-        self._install_error = None
         self.ioloop = self._ioloop_manager.get_ioloop()
         self._loop = self.ioloop.asyncio_loop
         self._calls = loop_calls(self._loop)
@@ -511,16 +507,11 @@ class KATCPServer:
         return self._running.is_set()
 
     def _in_thread_of_loop(self) -> bool:
-        loop = self._loop
-        if loop is None:
-            return False
-        try:
-            return asyncio.get_running_loop() is loop
-        except RuntimeError:
-            return False
+        return in_loop_thread(self._loop)
 
     async def _install(self) -> None:
-        self.ioloop_thread_id = get_ident()
+        # katcp-python's attribute, kept for users; the server asks in_loop_thread().
+        self.ioloop_thread_id = threading.get_ident()
         host, port = self._bindaddr
         try:
             self._aio_server = await create_server(
@@ -528,8 +519,7 @@ class KATCPServer:
                 max_msg_size=self.MAX_MSG_SIZE,
                 max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
                 logger=self._logger)
-        except Exception as exc:
-            self._install_error = exc
+        except Exception:
             self._logger.error("Unable to bind to %s", self._bindaddr, exc_info=True)
             self._stopped.set()
             raise
@@ -627,7 +617,7 @@ class KATCPServer:
 
     def in_ioloop_thread(self) -> bool:
         """Return True if called in the IOLoop thread of this server."""
-        return get_ident() == self.ioloop_thread_id
+        return in_loop_thread(self._loop)
 
     # ------------------------------------------------------ cross-thread calls
 
@@ -714,7 +704,7 @@ class KATCPServer:
 
     def mass_send_message_from_thread(self, msg: Message):
         """Thread-safe version of :meth:`mass_send_message`."""
-        if get_ident() == self.ioloop_thread_id:
+        if in_loop_thread(self._loop):
             self.mass_send_message(msg)
         elif self._loop is not None:
             self._post(self.mass_send_message, msg)

@@ -18,7 +18,6 @@ import concurrent.futures
 import inspect
 import logging
 import sys
-import threading
 import traceback
 from functools import partial, wraps
 from typing import Any, Callable, Dict, List, Tuple, cast
@@ -45,7 +44,6 @@ __all__ = ["DeviceServerBase", "MessageHandlerThread", "return_future",
            "construct_name_filter"]
 
 log = logging.getLogger("katcp.server")
-get_ident = threading.get_ident
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 _new_reply = Message.reply
 #: Pause reading from a client when this many of its messages wait behind a slow handler.
@@ -412,7 +410,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         msg = req.msg
         if inspect.isawaitable(result) or isinstance(result, concurrent.futures.Future):
             concurrent_reply = getattr(handler, "_concurrent_reply", False)
-            if get_ident() == self._server.ioloop_thread_id:
+            if self._server.in_ioloop_thread():
                 done = None if concurrent_reply else self._server._loop.create_future()
                 self._await_reply(connection, req, result, done)
             else:
@@ -800,6 +798,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._server._loop.call_soon(f.set_result, None)
             return f
         f2: concurrent.futures.Future = concurrent.futures.Future()
-        self.ioloop.add_callback(f2.set_result, None)
+        self._server._post(f2.set_result, None)
         f2.result(timeout)
         return None

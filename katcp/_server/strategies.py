@@ -330,7 +330,7 @@ class SampleStrategy:
         """Slow path of update(): cancelled, or called outside the loop thread."""
         if self._uloop is _CANCELLED:
             return
-        if not (self._calls or self._loop_calls()).post2(_deliver, self, reading):
+        if not (self._calls or self._loop_calls()).post_pair(_deliver, self, reading):
             log.debug("Dropping update of %r: event loop is closed", sensor)
 
     def _loop_calls(self) -> LoopCalls:
