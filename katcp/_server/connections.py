@@ -21,7 +21,7 @@ from katcp._aio.ioloop import IOLoopManager, StopFuture
 from katcp._aio.loopcalls import LoopCalls, in_loop_thread, loop_calls
 from katcp._protocol.linecodec import LineCodec
 from katcp._protocol.message import Message
-from katcp._transport.listen import create_server
+from katcp._transport.listen import create_server, listen_socket
 
 __all__ = ["ClientConnection", "ThreadsafeClientConnection", "ClientRequestConnection",
            "KATCPServer"]
@@ -416,6 +416,11 @@ class KATCPServer:
                  logger: logging.Logger = log) -> None:
         self._device = device
         self._bindaddr = (host, port)
+        # What start() binds: the host asked for (a restart binds it again, on the port
+        # the first start got), and the socket bound for the next _install.
+        self._listen_host = host
+        self._listen_sock: Any = None
+        self._bind_error: BaseException | None = None
         self._tb_limit = tb_limit
         self._logger = logger
         self._running = threading.Event()
@@ -464,12 +469,17 @@ class KATCPServer:
     def start(self, timeout: float | None = None):
         """Install the server on its IOLoop, starting a managed IOLoop thread if needed.
 
+        The listening socket is bound before start() returns, in every case, so that
+        `bind_address` is final (the port of a server started on port 0 is known) even
+        when start() returns a future.  A restart (start() after stop() and join())
+        binds the same host and port again.
+
         Parameters
         ----------
         timeout : float or None, optional
             Time in seconds to wait for the server to be listening. When called
-            from a thread other than the ioloop's, start() always waits until the
-            listening socket is bound (so that `bind_address` is final).
+            from a thread other than the ioloop's, start() waits until the server
+            accepts connections.
 
         Returns
         -------
@@ -488,6 +498,7 @@ class KATCPServer:
         self._loop = self.ioloop.asyncio_loop
         self._calls = loop_calls(self._loop)
         self._encode = LineCodec().encode
+        self._bind()
         self._ioloop_manager.start()
         in_loop_thread = self._in_thread_of_loop()
         if in_loop_thread or not self._loop.is_running() and not self.managed:
@@ -509,23 +520,38 @@ class KATCPServer:
     def _in_thread_of_loop(self) -> bool:
         return in_loop_thread(self._loop)
 
+    def _bind(self) -> None:
+        """Bind the listening socket now, in the calling thread (see :meth:`start`).
+
+        A failure is kept for :meth:`_install` to raise, so that it reaches the caller
+        the way every other start-up error does (raised, or in the returned future).
+        """
+        self._bind_error = None
+        try:
+            self._listen_sock, self._bindaddr = listen_socket(
+                self._listen_host, self._bindaddr[1])
+        except OSError as exc:
+            self._listen_sock = None
+            self._bind_error = exc
+
     async def _install(self) -> None:
         # katcp-python's attribute, kept for users; the server asks in_loop_thread().
         self.ioloop_thread_id = threading.get_ident()
-        host, port = self._bindaddr
+        sock, self._listen_sock = self._listen_sock, None
         try:
+            if self._bind_error is not None:
+                raise self._bind_error
             self._aio_server = await create_server(
-                self, self._codec_factory, host, port,
+                self, self._codec_factory, None, None, sock=sock,
                 max_msg_size=self.MAX_MSG_SIZE,
                 max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
                 logger=self._logger)
         except Exception:
+            if sock is not None:
+                sock.close()
             self._logger.error("Unable to bind to %s", self._bindaddr, exc_info=True)
             self._stopped.set()
             raise
-        sockets = self._aio_server.sockets
-        if sockets:
-            self._bindaddr = sockets[0].getsockname()[:2]
         self._running.set()
 
     def _codec_factory(self):
@@ -539,6 +565,9 @@ class KATCPServer:
                 await self._disconnect_client(conn, client, "Device server shutting down.")
         finally:
             self._aio_server = None
+            if self._listen_sock is not None:  # stopped before _install ran
+                self._listen_sock.close()
+                self._listen_sock = None
             self._running.clear()
             self._stopped.set()
             waiters, self._join_waiters = self._join_waiters, []

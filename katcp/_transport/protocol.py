@@ -245,7 +245,11 @@ class Connection(asyncio.BufferedProtocol):
         # No TCP_NODELAY here: asyncio sets it on every TCP connection (Python >= 3.7).
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
-            self.peer = (peer[0], peer[1])
+            host = peer[0]
+            if host.startswith("::ffff:") and "." in host:
+                # An IPv4 client of a dual-stack listener: name it as IPv4 clients are.
+                host = host[7:]
+            peer = self.peer = (host, peer[1])
         else:
             self.peer = peer
         self.address = format_address(peer)
