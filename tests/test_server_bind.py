@@ -130,3 +130,16 @@ def test_port_in_use_is_reported_by_start():
         with pytest.raises(OSError):
             server.start(timeout=TIMEOUT)
         assert not server.running()
+
+
+def test_log_timestamps_follow_the_one_wall_clock_function():
+    """The hook documented in doc/differences.rst instead of patching katcp.server.time."""
+    from unittest import mock
+
+    import katcp.server
+
+    server = _Device("127.0.0.1", 0)
+    with mock.patch("katcp._protocol.sensor.now", return_value=1234.5):
+        msg = server.create_log_inform("info", "hello", "root")
+    assert msg.arguments[1] == b"1234.500000"
+    assert not hasattr(katcp.server, "time")  # as documented: there is nothing to patch

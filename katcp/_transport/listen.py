@@ -161,6 +161,8 @@ async def create_server(
             raise ValueError("host and port must be None when sock is given")
         server = await loop.create_server(
             factory, sock=sock, ssl=ssl_ctx, backlog=backlog, start_serving=start_serving)
+    elif port is None:
+        raise ValueError("port must be given unless sock is")
     else:
         server = await loop.create_server(
             factory,
