@@ -50,8 +50,8 @@ _new_reply = Message.reply
 _BACKLOG_PAUSE = 200
 #: Threaded servers: pause reading from a client with this many messages queued for the
 #: handler thread, resume below _QUEUE_RESUME.
-_QUEUE_PAUSE = 256
-_QUEUE_RESUME = 64
+_QUEUE_PAUSE = 128
+_QUEUE_RESUME = 32
 
 
 def _now() -> float:

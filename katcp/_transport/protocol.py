@@ -22,7 +22,7 @@ FLUSH_THRESHOLD = 65536
 #: Messages one connection may hand its handler per loop iteration.  A read of 64 KiB holds
 #: thousands of small requests; the rest wait (reading paused) for the next iteration, so
 #: one client that pipelines costs the others about one burst, not one whole read.
-MAX_BURST = 256
+MAX_BURST = 64
 
 # One receive buffer per event loop.  asyncio calls get_buffer(), recv_into() and
 # buffer_updated() back to back in the loop's thread, and buffer_updated() copies what it
