@@ -325,3 +325,25 @@ def test_handler_thread_sensor_informs_precede_the_reply(pipelined):
             assert line == b"!bump[%d] ok %d" % (i, (3 * i + 2) % 11)
             assert statuses[-3:] == [(3 * i + k) % 11 for k in range(3)]
     assert i == pipelined
+
+
+class LoopFutureServer(ExampleServer):
+    @request(Int())
+    @return_reply(Int())
+    def request_later(self, req, value):
+        """Reply with a future of the server's loop, made in the handler thread."""
+        loop = self.ioloop.asyncio_loop
+        fut = loop.create_future()
+        loop_calls(loop).post(fut.set_result, ("ok", value * 2))
+        return fut
+
+
+def test_return_reply_of_a_loop_future_from_the_handler_thread():
+    """The decorator (L1) never calls into the loop: it hands the server a coroutine."""
+    with running(LoopFutureServer("127.0.0.1", 0)) as srv:
+        client = RawClient(srv.bind_address)
+        try:
+            client.skip_connect_informs()
+            assert client.request(b"?later 21")[-1] == b"!later ok 42"
+        finally:
+            client.close()
