@@ -143,3 +143,16 @@ def test_log_timestamps_follow_the_one_wall_clock_function():
         msg = server.create_log_inform("info", "hello", "root")
     assert msg.arguments[1] == b"1234.500000"
     assert not hasattr(katcp.server, "time")  # as documented: there is nothing to patch
+
+
+def test_localhost_is_reachable_over_ipv4():
+    server = _Device("localhost", 0)
+    server.start(timeout=TIMEOUT)
+    try:
+        host, port = server.bind_address
+        assert host == "127.0.0.1"
+        assert _greeting("127.0.0.1", port).startswith(b"#version-connect")
+        assert _greeting("localhost", port).startswith(b"#version-connect")
+    finally:
+        server.stop()
+        server.join(TIMEOUT)

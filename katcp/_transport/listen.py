@@ -39,7 +39,8 @@ def listen_socket(host: str | None, port: int, *, backlog: int = 128,
         Address to bind.  ``""`` or None: all interfaces, on ONE socket for every address
         family -- an IPv6 socket that also accepts IPv4 (``IPV6_V6ONLY`` off) where the
         system offers that, else IPv4 only.  Any other host binds the first address
-        ``getaddrinfo`` gives for it (``"0.0.0.0"`` is IPv4 only, ``"::"`` IPv6).
+        ``getaddrinfo`` gives for it, IPv4 first (``"localhost"`` is ``127.0.0.1``,
+        ``"0.0.0.0"`` IPv4 only, ``"::"`` IPv6 only).
     port : int
         Port to bind (0 picks a free one).
     backlog : int
@@ -71,7 +72,9 @@ def listen_socket(host: str | None, port: int, *, backlog: int = 128,
         return sock, (ALL_INTERFACES, sock.getsockname()[1])
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                flags=socket.AI_PASSIVE)
-    family, kind, proto, _name, addr = infos[0]
+    # A name with addresses of both families ("localhost"): its IPv4 address, which every
+    # client reaches (one that tries ::1 first falls back to it).
+    family, kind, proto, _name, addr = min(infos, key=lambda info: info[0] != socket.AF_INET)
     sock = socket.socket(family, kind, proto)
     try:
         if reuse_address and _POSIX_REUSE:
