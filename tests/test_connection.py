@@ -24,6 +24,7 @@ from katcp.connection import (
     open_connection,
 )
 from katcp.core import Message
+from katcp._transport.protocol import MAX_BURST
 
 TIMEOUT = 10.0
 CODECS = [PyLineCodec] + ([RustLineCodec] if HAVE_RUST_CODEC else [])
@@ -908,3 +909,69 @@ async def test_greeting_written_in_connection_made_is_sent_at_once():
     assert seen_next == [[b"".join(lines)]]
     writer.close()
     await stop(server)
+
+
+class PausableTransport(FakeTransport):
+    """FakeTransport that records pause_reading/resume_reading."""
+
+    def __init__(self):
+        super().__init__()
+        self.reading = True
+        self.calls: list = []
+
+    def pause_reading(self):
+        self.calls.append("pause")
+        self.reading = False
+
+    def resume_reading(self):
+        self.calls.append("resume")
+        self.reading = True
+
+
+@run
+async def test_one_read_is_handed_over_in_bursts_one_per_loop_iteration():
+    # A 64 KiB read holds thousands of pipelined requests: handing them all over at once
+    # kept every other client of the loop waiting for the whole lot.
+    loop = asyncio.get_running_loop()
+    rec = Recorder()
+    conn = Connection(rec, LineCodec(), loop)
+    transport = PausableTransport()
+    conn.connection_made(transport)
+    n = 3 * MAX_BURST + 10
+    conn.data_received(b"".join(b"?r%d\n" % i for i in range(n)))
+    assert len(rec.messages) == MAX_BURST
+    assert not transport.reading  # nothing more is read while messages are held
+    await asyncio.sleep(0)
+    assert len(rec.messages) == 2 * MAX_BURST
+    await rec.wait(lambda: len(rec.messages) == n)
+    await asyncio.sleep(0)
+    assert transport.reading and transport.calls == ["pause", "resume"]
+    assert [m.name for _c, m in rec.messages] == [f"r{i}" for i in range(n)]
+
+
+@run
+async def test_handler_pause_holds_back_messages_already_read():
+    loop = asyncio.get_running_loop()
+    rec = Recorder(on_message=lambda conn, msg: msg.name == "r4" and conn.pause_reading())
+    conn = Connection(rec, LineCodec(), loop)
+    transport = PausableTransport()
+    conn.connection_made(transport)
+    conn.data_received(b"".join(b"?r%d\n" % i for i in range(10)))
+    await asyncio.sleep(0.01)
+    assert [m.name for _c, m in rec.messages] == ["r0", "r1", "r2", "r3", "r4"]
+    conn.resume_reading()
+    await rec.wait(lambda: len(rec.messages) == 10)
+    await asyncio.sleep(0)
+    assert transport.reading
+
+
+@run
+async def test_held_messages_are_handed_over_on_eof():
+    loop = asyncio.get_running_loop()
+    rec = Recorder()
+    conn = Connection(rec, LineCodec(), loop)
+    conn.connection_made(PausableTransport())
+    n = MAX_BURST + 5
+    conn.data_received(b"".join(b"?r%d\n" % i for i in range(n)))
+    conn.eof_received()  # a client that sends its requests and shuts its side down
+    assert len(rec.messages) == n

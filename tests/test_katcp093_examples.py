@@ -92,9 +92,12 @@ def _request(client, name, *args):
     return reply, informs
 
 
-def test_example_server_serves_and_restarts():
+@pytest.mark.parametrize("host_args", [("-a", "127.0.0.1"), ()], ids=["ipv4", "all-hosts"])
+def test_example_server_serves_and_restarts(host_args):
+    # All hosts ("", the program's default): after ?restart it must listen for IPv4
+    # clients again (it used to come back on '::' only).
     port = _free_port()
-    server = _Program("katcp-exampleserver.py", "-a", "127.0.0.1", "-p", str(port))
+    server = _Program("katcp-exampleserver.py", *host_args, "-p", str(port))
     try:
         server.expect("Started.")
         client = BlockingClient("127.0.0.1", port)

@@ -68,3 +68,42 @@ def test_call_blocking_runs_in_posting_order_and_refuses_a_closed_loop():
         loop.close()
     with pytest.raises(RuntimeError):
         call_blocking(loop, lambda: None, (), {}, 1)
+
+
+def test_post_future_gives_the_outcome_or_the_exception():
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        calls = loop_calls(loop)
+        assert calls.post_future(lambda: in_loop_thread(loop)).result(5) is True
+
+        class Refused(BaseException):  # e.g. FailReply, AsyncReply: not Exceptions alone
+            pass
+
+        def refuse():
+            raise Refused()
+
+        with pytest.raises(Refused):
+            calls.post_future(refuse).result(5)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    with pytest.raises(RuntimeError):
+        loop_calls(loop).post_future(lambda: None).result(1)
+
+
+def test_in_loop_thread_no_without_idle_is_here_whatever_the_loop():
+    # The common "no" of a handler thread: for an asyncio loop, an IOLoop or None.
+    loop = asyncio.new_event_loop()
+    ioloop = tornado.ioloop.IOLoop(make_current=False)
+    try:
+        for candidate in (loop, None, ioloop):
+            assert in_loop_thread(candidate) is False
+        assert in_loop_thread(loop, idle_is_here=True) is True  # not running: no race
+        assert in_loop_thread(ioloop, idle_is_here=True) is True
+        assert in_loop_thread(None, idle_is_here=True) is False
+    finally:
+        ioloop.close()
+        loop.close()

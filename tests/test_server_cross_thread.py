@@ -180,7 +180,7 @@ def test_posts_from_threads_run_in_order_with_one_wakeup_per_burst():
                 if i % 2:
                     assert calls.post(record, tag, i)
                 else:
-                    assert calls.post2(record, tag, i)
+                    assert calls.post_pair(record, tag, i)
 
         threads = [threading.Thread(target=producer, args=(tag,)) for tag in "abc"]
         for t in threads:
@@ -278,7 +278,7 @@ def test_posting_to_a_closed_loop_drops_the_call():
     loop.close()
     seen = []
     assert calls.post(seen.append, 1) is False
-    assert calls.post2(lambda a, b: seen.append(a), 1, 2) is False
+    assert calls.post_pair(lambda a, b: seen.append(a), 1, 2) is False
     assert len(calls._calls) == 0 and seen == []
 
 
@@ -287,7 +287,7 @@ def test_queue_of_a_loop_closed_with_a_pending_wakeup_does_not_grow():
     calls = loop_calls(loop)
     assert calls.post(print, "never")  # wake-up scheduled, but the loop never runs
     loop.close()
-    results = [calls.post2(max, i, i) for i in range(5000)]
+    results = [calls.post_pair(max, i, i) for i in range(5000)]
     assert False in results  # noticed that the loop is closed
     assert len(calls._calls) < 3 * 4096
 
@@ -344,3 +344,25 @@ def test_handler_thread_sensor_informs_precede_the_reply(pipelined):
     it = iter(v % 11 for v in set_order)
     assert all(any(s == v for v in it) for s in statuses[1:])
     assert statuses[-1] == set_order[-1] % 11
+
+
+class LoopFutureServer(ExampleServer):
+    @request(Int())
+    @return_reply(Int())
+    def request_later(self, req, value):
+        """Reply with a future of the server's loop, made in the handler thread."""
+        loop = self.ioloop.asyncio_loop
+        fut = loop.create_future()
+        loop_calls(loop).post(fut.set_result, ("ok", value * 2))
+        return fut
+
+
+def test_return_reply_of_a_loop_future_from_the_handler_thread():
+    """The decorator (L1) never calls into the loop: it hands the server a coroutine."""
+    with running(LoopFutureServer("127.0.0.1", 0)) as srv:
+        client = RawClient(srv.bind_address)
+        try:
+            client.skip_connect_informs()
+            assert client.request(b"?later 21")[-1] == b"!later ok 42"
+        finally:
+            client.close()

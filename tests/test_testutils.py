@@ -358,3 +358,42 @@ class TestTimewarp(TimewarpAsyncTestCase):
         self.io_loop.run_sync(drive, timeout=WAIT)
         t.join(WAIT)
         self.assertEqual(loop_thread_result, [2])
+
+
+def test_client_connection_test_drives_the_test_server_directly():
+    """katcp-python's idiom: a ClientConnectionTest and a server that was never started."""
+    server = DeviceTestServer("", 0)
+    conn = ClientConnectionTest()
+    ready = server.on_client_connect(conn)  # a plain method: greets before returning
+    assert ready.done()
+    assert [m.name for m in conn.informs] == ["version-connect"] * 3
+    for name, informs in (("watchdog", 0), ("sensor-list", 4), ("sensor-value", 4),
+                          ("new-command", 0), ("raise-fail", 0)):
+        c = ClientConnectionTest()
+        server.handle_message(c, Message.request(name))
+        assert len(c.informs) == informs, name
+        assert [m.name for m in c.replies] == [name]
+    assert conn.replies == []
+    server.on_client_disconnect(conn, "bye", True)
+    assert str(conn.informs[-1]) == "#disconnect bye"
+
+
+def test_slow_command_on_a_threaded_test_server():
+    """The handler runs in the handler thread; the loop starts its wait (LoopCalls)."""
+    server = DeviceTestServer("127.0.0.1", 0)
+    server.set_concurrency_options(thread_safe=True, handler_thread=True)
+    server.start(timeout=5)
+    try:
+        client = BlockingTestClient(None, *server.bind_address)
+        client.start(timeout=5)
+        try:
+            client.wait_protocol(timeout=5)
+            reply, _ = client.blocking_request(Message.request("slow-command", "0.05"),
+                                               timeout=5)
+            assert reply.arguments == [b"ok"]
+        finally:
+            client.stop()
+            client.join(5)
+    finally:
+        server.stop()
+        server.join(5)

@@ -58,7 +58,7 @@ def _set_result_safe(fut: asyncio.Future, result: Any) -> None:
     if in_loop_thread(loop, idle_is_here=True):
         _set_result_if_pending(fut, result)
     else:
-        loop_calls(loop).post2(_set_result_if_pending, fut, result)
+        loop_calls(loop).post_pair(_set_result_if_pending, fut, result)
 
 
 def _set_result_if_pending(fut: asyncio.Future, result: Any) -> None:

@@ -51,8 +51,11 @@ def in_loop_thread(loop: Any, idle_is_here: bool = False) -> bool:
     if running is not None:
         # (asyncio loop first: getattr of a missing attribute costs an exception.)
         return running is loop or running is getattr(loop, "asyncio_loop", None)
+    if not idle_is_here or loop is None:
+        # The common "no" of a handler or user thread: no getattr, no exception.
+        return False
     loop = getattr(loop, "asyncio_loop", loop)
-    return idle_is_here and loop is not None and not loop.is_running()
+    return not loop.is_running()
 
 
 def _apply(fn: Callable, args: tuple) -> None:
@@ -96,11 +99,16 @@ class LoopCalls:
             False if the loop is closed (the call is dropped).
         """
         if len(args) == 2:
-            return self.post2(fn, *args)
-        return self.post2(_apply, fn, args)
+            return self.post_pair(fn, *args)
+        return self.post_pair(_apply, fn, args)
 
-    def post2(self, fn: Callable, a: Any, b: Any) -> bool:
-        """Run ``fn(a, b)`` in the loop's thread (see :meth:`post`); the fast form."""
+    def post_pair(self, fn: Callable, a: Any, b: Any) -> bool:
+        """Run ``fn(a, b)`` in the loop's thread (see :meth:`post`).
+
+        The form for a call of exactly two arguments, which hot paths use (a strategy's
+        ``(strategy, reading)``, a future's ``(future, result)``): no argument tuple is
+        packed and unpacked on either side of the hand-off.
+        """
         calls = self._calls
         calls.extend((fn, a, b))
         if not self._scheduled:
@@ -117,6 +125,29 @@ class LoopCalls:
             calls.clear()
             return False
         return True
+
+    def post_future(self, fn: Callable[[], Any]) -> concurrent.futures.Future:
+        """Run ``fn()`` in the loop's thread (see :meth:`post`); a future of its outcome.
+
+        Returns
+        -------
+        outcome : concurrent.futures.Future
+            Resolves to what ``fn`` returned, or to the exception it raised (any
+            ``BaseException``, so that e.g. a ``FailReply`` reaches the waiter); fails with
+            ``RuntimeError`` at once if the loop is closed.
+        """
+        outcome: concurrent.futures.Future = concurrent.futures.Future()
+        outcome.set_running_or_notify_cancel()
+
+        def run() -> None:
+            try:
+                outcome.set_result(fn())
+            except BaseException as exc:  # handed to the waiter, whatever it is
+                outcome.set_exception(exc)
+
+        if not self.post_pair(_apply, run, ()):
+            outcome.set_exception(RuntimeError("IOLoop is closed"))
+        return outcome
 
     def _run(self) -> None:
         # Loop thread.  The flag stays set while calls remain, so producers only

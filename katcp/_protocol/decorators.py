@@ -302,19 +302,25 @@ def _chain(source: Any, transform: Callable[[Any], Any]) -> Any:
             source.cancel()
 
     result.add_done_callback(on_result_done)
-    if isinstance(source, asyncio.Future):
-        loop = source.get_loop()
-        try:
-            in_loop = asyncio.get_running_loop() is loop
-        except RuntimeError:
-            in_loop = False
-        if not in_loop and loop.is_running():
-            # Called from another thread (e.g. a handler thread): asyncio
-            # futures may only be touched from their loop's thread.
-            loop.call_soon_threadsafe(source.add_done_callback, on_source_done)
-            return result
     source.add_done_callback(on_source_done)
     return result
+
+
+def _off_its_loop(source: Any) -> bool:
+    """Whether `source` is an asyncio future whose (running) loop is not this thread's.
+
+    Such a future may only be touched in its loop's thread.  This layer has no way into
+    a loop (that is ``katcp._aio.loopcalls``, a layer up), so it hands the caller a
+    coroutine instead: the device server awaits it in its loop, posted there through
+    the loop's ``LoopCalls`` queue like any awaitable a handler thread returns.
+    """
+    if not isinstance(source, asyncio.Future):
+        return False
+    loop = source.get_loop()
+    try:
+        return asyncio.get_running_loop() is not loop and loop.is_running()
+    except RuntimeError:  # no loop in this thread
+        return loop.is_running()
 
 
 def async_make_reply(msgname: str, types: Sequence[KatcpType], arguments_future: Any,
@@ -335,14 +341,15 @@ def async_make_reply(msgname: str, types: Sequence[KatcpType], arguments_future:
     Returns
     -------
     reply_future : future or coroutine
-        An asyncio/tornado future for an asyncio future, a
-        :class:`concurrent.futures.Future` for one of those, otherwise a
-        coroutine resolving to the reply :class:`Message`.
+        An asyncio/tornado future for an asyncio future (called in its loop's thread, or
+        while that loop is not running), a :class:`concurrent.futures.Future` for one of
+        those, otherwise a coroutine resolving to the reply :class:`Message` (to be
+        awaited in the loop of the future it waits for).
     """
     def transform(arguments: Any) -> Message:
         return make_reply(msgname, types, arguments, major)
 
-    if isinstance(arguments_future, _FUTURE_TYPES):
+    if isinstance(arguments_future, _FUTURE_TYPES) and not _off_its_loop(arguments_future):
         return _chain(arguments_future, transform)
 
     async def wait_and_reply() -> Message:

@@ -138,11 +138,6 @@ class _InformHookDeviceClient(AsyncClient):
 
 
 
-def _make_hook_client_class():
-    """Return the AsyncClient subclass with inform hooks used by the inspecting client."""
-    return _InformHookDeviceClient
-
-
 def _bulk_capable(protocol_flags) -> bool:
     if protocol_flags is None:
         return False
@@ -244,7 +239,7 @@ class InspectingClientAsync:
 
         Override to substitute another client (see :mod:`katcp.fake_clients`).
         """
-        return _make_hook_client_class()(host, port, *args, **kwargs)
+        return _InformHookDeviceClient(host, port, *args, **kwargs)
 
     async def login(self, user, password, timeout=None):
         """Log in now, and again first thing after every reconnection.

@@ -27,13 +27,12 @@ from katcp._aio.loopcalls import LoopCalls, in_loop_thread, loop_calls
 from katcp._protocol.linecodec import LineCodec
 from katcp._protocol.message import Message
 from katcp._security.access import AccessControl, Session
-from katcp._transport.listen import create_server
+from katcp._transport.listen import create_server, listen_socket
 
 __all__ = ["ClientConnection", "ThreadsafeClientConnection", "ClientRequestConnection",
            "KATCPServer"]
 
 log = logging.getLogger("katcp.server")
-get_ident = threading.get_ident
 _REPLY = Message.REPLY
 _INFORM = Message.INFORM
 
@@ -144,7 +143,6 @@ class ClientConnection:
 
     def __init__(self, server: ServerOwner, conn_id: Any) -> None:
         self._server = server
-        self._conn_key = conn_id
         self._conn = conn_id
         self._disconnect_called = False
         # Loop-side gate: messages received before on_client_connect() resolves.
@@ -307,7 +305,7 @@ class ThreadsafeClientConnection(ClientConnection):
     @_writes_transport
     def _send(self, msg: Message) -> None:
         server = self._server
-        if get_ident() == server.ioloop_thread_id:
+        if in_loop_thread(server._loop):
             server.send_message(self._conn, msg)
         else:
             server._post(server.send_message, self._conn, msg)
@@ -436,6 +434,11 @@ class KATCPServer:
         self.ssl = ssl
         self.access = access
         self._bindaddr = (host, port)
+        # What start() binds: the host asked for (a restart binds it again, on the port
+        # the first start got), and the socket bound for the next _install.
+        self._listen_host = host
+        self._listen_sock: Any = None
+        self._bind_error: BaseException | None = None
         self._tb_limit = tb_limit
         self._logger = logger
         self._running = threading.Event()
@@ -448,7 +451,6 @@ class KATCPServer:
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._started_once = False
         self._aio_server: Any = None
-        self._install_error: BaseException | None = None
         self._stop_future: concurrent.futures.Future | None = None
         self._calls: LoopCalls | None = None
         self._join_waiters: List[asyncio.Future] = []
@@ -485,12 +487,17 @@ class KATCPServer:
     def start(self, timeout: float | None = None):
         """Install the server on its IOLoop, starting a managed IOLoop thread if needed.
 
+        The listening socket is bound before start() returns, in every case, so that
+        `bind_address` is final (the port of a server started on port 0 is known) even
+        when start() returns a future.  A restart (start() after stop() and join())
+        binds the same host and port again.
+
         Parameters
         ----------
         timeout : float or None, optional
             Time in seconds to wait for the server to be listening. When called
-            from a thread other than the ioloop's, start() always waits until the
-            listening socket is bound (so that `bind_address` is final).
+            from a thread other than the ioloop's, start() waits until the server
+            accepts connections.
 
         Returns
         -------
@@ -505,11 +512,11 @@ class KATCPServer:
         self._started_once = True
         self._stopped.clear()
         self._stop_future = None
-        self._install_error = None
         self.ioloop = self._ioloop_manager.get_ioloop()
         self._loop = self.ioloop.asyncio_loop
         self._calls = loop_calls(self._loop)
         self._encode = LineCodec().encode
+        self._bind()
         self._ioloop_manager.start()
         in_loop_thread = self._in_thread_of_loop()
         if in_loop_thread or not self._loop.is_running() and not self.managed:
@@ -529,31 +536,40 @@ class KATCPServer:
         return self._running.is_set()
 
     def _in_thread_of_loop(self) -> bool:
-        loop = self._loop
-        if loop is None:
-            return False
+        return in_loop_thread(self._loop)
+
+    def _bind(self) -> None:
+        """Bind the listening socket now, in the calling thread (see :meth:`start`).
+
+        A failure is kept for :meth:`_install` to raise, so that it reaches the caller
+        the way every other start-up error does (raised, or in the returned future).
+        """
+        self._bind_error = None
         try:
-            return asyncio.get_running_loop() is loop
-        except RuntimeError:
-            return False
+            self._listen_sock, self._bindaddr = listen_socket(
+                self._listen_host, self._bindaddr[1])
+        except OSError as exc:
+            self._listen_sock = None
+            self._bind_error = exc
 
     async def _install(self) -> None:
-        self.ioloop_thread_id = get_ident()
-        host, port = self._bindaddr
+        # katcp-python's attribute, kept for users; the server asks in_loop_thread().
+        self.ioloop_thread_id = threading.get_ident()
+        sock, self._listen_sock = self._listen_sock, None
         try:
+            if self._bind_error is not None:
+                raise self._bind_error
             self._aio_server = await create_server(
-                self, self._codec_factory, host, port, ssl=self.ssl,
+                self, self._codec_factory, None, None, sock=sock, ssl=self.ssl,
                 max_msg_size=self.MAX_MSG_SIZE,
                 max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
                 logger=self._logger)
-        except Exception as exc:
-            self._install_error = exc
+        except Exception:
+            if sock is not None:
+                sock.close()
             self._logger.error("Unable to bind to %s", self._bindaddr, exc_info=True)
             self._stopped.set()
             raise
-        sockets = self._aio_server.sockets
-        if sockets:
-            self._bindaddr = sockets[0].getsockname()[:2]
         self._running.set()
 
     def _codec_factory(self):
@@ -567,6 +583,9 @@ class KATCPServer:
                 await self._disconnect_client(conn, client, "Device server shutting down.")
         finally:
             self._aio_server = None
+            if self._listen_sock is not None:  # stopped before _install ran
+                self._listen_sock.close()
+                self._listen_sock = None
             self._running.clear()
             self._stopped.set()
             waiters, self._join_waiters = self._join_waiters, []
@@ -645,7 +664,7 @@ class KATCPServer:
 
     def in_ioloop_thread(self) -> bool:
         """Return True if called in the IOLoop thread of this server."""
-        return get_ident() == self.ioloop_thread_id
+        return in_loop_thread(self._loop)
 
     # ------------------------------------------------------ cross-thread calls
 
@@ -732,7 +751,7 @@ class KATCPServer:
 
     def mass_send_message_from_thread(self, msg: Message):
         """Thread-safe version of :meth:`mass_send_message`."""
-        if get_ident() == self.ioloop_thread_id:
+        if in_loop_thread(self._loop):
             self.mass_send_message(msg)
         elif self._loop is not None:
             self._post(self.mass_send_message, msg)

@@ -20,7 +20,6 @@ import logging
 import os
 import ssl as _ssl
 import sys
-import threading
 import traceback
 from functools import partial, wraps
 from typing import Any, Callable, Dict, List, Tuple, Union, cast
@@ -50,15 +49,14 @@ __all__ = ["DeviceServerBase", "MessageHandlerThread", "return_future",
            "construct_name_filter"]
 
 log = logging.getLogger("katcp.server")
-get_ident = threading.get_ident
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 _new_reply = Message.reply
 #: Pause reading from a client when this many of its messages wait behind a slow handler.
 _BACKLOG_PAUSE = 200
 #: Threaded servers: pause reading from a client with this many messages queued for the
 #: handler thread, resume below _QUEUE_RESUME.
-_QUEUE_PAUSE = 2000
-_QUEUE_RESUME = 500
+_QUEUE_PAUSE = 128
+_QUEUE_RESUME = 32
 
 
 def _now() -> float:
@@ -494,7 +492,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         msg = req.msg
         if inspect.isawaitable(result) or isinstance(result, concurrent.futures.Future):
             concurrent_reply = getattr(handler, "_concurrent_reply", False)
-            if get_ident() == self._server.ioloop_thread_id:
+            if self._server.in_ioloop_thread():
                 done = None if concurrent_reply else self._server._loop.create_future()
                 self._await_reply(connection, req, result, done)
             else:
@@ -891,6 +889,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._server._loop.call_soon(f.set_result, None)
             return f
         f2: concurrent.futures.Future = concurrent.futures.Future()
-        self.ioloop.add_callback(f2.set_result, None)
+        self._server._post(f2.set_result, None)
         f2.result(timeout)
         return None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 from typing import Any, Callable, Dict, List, Tuple, Union
 
 from katcp import version as _version
+from katcp._aio.loopcalls import in_loop_thread, loop_calls
 from katcp._protocol.linecodec import LineCodec
 from katcp._protocol.message import (
     MS_TO_SEC_FAC,
@@ -215,8 +215,9 @@ class SensorServerBase(DeviceServerBase):
             self.mass_inform(Message.inform("interface-changed", what))
 
     def _call_in_loop(self, fn: Callable[[], None]) -> None:
+        # Strategies are touched in the loop thread only, or before any loop runs them.
         server = self._server
-        if server._loop is None or server.in_ioloop_thread():
+        if in_loop_thread(server._loop, idle_is_here=True) or server._loop is None:
             fn()
         else:
             server._post(fn)
@@ -374,20 +375,17 @@ class SensorServerBase(DeviceServerBase):
         return Message.inform("sensor-status", ts, b"1", sensor.name, status, value)
 
     def _run_in_loop(self, fn: Callable[[], Message]):
-        """Return ``fn()`` when in the ioloop thread, else a future of it run there."""
+        """Return ``fn()`` in the ioloop thread; elsewhere a future of it, run there.
+
+        The strategies live in the loop thread, so a threaded server's ``?sensor-sampling``
+        handler does its work there (:meth:`LoopCalls.post_future
+        <katcp._aio.loopcalls.LoopCalls.post_future>`); a ``FailReply`` raised reaches
+        the reply through the future.
+        """
         server = self._server
         if server.in_ioloop_thread():
             return fn()
-        cf: concurrent.futures.Future = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                cf.set_result(fn())
-            except BaseException as exc:  # FailReply, AsyncReply, bugs: all go to the reply
-                cf.set_exception(exc)
-
-        server._post(run)
-        return cf
+        return loop_calls(server._loop).post_future(fn)
 
     def _set_sampling(self, client: ClientConnection, names_arg: str, names: List[str],
                       strategy: bytes, params: List[Any], bulk: bool,

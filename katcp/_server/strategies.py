@@ -385,7 +385,7 @@ class SampleStrategy:
             self._uloop = _QUEUED
         finally:
             _unlock_state()
-        if not (self._calls or self._loop_calls()).post2(_deliver_backlog, self, None):
+        if not (self._calls or self._loop_calls()).post_pair(_deliver_backlog, self, None):
             log.debug("Dropping update of %r: event loop is closed", sensor)
 
     def _loop_calls(self) -> LoopCalls:

@@ -509,7 +509,7 @@ class TimewarpAsyncTestCase(tornado.testing.AsyncTestCase):
     def wake_ioloop(self):
         """Future resolving after the ioloop has run once more."""
         fut = self.io_loop.asyncio_loop.create_future()
-        self.io_loop.add_callback(lambda: fut.done() or fut.set_result(None))
+        loop_calls(self.io_loop.asyncio_loop).post(lambda: fut.done() or fut.set_result(None))
         return fut
 
     def set_ioloop_time(self, new_time: float, wake_ioloop: bool = True):

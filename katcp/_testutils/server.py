@@ -22,9 +22,27 @@ class ClientConnectionTest:
 
     __test__ = False
 
+    # Everything the server sends goes through inform() and reply() here: no shortcut
+    # to a transport (see ClientConnection's flags of the same names).
+    _direct_reply = False
+    _direct_inform = False
+    _direct_bytes = False
+    address = "<ClientConnectionTest>"
+
     def __init__(self) -> None:
         self.messages: list = []
         self.mass_informs: list = []
+
+    def reply_inform(self, inform: Message, orig_req: Message) -> None:
+        """Record a reply inform (with the request's message id)."""
+        inform.mid = orig_req.mid
+        self.inform(inform)
+
+    def flush_on_close(self) -> concurrent.futures.Future:
+        """Nothing to flush: a resolved future (``on_client_disconnect`` waits on it)."""
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        done.set_result(None)
+        return done
 
     def inform(self, msg: Message) -> None:
         """Record an inform."""
@@ -99,16 +117,28 @@ class DeviceTestServer(DeviceServer):
         """Names of all sensors."""
         return list(self._sensors.keys())
 
-    async def on_client_connect(self, client_conn):
-        """Wait for ``proceed_on_client_connect``, then greet the client."""
-        if not self.proceed_on_client_connect.is_set():
-            await self.proceed_on_client_connect.until_set()
+    def on_client_connect(self, client_conn):
+        """Greet the client once ``proceed_on_client_connect`` is set.
+
+        A plain method, as katcp-python's (a tornado coroutine that runs at once): called
+        directly while the flag is set (the default), it greets the client before it
+        returns, so a test may drive it with a `ClientConnectionTest` and no loop.
+
+        Returns
+        -------
+        ready : Future
+            Resolves when the device is ready for the client's messages.
+        """
+        if self.proceed_on_client_connect.is_set():
+            return super().on_client_connect(client_conn)
+        return asyncio.ensure_future(self._greet_when_allowed(client_conn))
+
+    async def _greet_when_allowed(self, client_conn):
+        await self.proceed_on_client_connect.until_set()
         result = super().on_client_connect(client_conn)
-        if result is not None and hasattr(result, "__await__"):
-            result = await result
-        elif isinstance(result, concurrent.futures.Future):
-            result = await asyncio.wrap_future(result)
-        return result
+        if isinstance(result, concurrent.futures.Future):
+            result = asyncio.wrap_future(result)
+        return await result
 
     def setup_sensors(self) -> None:
         """Add the canned sensors."""
@@ -164,7 +194,8 @@ class DeviceTestServer(DeviceServer):
             finally:
                 self._slow_futures.pop(req.client_connection, None)
 
-        self.ioloop.add_callback(slow_timeout)
+        # The handler may run in the handler thread: the loop starts the wait.
+        self._server._post(asyncio.ensure_future, slow_timeout())
         raise AsyncReply()
 
     def request_cancel_slow_command(self, req, msg):

@@ -19,6 +19,10 @@ log = logging.getLogger("katcp.connection")
 READ_BUFFER_SIZE = 65536
 #: Pending (not yet handed to the transport) output above which a write is flushed at once.
 FLUSH_THRESHOLD = 65536
+#: Messages one connection may hand its handler per loop iteration.  A read of 64 KiB holds
+#: thousands of small requests; the rest wait (reading paused) for the next iteration, so
+#: one client that pipelines costs the others about one burst, not one whole read.
+MAX_BURST = 64
 
 # One receive buffer per event loop.  asyncio calls get_buffer(), recv_into() and
 # buffer_updated() back to back in the loop's thread, and buffer_updated() copies what it
@@ -190,6 +194,11 @@ class Connection(asyncio.BufferedProtocol):
         "_close_exc",
         "_in_receive",
         "_paused",
+        "_reading_paused",
+        "_held",
+        "_held_at",
+        "_held_handle",
+        "max_burst",
         "_send_lock",
         "_direct_sock",
         "_xflush",
@@ -226,7 +235,14 @@ class Connection(asyncio.BufferedProtocol):
         self._closed_future: asyncio.Future | None = None
         self._close_exc: BaseException | None = None
         self._in_receive = False
+        # _paused: the handler asked (pause_reading); _reading_paused: the transport's state,
+        # paused also while decoded messages are held back for a later iteration (_held).
         self._paused = False
+        self._reading_paused = False
+        self._held: List[Any] | None = None
+        self._held_at = 0
+        self._held_handle: asyncio.Handle | None = None
+        self.max_burst = MAX_BURST
         # Thread-safe writes (see enable_threadsafe_writes); off for server connections.
         self._send_lock: threading.RLock | None = None
         self._direct_sock: socket.socket | None = None
@@ -245,7 +261,11 @@ class Connection(asyncio.BufferedProtocol):
         # No TCP_NODELAY here: asyncio sets it on every TCP connection (Python >= 3.7).
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
-            self.peer = (peer[0], peer[1])
+            host = peer[0]
+            if host.startswith("::ffff:") and "." in host:
+                # An IPv4 client of a dual-stack listener: name it as IPv4 clients are.
+                host = host[7:]
+            peer = self.peer = (host, peer[1])
         else:
             self.peer = peer
         self.address = format_address(peer)
@@ -279,6 +299,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool | None:
         """The peer closed its side: send what is queued, then close ours as well."""
+        if self._held is not None:
+            # The peer said all it had to say: hand over what was held back, all of it.
+            self._deliver_held(limit=False)
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush()
@@ -297,6 +320,10 @@ class Connection(asyncio.BufferedProtocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        self._held = None
+        if self._held_handle is not None:
+            self._held_handle.cancel()
+            self._held_handle = None
         if self._close_exc is not None:
             exc = self._close_exc
         try:
@@ -315,12 +342,32 @@ class Connection(asyncio.BufferedProtocol):
             self.logger.exception("Codec failed on data from %s", self.address)
             self._protocol_error(exc)
             return
+        held = self._held
+        if held is not None:  # (a transport that delivered data after pause_reading)
+            items = held[self._held_at:] + items
+            self._held = None
+        self._deliver(items, 0, True)
+
+    def _deliver(self, items: List[Any], i: int, limit: bool) -> None:
+        """Hand ``items[i:]`` to the handler: one burst, or up to a pause (see MAX_BURST).
+
+        What is left is held, with reading paused, until the next loop iteration (or until
+        the handler resumes reading).  The write-buffer limit is checked as the replies are
+        written, so a client that does not read is cut off within one burst.
+        """
         handler = self.handler
+        n = len(items)
+        end = i + self.max_burst if limit else n
         self._in_receive = True
         try:
-            for item in items:
+            while i < n:
                 if self.closing:
                     break
+                if i >= end or self._paused and limit:
+                    self._hold(items, i)
+                    break
+                item = items[i]
+                i += 1
                 try:
                     if isinstance(item, Exception):
                         handler.decode_error(self, item)
@@ -328,22 +375,47 @@ class Connection(asyncio.BufferedProtocol):
                         handler.message_received(self, item)
                 except Exception:
                     self.logger.exception("Handler failed on %r from %s", item, self.address)
-            # A pending message of max_msg_size bytes cannot be completed within the limit
-            # (its terminator counts), matching the KATCP codec's own limit check.  (Checked
-            # once per read, whatever the codec: binary codecs have no terminator byte.)
-            if not self.closing:
-                size = self.codec.buffer_size
-                if size >= self.max_msg_size:
-                    too_long = MessageTooLong(self.max_msg_size, size)
-                    try:
-                        handler.decode_error(self, too_long)
-                    except Exception:
-                        self.logger.exception("Handler decode_error failed for %s", self.address)
-                    self._protocol_error(too_long)
+            else:
+                # A pending message of max_msg_size bytes cannot be completed within the
+                # limit (its terminator counts), matching the KATCP codec's own limit check.
+                # (Checked once per read, whatever the codec: binary codecs have no
+                # terminator byte.)
+                if not self.closing:
+                    size = self.codec.buffer_size
+                    if size >= self.max_msg_size:
+                        too_long = MessageTooLong(self.max_msg_size, size)
+                        try:
+                            handler.decode_error(self, too_long)
+                        except Exception:
+                            self.logger.exception("Handler decode_error failed for %s",
+                                                  self.address)
+                        self._protocol_error(too_long)
         finally:
             self._in_receive = False
         if self._pending and not self.closing:
             self._flush()
+
+    def _hold(self, items: List[Any], i: int) -> None:
+        """Keep ``items[i:]`` for later and stop reading meanwhile."""
+        self._held = items
+        self._held_at = i
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        if not self._paused and self._held_handle is None:
+            self._held_handle = self.loop.call_soon(self._deliver_held)
+
+    def _deliver_held(self, limit: bool = True) -> None:
+        self._held_handle = None
+        items = self._held
+        if items is None or self.closing:
+            return
+        self._held = None
+        self._deliver(items, self._held_at, limit)
+        if (self._held is None and not self._paused and self._reading_paused
+                and not self.closing):
+            self._reading_paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
 
     def _protocol_error(self, exc: BaseException) -> None:
         if self.closing:
@@ -354,16 +426,27 @@ class Connection(asyncio.BufferedProtocol):
         self.close()
 
     def pause_reading(self) -> None:
-        """Stop reading from the socket until :meth:`resume_reading` (back-pressure)."""
+        """Stop reading from the socket until :meth:`resume_reading` (back-pressure).
+
+        Messages already read and not yet handed over wait too.
+        """
         if not self._paused and self.transport is not None and not self.closing:
             self._paused = True
-            self.transport.pause_reading()
+            if not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         """Resume reading from the socket after :meth:`pause_reading`."""
         if self._paused and self.transport is not None and not self.closing:
             self._paused = False
-            self.transport.resume_reading()
+            if self._held is not None:
+                # Messages read earlier go first; reading resumes once they are handed over.
+                if self._held_handle is None:
+                    self._held_handle = self.loop.call_soon(self._deliver_held)
+            elif self._reading_paused:
+                self._reading_paused = False
+                self.transport.resume_reading()
 
     # ------------------------------------------------------------------ sending
     def write(self, msg: Any) -> None:
