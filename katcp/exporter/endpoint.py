@@ -1,7 +1,15 @@
 """The HTTP endpoint: prometheus_client's WSGI app in a threaded server of its own thread.
 
 What :func:`prometheus_client.start_http_server` builds (its WSGI app in a threaded
-``wsgiref`` server), with two choices made differently:
+``wsgiref`` server), with three choices made differently:
+
+* **rendering** -- a GET of the metrics from a registry with a ``render`` method
+  (:class:`katcp.exporter.collector.ScrapeRegistry`) is answered with what that method
+  writes: the same exposition as prometheus_client's ``generate_latest``, byte for byte,
+  some ten times faster (see :meth:`katcp.exporter.collector.FleetCollector.render`).  The
+  content type is the one prometheus_client chooses for the request's ``Accept`` header;
+  anything else (other methods, ``name[]`` filters, a format version we do not render) is
+  left to prometheus_client's own WSGI app.
 
 * **format** -- Prometheus asks for OpenMetrics first, which prometheus_client formats about
   twice as slowly as the Prometheus text format, and our families say the same in both (no
@@ -21,9 +29,11 @@ import socket
 import threading
 from socketserver import ThreadingMixIn
 from typing import Any, Callable, Iterable, Tuple
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
 from prometheus_client.registry import Collector
 
 __all__ = ["serve_metrics"]
@@ -44,6 +54,30 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+#: Content types whose exposition ``render`` writes (``version=1.0.0`` OpenMetrics, with
+#: any name escaping: our metric and label names are valid in every scheme).
+_OPENMETRICS_1 = "application/openmetrics-text; version=1.0.0;"
+
+
+def _rendering(app: Callable, render: Callable[[bool], bytes]) -> Callable:
+    """`app` (prometheus_client's), with the usual scrapes answered by `render` instead."""
+    def render_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if (environ.get("REQUEST_METHOD") != "GET"
+                or environ.get("PATH_INFO") == "/favicon.ico"
+                or "name[]" in parse_qs(environ.get("QUERY_STRING", ""))):
+            return app(environ, start_response)
+        _encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        if content_type == CONTENT_TYPE_PLAIN_0_0_4:
+            body = render(False)
+        elif content_type.startswith(_OPENMETRICS_1):
+            body = render(True)
+        else:
+            return app(environ, start_response)
+        start_response("200 OK", [("Content-Type", content_type)])
+        return [body]
+    return render_app
 
 
 def _text_only(app: Callable) -> Callable:
@@ -81,7 +115,8 @@ def serve_metrics(registry: Collector, host: str, port: int, openmetrics: bool =
     Parameters
     ----------
     registry : prometheus_client registry
-        What to serve.
+        What to serve; its ``render(openmetrics)`` method, if it has one, writes the
+        usual scrapes (see the module docstring).
     host, port : str, int
         Address to listen on (port 0 picks a free one: see ``server.server_address``).
     openmetrics : bool
@@ -101,6 +136,9 @@ def serve_metrics(registry: Collector, host: str, port: int, openmetrics: bool =
         If the address cannot be bound or resolved.
     """
     app = make_wsgi_app(registry, disable_compression=True)
+    render = getattr(registry, "render", None)
+    if render is not None:
+        app = _rendering(app, render)
     if not openmetrics:
         app = _text_only(app)
     if compress:
