@@ -106,8 +106,9 @@ def _encode(collector: Any, openmetrics: bool) -> bytes:
     return text[:-len(_EOF)] if text.endswith(_EOF) else text
 
 
-#: Per format (OpenMetrics or not), the ``# HELP``/``# TYPE`` lines of each sensor family,
-#: as prometheus_client writes them for the family without samples.
+#: Per format (OpenMetrics or not), the ``# HELP``/``# TYPE`` lines of each family (device
+#: families, then sensor families), as prometheus_client writes them for a family without
+#: samples.
 _HEADERS: Dict[bool, Tuple[str, ...]] = {}
 
 
@@ -116,7 +117,7 @@ def _headers(openmetrics: bool) -> Tuple[str, ...]:
     if headers is None:
         headers = _HEADERS[openmetrics] = tuple(
             _encode(_Families(family), openmetrics).decode("utf-8")
-            for family in _sensor_families())
+            for family in _device_families() + _sensor_families())
     return headers
 
 
@@ -211,23 +212,36 @@ class _SensorText:
     states : tuple of (str, str)
         For a state set, each allowed value and the labels of its series.
     last : tuple
-        ``(value, text)``: the state set's lines, or the info line, of the last value
-        rendered (they change far less often than the reading's timestamp).  One tuple, so
-        two concurrent scrapes can both store it.
+        ``(value, text)`` of the last value rendered: the formatted number, the state set's
+        lines, or the info line.
+    stamp : tuple
+        ``(timestamp, text)`` of the last timestamp rendered.
+
+    Notes
+    -----
+    A device's periodic reports (``event-rate``'s) repeat the reading's value and
+    timestamp, so a scrape reuses these unless the sensor changed; formatting a
+    timestamp is the costliest part of a series (the exponent form).  Each cache is one
+    tuple, so two concurrent scrapes can both store it.
     """
 
-    __slots__ = ("labels", "states", "last")
+    __slots__ = ("labels", "states", "last", "stamp")
 
     def __init__(self, meta: SensorMeta) -> None:
         self.labels = _shape(*SENSOR_LABELS).text(meta.labels)
         state_shape = _shape("device", "katcp_sensor_state", "sensor")
         self.states = tuple((value, state_shape.text(labels)) for value, labels in meta.states)
-        self.last: Tuple[Any, str] = (None, "")
+        self.last: Tuple[Any, str] = (_NOTHING, "")
+        self.stamp: Tuple[Any, str] = (_NOTHING, "")
+
+
+#: Equal to nothing: what the caches of _SensorText start with.
+_NOTHING = object()
 
 
 def _state_lines(text: _SensorText, value: Any) -> str:
     last_value, lines = text.last
-    if last_value != value or not lines:
+    if last_value != value:
         lines = "".join(f"katcp_sensor_state{labels} {'1.0' if allowed == value else '0.0'}\n"
                         for allowed, labels in text.states)
         text.last = (value, lines)
@@ -236,7 +250,7 @@ def _state_lines(text: _SensorText, value: Any) -> str:
 
 def _info_line(meta: SensorMeta, text: _SensorText, value: Any) -> str:
     last_value, line = text.last
-    if last_value != value or not line:
+    if last_value != value:
         labels = _shape("device", "sensor", "value").text({**meta.labels, "value": str(value)})
         line = f"katcp_sensor_info{labels} 1.0\n"
         text.last = (value, line)
@@ -263,6 +277,7 @@ class FleetCollector:
 
     def __init__(self, devices: Sequence[DeviceState]) -> None:
         self._devices = tuple(devices)
+        self._device_labels: Tuple[str, ...] = ()  # label strings, made by the first render
 
     @property
     def devices(self) -> Sequence[DeviceState]:
@@ -340,8 +355,22 @@ class FleetCollector:
         list of bytes
             Chunks to concatenate, families in the order of :meth:`collect`.
         """
-        device_families, snapshot = self._device_samples()
-        chunks = [_encode(_Families(*device_families), openmetrics)]
+        fmt = floatToGoString
+        if len(self._device_labels) != len(self._devices):
+            shape = _shape("device")
+            self._device_labels = tuple(shape.text(dev.labels) for dev in self._devices)
+        connected: List[str] = []
+        synced: List[str] = []
+        count: List[str] = []
+        updates: List[str] = []
+        snapshot = []
+        for dev, labels in zip(self._devices, self._device_labels):
+            readings = list(dev.readings.values())  # one atomic copy: see katcp.exporter.state
+            snapshot.append(readings)
+            connected.append(f"katcp_device_connected{labels} {'1.0' if dev.connected else '0.0'}\n")
+            synced.append(f"katcp_device_synced{labels} {'1.0' if dev.synced else '0.0'}\n")
+            count.append(f"katcp_device_sensors{labels} {fmt(len(readings))}\n")
+            updates.append(f"katcp_sensor_updates_total{labels} {fmt(dev.updates)}\n")
         value: List[str] = []
         state: List[str] = []
         info: List[str] = []
@@ -350,7 +379,6 @@ class FleetCollector:
         add_value, add_state, add_info = value.append, state.append, info.append
         add_status, add_stamp = status.append, stamp.append
         status_text = _STATUS_TEXT
-        fmt = floatToGoString
         for readings in snapshot:
             for meta, val, st, ts in readings:
                 text = meta.text
@@ -359,20 +387,30 @@ class FleetCollector:
                 labels = text.labels
                 add_status(f"katcp_sensor_status{labels} {status_text.get(st) or fmt(st)}\n")
                 if ts is not None:
-                    add_stamp(f"katcp_sensor_timestamp_seconds{labels} {fmt(ts)}\n")
+                    # Zeros are formatted afresh: -0.0 == 0.0, but they are written apart.
+                    cached = text.stamp
+                    if cached[0] != ts or not ts:
+                        cached = text.stamp = (ts, fmt(ts))
+                    add_stamp(f"katcp_sensor_timestamp_seconds{labels} {cached[1]}\n")
                 if val is None:
                     continue
                 kind = meta.kind
                 if kind is NUMBER:
-                    add_value(f"katcp_sensor_value{labels} {fmt(val)}\n")
+                    cached = text.last
+                    if cached[0] != val or not val:
+                        cached = text.last = (val, fmt(val))
+                    add_value(f"katcp_sensor_value{labels} {cached[1]}\n")
                 elif kind is STATESET:
                     add_state(_state_lines(text, val))
                 elif kind is INFO:
                     add_info(_info_line(meta, text, val))
-        for header, lines in zip(_headers(openmetrics), (value, state, info, status, stamp)):
-            chunks.append(header.encode("utf-8"))
-            chunks.append("".join(lines).encode("utf-8"))
-        return chunks
+        # One join and one encoding of the whole text: each is a copy of tens of MB.
+        text_parts: List[str] = []
+        for header, lines in zip(_headers(openmetrics), (connected, synced, count, updates,
+                                                          value, state, info, status, stamp)):
+            text_parts.append(header)
+            text_parts.extend(lines)
+        return [("".join(text_parts)).encode("utf-8")]
 
 
 class _GcPause:
