@@ -129,13 +129,13 @@ def test_other_collectors_are_formatted_by_prometheus_client():
 def test_endpoint_serves_render_and_leaves_the_rest_to_prometheus_client():
     registry = registry_of(fleet())
     calls = []
-    render = registry.render
+    render = registry.render_chunks
 
     def counting_render(openmetrics=False):
         calls.append(openmetrics)
         return render(openmetrics)
 
-    registry.render = counting_render  # type: ignore[method-assign]
+    registry.render_chunks = counting_render  # type: ignore[method-assign]
     httpd, thread = serve_metrics(registry, "127.0.0.1", 0, openmetrics=True, compress=False)
     url = f"http://127.0.0.1:{httpd.server_address[1]}/metrics"
 

@@ -185,10 +185,24 @@ class _Shape:
             raise RuntimeError("unexpected prometheus_client output for a label template")
         # The literal text with a %s per marker: one C-level % per label set.
         self._format = "%s".join(part.replace("%", "%%") for part in parts[0::2])
+        self._positions = tuple(list(names).index(name) for name in self._order)
+        self._in_order = self._positions == tuple(range(len(names)))
 
     def text(self, labels: Dict[str, str]) -> str:
         """The label part of a sample with `labels` (which has exactly this shape's names)."""
         return self._format % tuple(_escape_value(labels[name]) for name in self._order)
+
+    def fill(self, *escaped: str) -> str:
+        """The label part of a sample whose label values, escaped, are `escaped`.
+
+        Parameters
+        ----------
+        *escaped : str
+            The values in the order of the names the shape was made with.
+        """
+        if self._in_order:
+            return self._format % escaped
+        return self._format % tuple([escaped[i] for i in self._positions])
 
 
 #: Shapes by label names, built on first use.
@@ -228,9 +242,15 @@ class _SensorText:
     __slots__ = ("labels", "states", "last", "stamp")
 
     def __init__(self, meta: SensorMeta) -> None:
-        self.labels = _shape(*SENSOR_LABELS).text(meta.labels)
-        state_shape = _shape("device", "katcp_sensor_state", "sensor")
-        self.states = tuple((value, state_shape.text(labels)) for value, labels in meta.states)
+        device = _escape_value(meta.labels["device"])
+        sensor = _escape_value(meta.labels["sensor"])
+        self.labels = _shape(*SENSOR_LABELS).fill(device, sensor)
+        if meta.states:
+            fill = _shape("device", "katcp_sensor_state", "sensor").fill
+            self.states = tuple((value, fill(device, _escape_value(value), sensor))
+                                for value, _labels in meta.states)
+        else:
+            self.states = ()
         self.last: Tuple[Any, str] = (_NOTHING, "")
         self.stamp: Tuple[Any, str] = (_NOTHING, "")
 
@@ -256,6 +276,9 @@ def _info_line(meta: SensorMeta, text: _SensorText, value: Any) -> str:
         text.last = (value, line)
     return line
 
+
+#: Lines per chunk of rendered text (some 300 kB).
+_CHUNK_LINES = 4096
 
 #: The text of each KATCP status (as prometheus_client formats the float).
 _STATUS_TEXT = {code: floatToGoString(code) for code in range(7)}
@@ -404,13 +427,16 @@ class FleetCollector:
                     add_state(_state_lines(text, val))
                 elif kind is INFO:
                     add_info(_info_line(meta, text, val))
-        # One join and one encoding of the whole text: each is a copy of tens of MB.
         text_parts: List[str] = []
         for header, lines in zip(_headers(openmetrics), (connected, synced, count, updates,
                                                           value, state, info, status, stamp)):
             text_parts.append(header)
             text_parts.extend(lines)
-        return [("".join(text_parts)).encode("utf-8")]
+        # Joined and encoded a slice at a time: one join and one encoding of the whole
+        # text (~28 MB at 100,000 sensors) would each hold the GIL for tens of ms against
+        # the event loop; slices of _CHUNK_LINES lines hold it for a millisecond or two.
+        return ["".join(text_parts[i:i + _CHUNK_LINES]).encode("utf-8")
+                for i in range(0, len(text_parts), _CHUNK_LINES)]
 
 
 class _GcPause:
@@ -482,6 +508,16 @@ class ScrapeRegistry(CollectorRegistry):
     def render(self, openmetrics: bool = False) -> bytes:
         """The whole exposition, as ``generate_latest`` of this registry would write it.
 
+        Parameters
+        ----------
+        openmetrics : bool
+            OpenMetrics (with its ``# EOF``) rather than the Prometheus text format.
+        """
+        return b"".join(self.render_chunks(openmetrics))
+
+    def render_chunks(self, openmetrics: bool = False) -> List[bytes]:
+        """:meth:`render` in pieces of some 300 kB, to send (or compress) one at a time.
+
         Collectors with a ``render`` method (:class:`FleetCollector`) write their own part;
         the others (e.g. prometheus_client's process metrics) are formatted by
         prometheus_client as usual.
@@ -503,4 +539,4 @@ class ScrapeRegistry(CollectorRegistry):
                     chunks.append(_encode(collector, openmetrics))
         if openmetrics:
             chunks.append(_EOF)
-        return b"".join(chunks)
+        return chunks

@@ -3,10 +3,10 @@
 What :func:`prometheus_client.start_http_server` builds (its WSGI app in a threaded
 ``wsgiref`` server), with three choices made differently:
 
-* **rendering** -- a GET of the metrics from a registry with a ``render`` method
+* **rendering** -- a GET of the metrics from a registry with a ``render_chunks`` method
   (:class:`katcp.exporter.collector.ScrapeRegistry`) is answered with what that method
-  writes: the same exposition as prometheus_client's ``generate_latest``, byte for byte,
-  some ten times faster (see :meth:`katcp.exporter.collector.FleetCollector.render`).  The
+  writes, sent (and compressed) a chunk at a time: the same exposition as
+  prometheus_client's ``generate_latest``, byte for byte, some ten times faster (see :meth:`katcp.exporter.collector.FleetCollector.render`).  The
   content type is the one prometheus_client chooses for the request's ``Accept`` header;
   anything else (other methods, ``name[]`` filters, a format version we do not render) is
   left to prometheus_client's own WSGI app.
@@ -24,11 +24,11 @@ What :func:`prometheus_client.start_http_server` builds (its WSGI app in a threa
 
 from __future__ import annotations
 
-import gzip
 import socket
 import threading
+import zlib
 from socketserver import ThreadingMixIn
-from typing import Any, Callable, Iterable, Tuple
+from typing import Any, Callable, Iterable, List, Tuple
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -61,7 +61,7 @@ class _QuietHandler(WSGIRequestHandler):
 _OPENMETRICS_1 = "application/openmetrics-text; version=1.0.0;"
 
 
-def _rendering(app: Callable, render: Callable[[bool], bytes]) -> Callable:
+def _rendering(app: Callable, render: Callable[[bool], List[bytes]]) -> Callable:
     """`app` (prometheus_client's), with the usual scrapes answered by `render` instead."""
     def render_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if (environ.get("REQUEST_METHOD") != "GET"
@@ -70,13 +70,14 @@ def _rendering(app: Callable, render: Callable[[bool], bytes]) -> Callable:
             return app(environ, start_response)
         _encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
         if content_type == CONTENT_TYPE_PLAIN_0_0_4:
-            body = render(False)
+            chunks = render(False)
         elif content_type.startswith(_OPENMETRICS_1):
-            body = render(True)
+            chunks = render(True)
         else:
             return app(environ, start_response)
-        start_response("200 OK", [("Content-Type", content_type)])
-        return [body]
+        start_response("200 OK", [("Content-Type", content_type),
+                                  ("Content-Length", str(sum(map(len, chunks))))])
+        return chunks
     return render_app
 
 
@@ -96,9 +97,16 @@ def _gzipped(app: Callable) -> Callable:
         def keep(status: str, headers: list, exc_info: Any = None) -> None:
             reply["status"], reply["headers"] = status, headers
 
-        body = gzip.compress(b"".join(app(environ, keep)), compresslevel=GZIP_LEVEL)
-        start_response(reply["status"], reply["headers"] + [("Content-Encoding", "gzip")])
-        return [body]
+        # Chunk by chunk, so no call holds the GIL for long (zlib releases it while it
+        # compresses a large buffer, but the buffer need not be joined first).
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        body = [compressor.compress(chunk) for chunk in app(environ, keep)]
+        body.append(compressor.flush())
+        headers = [(name, value) for name, value in reply["headers"]
+                   if name.lower() != "content-length"]
+        start_response(reply["status"], headers + [
+            ("Content-Encoding", "gzip"), ("Content-Length", str(sum(map(len, body))))])
+        return body
     return gzip_app
 
 
@@ -115,8 +123,8 @@ def serve_metrics(registry: Collector, host: str, port: int, openmetrics: bool =
     Parameters
     ----------
     registry : prometheus_client registry
-        What to serve; its ``render(openmetrics)`` method, if it has one, writes the
-        usual scrapes (see the module docstring).
+        What to serve; its ``render_chunks(openmetrics)`` method, if it has one, writes
+        the usual scrapes (see the module docstring).
     host, port : str, int
         Address to listen on (port 0 picks a free one: see ``server.server_address``).
     openmetrics : bool
@@ -136,7 +144,7 @@ def serve_metrics(registry: Collector, host: str, port: int, openmetrics: bool =
         If the address cannot be bound or resolved.
     """
     app = make_wsgi_app(registry, disable_compression=True)
-    render = getattr(registry, "render", None)
+    render = getattr(registry, "render_chunks", None)
     if render is not None:
         app = _rendering(app, render)
     if not openmetrics:
