@@ -6,7 +6,8 @@ this one, so its memory and CPU are this process's.  Measured:
 1. sync: time from start until every device is synced and every sensor has a reading
    (goal < 60 s on 2 cores);
 2. memory per exported sensor (RSS growth from before the exporter starts to after sync,
-   divided by the number of sensors);
+   divided by the number of sensors; and again after the scrapes, which keep each
+   sensor's label strings);
 3. CPU of the exporter while the fleet changes ``--rate`` sensors per second (default
    10,000), over ``--window`` seconds without scrapes, and the update rate received;
 4. scrape: wall time of a full GET /metrics (goal < 1 s), its size and series count, the
@@ -188,6 +189,9 @@ async def bench(args: argparse.Namespace) -> None:
         await asyncio.sleep(args.scrape_interval)
         await scrape("scrape with Prometheus's request headers (OpenMetrics preferred, gzip; "
                      "size compressed)", PROMETHEUS_HEADERS)
+        rss2 = rss_bytes()
+        print(f"memory after the scrapes: {(rss2 - rss0) / total_sensors:.0f} B per sensor "
+              f"(the label strings and last texts kept per sensor for the next scrape)")
         print(f"machine: {os.cpu_count()} cores, load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         await exporter.stop()
