@@ -22,6 +22,11 @@ readings (see :mod:`katcp.exporter.state` for why that needs no lock) and yields
 Sensor series carry the labels ``device`` and ``sensor``; metric names are fixed, and label
 values may hold any text (prometheus_client escapes them), so no sensor name can make the
 exposition invalid.
+
+Two ways to the same text: :meth:`FleetCollector.collect` is the standard collector
+interface, and :meth:`FleetCollector.render` (what the endpoint serves, through
+:meth:`ScrapeRegistry.render_chunks`) writes the same bytes several times faster by keeping
+each sensor's label strings between scrapes.
 """
 
 from __future__ import annotations
@@ -289,7 +294,7 @@ class FleetCollector:
 
     :meth:`collect` is the standard prometheus_client interface (every sample a
     :class:`~prometheus_client.samples.Sample`, formatted per scrape by
-    ``generate_latest``); :meth:`render` writes the same exposition some ten times faster,
+    ``generate_latest``); :meth:`render` writes the same exposition several times faster,
     and is what the endpoint serves (see its docstring for how).
 
     Parameters
@@ -357,15 +362,16 @@ class FleetCollector:
         yield from sensor_families
 
     def render(self, openmetrics: bool = False) -> List[bytes]:
-        """The exposition of :meth:`collect`, byte for byte, written about ten times faster.
+        """The exposition of :meth:`collect`, byte for byte, written several times faster.
 
         ``generate_latest`` spends 10 to 30 µs per series (building a sample, sorting and
         escaping its labels, formatting the value), seconds per scrape at 100,000
-        sensors.  Here prometheus_client still writes everything that needs its rules,
-        once: the per-device families, each family's ``# HELP``/``# TYPE`` lines, and each
-        sensor's label strings (escaped by formatting template samples, cached in the
-        sensor's meta until its next sync); a scrape then only pastes each reading's
-        values, formatted by prometheus_client's ``floatToGoString``, after those strings.
+        sensors.  Here prometheus_client still writes everything that follows its rules:
+        each family's ``# HELP``/``# TYPE`` lines, the layout of each set of label names
+        (:class:`_Shape`), the escaping of label values that need it, and every number
+        (``floatToGoString``).  Each sensor's label strings are built once and kept in its
+        meta until its next sync, with the text of its last value and timestamp (see
+        :class:`_SensorText`); a scrape pastes each reading's values after them.
 
         Parameters
         ----------
