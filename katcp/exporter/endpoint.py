@@ -35,8 +35,13 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+
+try:
+    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+except ImportError:  # an older prometheus_client, whose latest text format is 0.0.4
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST as CONTENT_TYPE_PLAIN_0_0_4
 
 __all__ = ["serve_metrics"]
 
