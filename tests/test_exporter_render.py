@@ -175,3 +175,13 @@ def test_concurrent_renders_agree():
     for t in threads:
         t.join(30)
     assert results == [expected] * 4
+
+
+def test_kept_texts_tell_zero_from_minus_zero_and_nan():
+    dev = DeviceState("d", "katcp")
+    meta = SensorMeta("d", "s", "float")
+    registry = registry_of([dev])
+    for value, ts in [(0.0, 0.0), (-0.0, -0.0), (0.0, 0.0), (float("nan"), float("nan")),
+                      (float("nan"), 1.0), (1.0, 1.0)]:
+        dev.readings["s"] = (meta, value, 1, ts)
+        assert registry.render() == generate_latest(registry), (value, ts)
