@@ -6,12 +6,18 @@ this one, so its memory and CPU are this process's.  Measured:
 1. sync: time from start until every device is synced and every sensor has a reading
    (goal < 60 s on 2 cores);
 2. memory per exported sensor (RSS growth from before the exporter starts to after sync,
-   divided by the number of sensors);
+   divided by the number of sensors; and again after the scrapes, which keep each
+   sensor's label strings);
 3. CPU of the exporter while the fleet changes ``--rate`` sensors per second (default
    10,000), over ``--window`` seconds without scrapes, and the update rate received;
-4. scrape: wall time of a full GET /metrics (goal < 1 s), its size and series count, and the
-   worst delay of the exporter's event loop during the scrape (the loop keeps watching
-   devices while prometheus_client's thread formats).
+4. scrape: wall time of a full GET /metrics (goal < 1 s), its size and series count, the
+   CPU the exporter process spent meanwhile, and the worst delay of the exporter's event
+   loop during the scrape (the loop keeps watching devices while the HTTP thread formats).
+   The first scrape also builds each sensor's label strings; the next ones come
+   ``--scrape-interval`` seconds apart (default 10 s, the longest period of the default
+   ``event-rate 1 10`` strategy, so every reading has changed since the previous scrape, as
+   Prometheus sees it at its usual intervals).  For reference, the worst loop delay over
+   the same time without a scrape is printed too.
 
 The machine is shared: note the number of cores and the load next to the figures.
 
@@ -19,13 +25,16 @@ Usage::
 
     PYTHONPATH=. .venv/bin/python bench/bench_exporter.py [--devices 1000] [--sensors 100]
         [--rate 10000] [--base-port 30000] [--window 10] [--scrapes 3]
+        [--scrape-interval 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,9 +76,20 @@ PROMETHEUS_HEADERS = {
 
 
 def fetch(url: str, headers: dict | None = None) -> bytes:
-    request = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=300) as response:
-        return response.read()
+    """GET `url`, with ``curl`` if there is one.
+
+    A scraper is another process: reading tens of MB with urllib in this one would take
+    the GIL from the exporter's threads and count in its CPU.
+    """
+    curl = shutil.which("curl")
+    if curl is None:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.read()
+    args = [curl, "-sS", "--fail", "--max-time", "300"]
+    for name, value in (headers or {}).items():
+        args += ["-H", f"{name}: {value}"]
+    return subprocess.run(args + [url], check=True, stdout=subprocess.PIPE).stdout
 
 
 async def loop_lag(stop: asyncio.Event, period: float = 0.01) -> float:
@@ -137,23 +157,41 @@ async def bench(args: argparse.Namespace) -> None:
               f"({1e6 * cpu / max(rate, 1):.1f} us CPU per update); simulator "
               f"{100 * (sim_cpu1 - sim_cpu0) / (w1 - w0):.1f} %")
 
-        times = []
-        for _ in range(args.scrapes):
+        async def scrape(what: str, headers: dict | None = None) -> float:
             stop = asyncio.Event()
             lag = asyncio.ensure_future(loop_lag(stop))
-            s0 = time.monotonic()
-            body = await asyncio.to_thread(fetch, exporter.url)
-            times.append(time.monotonic() - s0)
+            c0, s0 = cpu_seconds(), time.monotonic()
+            body = await asyncio.to_thread(fetch, exporter.url, headers)
+            elapsed, cpu = time.monotonic() - s0, cpu_seconds() - c0
             stop.set()
             worst_lag = await lag
+            size = len(body)
+            if body[:2] == b"\x1f\x8b":
+                body = gzip.decompress(body)
             series = body.count(b"\n") - body.count(b"\n#")
-            print(f"scrape: {times[-1]:.2f} s, {len(body) / 1e6:.1f} MB, {series} series, "
-                  f"worst loop delay during it {1e3 * worst_lag:.0f} ms")
+            print(f"{what}: {elapsed:.2f} s, {size / 1e6:.1f} MB, {series} series, "
+                  f"exporter CPU {cpu:.2f} s, worst loop delay during it "
+                  f"{1e3 * worst_lag:.0f} ms")
+            # The loop's own worst delay over as long without a scrape, to compare with.
+            stop = asyncio.Event()
+            lag = asyncio.ensure_future(loop_lag(stop))
+            await asyncio.sleep(max(elapsed, 0.5))
+            stop.set()
+            print(f"  (without a scrape: worst loop delay {1e3 * await lag:.0f} ms)")
+            return elapsed
+
+        await scrape("first scrape (builds the label strings)")
+        times = []
+        for _ in range(args.scrapes):
+            await asyncio.sleep(args.scrape_interval)
+            times.append(await scrape(f"scrape {args.scrape_interval:g} s later"))
         print(f"scrape: median {statistics.median(times):.2f} s over {len(times)} (goal < 1 s)")
-        s0 = time.monotonic()
-        body = await asyncio.to_thread(fetch, exporter.url, PROMETHEUS_HEADERS)
-        print(f"scrape with Prometheus's request headers (OpenMetrics preferred, gzip): "
-              f"{time.monotonic() - s0:.2f} s, {len(body) / 1e6:.1f} MB compressed")
+        await asyncio.sleep(args.scrape_interval)
+        await scrape("scrape with Prometheus's request headers (OpenMetrics preferred, gzip; "
+                     "size compressed)", PROMETHEUS_HEADERS)
+        rss2 = rss_bytes()
+        print(f"memory after the scrapes: {(rss2 - rss0) / total_sensors:.0f} B per sensor "
+              f"(the label strings and last texts kept per sensor for the next scrape)")
         print(f"machine: {os.cpu_count()} cores, load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         await exporter.stop()
@@ -175,6 +213,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0,
                         help="seconds over which CPU is measured")
     parser.add_argument("--scrapes", type=int, default=3)
+    parser.add_argument("--scrape-interval", type=float, default=10.0,
+                        help="seconds between the scrapes after the first")
     parser.add_argument("--sync-timeout", type=float, default=300.0)
     parser.add_argument("--switch-interval", type=float, default=SWITCH_INTERVAL,
                         help="GIL switch interval of the exporter process (s)")

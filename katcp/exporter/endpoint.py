@@ -1,13 +1,23 @@
 """The HTTP endpoint: prometheus_client's WSGI app in a threaded server of its own thread.
 
 What :func:`prometheus_client.start_http_server` builds (its WSGI app in a threaded
-``wsgiref`` server), with two choices made differently:
+``wsgiref`` server), with three choices made differently:
 
-* **format** -- Prometheus asks for OpenMetrics first, which prometheus_client formats about
-  twice as slowly as the Prometheus text format, and our families say the same in both (no
-  ``_created`` series, no exemplars).  By default the endpoint therefore answers every
-  request in the text format (``text/plain; version=0.0.4``), which Prometheus accepts;
-  ``openmetrics=True`` lets the ``Accept`` header choose, as prometheus_client does.
+* **rendering** -- a GET of the metrics from a registry with a ``render_chunks`` method
+  (:class:`katcp.exporter.collector.ScrapeRegistry`) is answered with what that method
+  writes, sent (and compressed) a chunk at a time: the same exposition as
+  prometheus_client's ``generate_latest``, byte for byte, several times faster (see
+  :meth:`katcp.exporter.collector.FleetCollector.render`).  The content type is the one
+  prometheus_client chooses for the request's ``Accept`` header; anything else (other
+  methods, ``name[]`` filters, a format version we do not render) is left to
+  prometheus_client's own WSGI app.
+
+* **format** -- Prometheus asks for OpenMetrics first, but our families say the same in both
+  formats (no ``_created`` series, no exemplars), so by default the endpoint answers every
+  request in the text format (``text/plain; version=0.0.4``), which Prometheus accepts and
+  every scraper reads; ``openmetrics=True`` lets the ``Accept`` header choose, as
+  prometheus_client does.  Both are rendered as fast; of the requests left to
+  prometheus_client's app, OpenMetrics ones take about twice as long.
 * **compression** -- gzip when the client accepts it (Prometheus does), but at level 1
   rather than prometheus_client's 9: on our text that is 8 times faster (85 MB/s against
   11 MB/s, seconds per scrape at 100,000 sensors) for a result 30 % larger and still a
@@ -16,15 +26,22 @@ What :func:`prometheus_client.start_http_server` builds (its WSGI app in a threa
 
 from __future__ import annotations
 
-import gzip
 import socket
 import threading
+import zlib
 from socketserver import ThreadingMixIn
-from typing import Any, Callable, Iterable, Tuple
+from typing import Any, Callable, Iterable, List, Tuple
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+
+try:
+    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+except ImportError:  # an older prometheus_client, whose latest text format is 0.0.4
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST as CONTENT_TYPE_PLAIN_0_0_4
 
 __all__ = ["serve_metrics"]
 
@@ -46,6 +63,31 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+#: Content types whose exposition ``render`` writes (``version=1.0.0`` OpenMetrics, with
+#: any name escaping: our metric and label names are valid in every scheme).
+_OPENMETRICS_1 = "application/openmetrics-text; version=1.0.0;"
+
+
+def _rendering(app: Callable, render: Callable[[bool], List[bytes]]) -> Callable:
+    """`app` (prometheus_client's), with the usual scrapes answered by `render` instead."""
+    def render_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if (environ.get("REQUEST_METHOD") != "GET"
+                or environ.get("PATH_INFO") == "/favicon.ico"
+                or "name[]" in parse_qs(environ.get("QUERY_STRING", ""))):
+            return app(environ, start_response)
+        _encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        if content_type == CONTENT_TYPE_PLAIN_0_0_4:
+            chunks = render(False)
+        elif content_type.startswith(_OPENMETRICS_1):
+            chunks = render(True)
+        else:
+            return app(environ, start_response)
+        start_response("200 OK", [("Content-Type", content_type),
+                                  ("Content-Length", str(sum(map(len, chunks))))])
+        return chunks
+    return render_app
+
+
 def _text_only(app: Callable) -> Callable:
     def text_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         environ["HTTP_ACCEPT"] = _TEXT
@@ -62,9 +104,16 @@ def _gzipped(app: Callable) -> Callable:
         def keep(status: str, headers: list, exc_info: Any = None) -> None:
             reply["status"], reply["headers"] = status, headers
 
-        body = gzip.compress(b"".join(app(environ, keep)), compresslevel=GZIP_LEVEL)
-        start_response(reply["status"], reply["headers"] + [("Content-Encoding", "gzip")])
-        return [body]
+        # Chunk by chunk, so no call holds the GIL for long (zlib releases it while it
+        # compresses a large buffer, but the buffer need not be joined first).
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        body = [compressor.compress(chunk) for chunk in app(environ, keep)]
+        body.append(compressor.flush())
+        headers = [(name, value) for name, value in reply["headers"]
+                   if name.lower() != "content-length"]
+        start_response(reply["status"], headers + [
+            ("Content-Encoding", "gzip"), ("Content-Length", str(sum(map(len, body))))])
+        return body
     return gzip_app
 
 
@@ -81,7 +130,8 @@ def serve_metrics(registry: Collector, host: str, port: int, openmetrics: bool =
     Parameters
     ----------
     registry : prometheus_client registry
-        What to serve.
+        What to serve; its ``render_chunks(openmetrics)`` method, if it has one, writes
+        the usual scrapes (see the module docstring).
     host, port : str, int
         Address to listen on (port 0 picks a free one: see ``server.server_address``).
     openmetrics : bool
@@ -101,6 +151,9 @@ def serve_metrics(registry: Collector, host: str, port: int, openmetrics: bool =
         If the address cannot be bound or resolved.
     """
     app = make_wsgi_app(registry, disable_compression=True)
+    render = getattr(registry, "render_chunks", None)
+    if render is not None:
+        app = _rendering(app, render)
     if not openmetrics:
         app = _text_only(app)
     if compress:

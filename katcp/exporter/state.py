@@ -18,7 +18,7 @@ for it (beyond the GIL's switch interval while the HTTP thread formats).
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Hashable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Hashable, Optional, Sequence, Tuple, Union
 
 from katcp.core import Sensor
 
@@ -110,9 +110,13 @@ class SensorMeta:
         For a state set, each allowed value and the labels of its series.
     convert : callable
         Raw value (bytes or str) -> exported value (float, str, or None if unparsable).
+    text : object
+        Left None here; the scrape side (:mod:`katcp.exporter.collector`) keeps this
+        sensor's label strings in it, escaped once by prometheus_client rather than on
+        every scrape.  Only the HTTP thread writes it, with one attribute store.
     """
 
-    __slots__ = ("name", "kind", "labels", "states", "convert")
+    __slots__ = ("name", "kind", "labels", "states", "convert", "text")
 
     def __init__(self, device: str, name: str, katcp_type: str,
                  params: Sequence[str] = (), timestamp_scale: float = 1.0) -> None:
@@ -132,6 +136,7 @@ class SensorMeta:
         else:
             convert = _to_text
         self.convert = convert
+        self.text: Any = None
         if self.kind == STATESET:
             allowed = list(params) if katcp_type == "discrete" else ["nominal", "error"]
             self.states = tuple(
