@@ -273,8 +273,8 @@ class _RequestAttrDict(dict):
         return list(self.keys()) + dir(dict)
 
 
-class _SensorAttrDict(dict):
-    """AttrDict of sensors keyed by Python identifier."""
+class _NameAttrDict(dict):
+    """Dict whose keys (Python identifiers) are also attributes, for ``.sensor``, ``.req``..."""
 
     def __getattr__(self, name):
         try:
@@ -351,7 +351,7 @@ class KATCPClientResource(resource.KATCPResource):
         self._logger = logger
         self._ioloop_set_to = None
         self.ioloop = None
-        self._sensor = _SensorAttrDict()
+        self._sensor = _NameAttrDict()
         self._req = _RequestAttrDict(self)
         self._state = StateTracker("disconnected")
         self._inspecting_client = None

@@ -11,7 +11,7 @@ import tornado.gen
 import tornado.ioloop
 
 from katcp._resource import resource
-from katcp._resource.client import KATCPClientResource
+from katcp._resource.client import KATCPClientResource, _NameAttrDict
 from katcp._aio.futures import until_any, until_some_settled
 from katcp._aio.loopcalls import in_loop_thread
 from katcp._resource.helpers import list_sensors
@@ -30,17 +30,6 @@ class _FutureDict(dict):
 
     def __await__(self):
         return tornado.gen.multi(dict(self)).__await__()
-
-
-class _AttrDict(dict):
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __dir__(self):
-        return list(self.keys()) + dir(dict)
 
 
 class GroupResults(dict):
@@ -124,7 +113,7 @@ class ClientGroup:
     def __init__(self, name, clients):
         self.name = name
         self.clients = tuple(clients)
-        self._req = _AttrDict()
+        self._req = _NameAttrDict()
         for client in self.clients:
             self.client_updated(client)
 
@@ -279,10 +268,10 @@ class KATCPClientResourceContainer(resource.KATCPResource):
         self._logger = logger
         self._name = resources_spec["name"]
         self._description = resources_spec.get("description", "")
-        self._children = _AttrDict()
-        self._sensor = _AttrDict()
-        self._req = _AttrDict()
-        self._groups = _AttrDict()
+        self._children = _NameAttrDict()
+        self._sensor = _NameAttrDict()
+        self._req = _NameAttrDict()
+        self._groups = _NameAttrDict()
         self.ioloop = None
         self._progress_handle = None
         self._init_resources()

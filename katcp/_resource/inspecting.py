@@ -1,12 +1,5 @@
-"""Client that mirrors a KATCP device's requests and sensors.
-
-:class:`InspectingClientAsync` connects to a device, learns its requests
-(``?help``, plus ``?request-timeout-hint`` when the device has the ``T`` flag)
-and its sensors (``?sensor-list``), keeps that model current when the device
-sends ``#interface-changed`` and after every reconnect, and reports its state
-(connected / synced / model changed / data synced) to a callback and through
-``until_*`` futures.
-"""
+"""The inspecting client (mirrors a device's requests and sensors); documented and public in
+:mod:`katcp.inspecting_client`."""
 
 from __future__ import annotations
 

@@ -1,41 +1,5 @@
-"""Server-side sensor sampling strategies.
-
-A *strategy* decides, for one client and one sensor, when a ``#sensor-status``
-inform is due.  The device server creates one per (client connection, sensor)
-with :meth:`SampleStrategy.get_strategy`, calls :meth:`SampleStrategy.start`
-and later :meth:`SampleStrategy.cancel`.  Whenever a report is due the
-strategy calls ``inform_callback(sensor, reading)``; formatting and writing the
-inform is the caller's job.
-
-The seven strategies of KATCP v5 (``none``, ``auto``, ``period``, ``event``,
-``differential``, ``event-rate`` and ``differential-rate``) are implemented
-with the semantics of the reference implementations:
-
-* setting any strategy except ``none`` reports the current reading at once;
-* ``event`` reports when the value **or** the status differs from the last
-  reading reported (the timestamp alone does not count);
-* ``differential`` reports when ``abs(value - last_reported) > difference``
-  (strictly greater) or when the status changes; it is only valid for integer,
-  float and timestamp sensors;
-* the ``*-rate`` strategies hold back a change that arrives sooner than
-  ``shortest-period`` after the previous report and send one update carrying
-  the then-current reading as soon as ``shortest-period`` expires (several
-  changes collapse into one); they also report whenever ``longest-period`` has
-  passed since the previous report (every report restarts that clock).
-
-All timing uses the event loop's monotonic clock (``loop.time()`` and
-``loop.call_at``), never the wall clock, so tests can drive a fake clock.
-Sensor updates may come from any thread.  An update that arrives outside the loop's
-thread joins the strategy's backlog, and the first one since the loop last looked
-queues one call for the loop, which processes the backlog in order; a burst of
-updates (for any number of strategies) costs the loop a single wake-up.  What joins
-the backlog is the sensor's reading *at that moment*, taken under one lock, so the
-loop sees readings in the order the sensor stored them even when several threads set
-it at once (a reading overtaken before its setter got there is left out, never sent
-after a newer one).  The backlog holds at most
-:attr:`SampleStrategy.MAX_THREAD_BACKLOG` readings: a setter that outruns the loop
-makes it drop the oldest, so memory stays flat and the loop is never far behind.
-"""
+"""The sampling strategies (when a ``#sensor-status`` is due); documented and public in
+:mod:`katcp.sampling`."""
 
 from __future__ import annotations
 
