@@ -175,6 +175,11 @@ class AccessControl:
                     detail=f"no login within {self.login_timeout:g} s",
                     level=logging.WARNING)
 
+    def audit_idle_close(self, session: Session, timeout: float) -> None:
+        """Audit that the server closed ``session``'s connection for being idle."""
+        self._audit("idle-close", session, status="closed",
+                    detail=f"nothing sent and no request completed for {timeout:g} s")
+
     # -- Requests ------------------------------------------------------------------------
 
     def check(self, session: Session, name: str, arguments: Sequence[Any],

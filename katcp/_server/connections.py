@@ -159,6 +159,8 @@ class ClientConnection:
         #: access control; None otherwise.
         self.session: Session | None = None
         self._login_timer: asyncio.TimerHandle | None = None
+        # Loop clock of the client's last message or completed request (idle close only).
+        self._last_active = 0.0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.address}>"
@@ -417,6 +419,9 @@ class KATCPServer:
     access : AccessControl, optional
         Give each connection a login session, closed after ``access.login_timeout``
         seconds without login.
+    idle_timeout : float or None, optional
+        Close a connection that sends nothing and completes no request for this many
+        seconds (None: keep idle connections, as katcp-python does).
 
     """
 
@@ -429,10 +434,15 @@ class KATCPServer:
 
     def __init__(self, device: Device, host: str, port: int, tb_limit: int = 20,
                  logger: logging.Logger = log, *, ssl: _ssl.SSLContext | None = None,
-                 access: AccessControl | None = None) -> None:
+                 access: AccessControl | None = None,
+                 idle_timeout: float | None = None) -> None:
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be a positive number or None, not {idle_timeout!r}")
         self._device = device
         self.ssl = ssl
         self.access = access
+        self.idle_timeout = idle_timeout
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._bindaddr = (host, port)
         # What start() binds: the host asked for (a restart binds it again, on the port
         # the first start got), and the socket bound for the next _install.
@@ -570,12 +580,36 @@ class KATCPServer:
             self._logger.error("Unable to bind to %s", self._bindaddr, exc_info=True)
             self._stopped.set()
             raise
+        if self.idle_timeout is not None:
+            self._idle_timer = self._loop.call_later(self._idle_period(), self._close_idle)
         self._running.set()
+
+    def _idle_period(self) -> float:
+        # Checked four times per timeout: a connection goes at most a quarter late.
+        return max(0.01, self.idle_timeout / 4) if self.idle_timeout is not None else 0.0
+
+    def _close_idle(self) -> None:
+        """Loop thread: disconnect clients idle for ``idle_timeout`` seconds; run again."""
+        timeout = self.idle_timeout
+        if timeout is None:
+            return
+        now = self._loop.time()
+        for conn, client in list(self._connections.items()):
+            if not conn.closing and now - client._last_active >= timeout:
+                self._logger.info("Closing connection to %s: idle for %g s",
+                                  self.get_address(conn), timeout)
+                if client.session is not None and self.access is not None:
+                    self.access.audit_idle_close(client.session, timeout)
+                self._start_disconnect(conn, client, f"Idle for {timeout:g} s.")
+        self._idle_timer = self._loop.call_later(self._idle_period(), self._close_idle)
 
     def _codec_factory(self):
         return LineCodec(max_line_length=self.MAX_MSG_SIZE)
 
     async def _uninstall(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         try:
             if self._aio_server is not None:
                 self._aio_server.close()
@@ -722,6 +756,10 @@ class KATCPServer:
             self._logger.debug("Not sending %s to closed connection %s", msg.name,
                                self.get_address(stream))
             return
+        if self.idle_timeout is not None and msg.mtype == _REPLY:
+            client = self._connections.get(stream)
+            if client is not None:
+                client._last_active = self._loop.time()  # a completed request
         stream.write(msg)
 
     def send_message_from_thread(self, stream: Any, msg: Message):
@@ -770,6 +808,8 @@ class KATCPServer:
     def connection_made(self, conn: Any) -> None:
         client = self.client_connection_factory(self, conn)
         self._connections[conn] = client
+        if self.idle_timeout is not None:
+            client._last_active = self._loop.time()
         if self.access is not None:
             self._open_session(conn, client, self.access)
         try:
@@ -840,6 +880,8 @@ class KATCPServer:
         client = self._connections.get(conn)
         if client is None:
             return
+        if self.idle_timeout is not None:
+            client._last_active = self._loop.time()
         if client._ready:
             self._device._submit(client, msg)
         else:

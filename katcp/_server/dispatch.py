@@ -49,6 +49,16 @@ __all__ = ["DeviceServerBase", "MessageHandlerThread", "return_future",
            "construct_name_filter"]
 
 log = logging.getLogger("katcp.server")
+
+
+class _Default:
+    """Type of a parameter default that depends on other arguments (shown as "default")."""
+
+    def __repr__(self) -> str:
+        return "default"
+
+
+_DEFAULT = _Default()
 _REQUEST, _REPLY, _INFORM = Message.REQUEST, Message.REPLY, Message.INFORM
 _new_reply = Message.reply
 #: Pause reading from a client when this many of its messages wait behind a slow handler.
@@ -171,8 +181,15 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     login_timeout : float or None, optional
         With ``users``: seconds a connection may stay logged out before it is closed
         (None: no limit).
+    idle_timeout : float or None, optional
+        Close a connection that sends nothing and completes no request for this many
+        seconds.  By default off (None) for an open server, as katcp-python keeps idle
+        connections, and :attr:`LOGIN_IDLE_TIMEOUT` seconds when ``users`` is given.
 
     """
+
+    #: Default ``idle_timeout`` (seconds) of a server that requires login.
+    LOGIN_IDLE_TIMEOUT = 600.0
 
     #: Protocol versions and flags. Subclasses may override.
     PROTOCOL_INFO = ProtocolFlags(DEFAULT_KATCP_MAJOR, 0, {
@@ -191,7 +208,10 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
     def __init__(self, host: str, port: int, tb_limit: int = 20,
                  logger: logging.Logger = log, *, ssl: _ssl.SSLContext | None = None,
                  users: Union[UserStore, str, os.PathLike, AccessControl, None] = None,
-                 login_timeout: float | None = 60.0) -> None:
+                 login_timeout: float | None = 60.0,
+                 idle_timeout: Union[float, None, _Default] = _DEFAULT) -> None:
+        if isinstance(idle_timeout, _Default):
+            idle_timeout = None if users is None else self.LOGIN_IDLE_TIMEOUT
         if users is None or isinstance(users, AccessControl):
             access = users
         else:
@@ -203,7 +223,7 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             logger.warning("Login is on but TLS is off: passwords will cross the network "
                            "in clear text (give the server ssl=)")
         self._server = KATCPServer(self, host, port, tb_limit, logger, ssl=ssl,
-                                   access=access)
+                                   access=access, idle_timeout=idle_timeout)
         self._logger = logger
         self._tb_limit = tb_limit
         self._handler_thread: MessageHandlerThread | None = None
