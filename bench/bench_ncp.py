@@ -15,6 +15,7 @@ import argparse
 import json
 import asyncio
 import os
+import statistics
 import sys
 import threading
 import time
@@ -143,8 +144,12 @@ async def _rtt(mod, n):
         await server.wait_closed()
 
 
-def _blocking_rtt(n):
-    """katcp.ncp.blocking request RTT from this plain thread; the server runs in another."""
+def _blocking_rtt(n, direct=True):
+    """katcp.ncp.blocking request RTT from this plain thread; the server runs in another.
+
+    ``direct=False`` forces the loop path (the request handed to the ioloop and the reply
+    handed back, as before the direct path existed), for comparison in the same run.
+    """
     from katcp.ncp import blocking
 
     async def handler(conn):
@@ -170,6 +175,8 @@ def _blocking_rtt(n):
     port = holder["server"].sockets[0].getsockname()[1]
     try:
         with blocking.connect("127.0.0.1", port, timeout=10) as node:
+            if not direct:
+                node._direct = False
             for _ in range(50):
                 node.request("DSPC", "TIME", SAMP=1)
             t0 = time.perf_counter()
@@ -181,32 +188,50 @@ def _blocking_rtt(n):
         thread.join(10)
 
 
-def bench_rtt(n, rounds=3):
-    k = min(asyncio.run(_rtt(kncp, n)) for _ in range(rounds))
-    nn = min(asyncio.run(_rtt(ncplib, n)) for _ in range(rounds))
-    print(
-        f"{'request RTT (ACKN + reply)':28s} {k * 1e6:11.1f} us {nn * 1e6:11.1f} us "
-        f"{k / nn:6.2f}x (katcp/ncplib time, best of {rounds})"
-    )
-    _record("request RTT", k, nn, "s", True)
-    b = min(_blocking_rtt(n) for _ in range(rounds))
-    print(
-        f"{'blocking request RTT':28s} {b * 1e6:11.1f} us {nn * 1e6:11.1f} us "
-        f"{b / nn:6.2f}x (katcp.ncp.blocking from a plain thread / ncplib async, best of "
-        f"{rounds})"
-    )
+def _spread(values):
+    return f"median {statistics.median(values) * 1e6:7.1f} us (min {min(values) * 1e6:.1f}, " \
+           f"max {max(values) * 1e6:.1f})"
+
+
+def bench_rtt(n, rounds=5):
+    """RTTs measured round-robin: each round runs every case once, so load changes on a shared
+    machine hit all of them; medians over the rounds, with the spread."""
+    cases = {
+        "katcp.ncp async": lambda: asyncio.run(_rtt(kncp, n)),
+        "ncplib async": lambda: asyncio.run(_rtt(ncplib, n)),
+        "katcp.ncp blocking": lambda: _blocking_rtt(n),
+        "katcp.ncp blocking, loop path": lambda: _blocking_rtt(n, direct=False),
+    }
+    times = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            times[name].append(fn())
+    print(f"request RTT (ACKN + reply), {n} sequential requests, {rounds} interleaved rounds:")
+    for name, values in times.items():
+        print(f"  {name:30s} {_spread(values)}")
+    peer = times["ncplib async"]
+    med_peer = statistics.median(peer)
+    for name in ("katcp.ncp async", "katcp.ncp blocking", "katcp.ncp blocking, loop path"):
+        ratios = [a / b for a, b in zip(times[name], peer)]
+        print(f"  {name:30s} / ncplib async: {statistics.median(times[name]) / med_peer:5.2f}x "
+              f"(per-round ratios {min(ratios):.2f}..{max(ratios):.2f}; < 1: katcp.ncp faster)")
+    _record("request RTT", statistics.median(times["katcp.ncp async"]), med_peer, "s", True)
+    _record("blocking request RTT", statistics.median(times["katcp.ncp blocking"]), med_peer,
+            "s", True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved RTT rounds (median and spread are printed)")
     parser.add_argument("--json", metavar="FILE",
                         help="also write the results to FILE, for bench/plot.py")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     bench_codec(0.1 if args.quick else 0.5)
     if hasattr(kncp, "connect"):
-        bench_rtt(200 if args.quick else 2000)
+        bench_rtt(200 if args.quick else 2000, rounds=args.rounds)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(RESULTS, f, indent=1)
