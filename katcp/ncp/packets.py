@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import struct
 import warnings
+from operator import itemgetter
 from array import array
 from datetime import datetime, timezone
 from typing import Any, Iterable, List, NamedTuple, Tuple, Union
@@ -322,6 +323,70 @@ def _param_size_error(pst: int, pos: int, pend: int, fend: int) -> DecodeError:
     return DecodeError(f"Parameter overflow by {pend - fend} bytes")
 
 
+# ---------------------------------------------------------------- field layouts
+# A node sends the same fields again and again: same param names, types and sizes, new
+# values.  The first time a field is seen, its layout (every param header) is compiled into
+# one struct that unpacks the whole field, and a function that builds its params from the
+# unpacked values.  Later fields with the same name and size word are unpacked in one call
+# and used only if every param header in them equals the compiled one, so the result is
+# always what the general loop below gives.  Only small fields of i32, u32 and string params
+# are compiled (the commonest control fields); anything else takes the general loop.
+
+#: (field name + size word) -> (unpack, header getter, expected headers, build), or None for
+#: a field that is not compiled.
+_LAYOUTS: dict = {}
+_UNSEEN = ()  # (falsy, like None: "take the general loop")
+_LAYOUT_MAX_PARAMS = 16
+_LAYOUT_MAX_STRING = 64
+
+
+def _utf8_until_nul(raw: bytes) -> str:
+    nul = raw.find(b"\x00")
+    try:
+        return str(raw if nul < 0 else raw[:nul], "utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(str(exc)) from exc
+
+
+def _compile_layout(buf: bytes, pos: int, fend: int) -> Any:
+    """The layout of the params in ``buf[pos:fend]`` (already decoded once), or None."""
+    fmt = ["<"]
+    heads: List[Any] = []
+    head_idx: List[int] = []
+    items: List[str] = []
+    env: dict = {"_u32": _u32, "_str": _utf8_until_nul}
+    k = 0
+    while pos < fend:
+        pname, pst = _PARAM_UNPACK(buf, pos)
+        tid, size = pst >> 24, ((pst & 0xFFFFFF) << 2) - 8
+        name = decode_identifier(pname)
+        env[f"n{len(items)}"] = name
+        if tid == 0 and size == 4:
+            fmt.append("4sIi")
+            value = f"v[{k + 2}]"
+        elif tid == 1 and size == 4:
+            fmt.append("4sII")
+            value = f"_u32(v[{k + 2}])"
+        elif tid == 2 and 0 < size <= _LAYOUT_MAX_STRING:
+            fmt.append(f"4sI{size}s")
+            value = f"_str(v[{k + 2}])"
+        else:
+            return None
+        heads += [pname, pst]
+        head_idx += [k, k + 1]
+        items.append(f"(n{len(items)}, {value})")
+        k += 3
+        pos += size + 8
+        if len(items) > _LAYOUT_MAX_PARAMS:
+            return None
+    if not items:
+        return None
+    # Generated once per layout (as namedtuple does): one list display, no loop.
+    exec(f"def build(v):\n    return [{', '.join(items)}]", env)  # noqa: S102
+    return (struct.Struct("".join(fmt)).unpack_from, itemgetter(*head_idx), tuple(heads),
+            env["build"])
+
+
 def _decode(buf: bytes, base: int, total: int) -> Packet:
     """Decode the packet ``buf[base:base + total]``; its header magic is already checked."""
     _magic, ptype, _size, pid, _fmt, seconds, nanos, info = _HEADER_UNPACK(buf, base)
@@ -341,6 +406,20 @@ def _decode(buf: bytes, base: int, total: int) -> Packet:
         if fend > end or fend < pos + 12:
             raise _field_size_error(fst, pos, fend, end)
         pos += 12
+        key = buf[pos - 12 : pos - 4]
+        layout = _LAYOUTS.get(key, _UNSEEN)
+        if layout:
+            unpack, get_heads, heads, build = layout
+            # (fits: the layout's size is in the key, and fend <= end was checked)
+            values = unpack(buf, pos)
+            if get_heads(values) == heads:
+                try:
+                    fields.append((names[fname], fid, build(values)))
+                except KeyError:
+                    fields.append((decode_identifier(fname), fid, build(values)))
+                pos = fend
+                continue
+        start = pos
         params: List[Param] = []
         append = params.append
         while pos < fend:
@@ -373,6 +452,9 @@ def _decode(buf: bytes, base: int, total: int) -> Packet:
             except KeyError:
                 append((decode_identifier(pname), value))
             pos = pend
+        if layout is _UNSEEN and len(_LAYOUTS) < _CACHE_LIMIT:
+            # Decoded without error, so its params tile it exactly: compile its layout.
+            _LAYOUTS[key] = _compile_layout(buf, start, fend)
         try:
             fields.append((names[fname], fid, params))
         except KeyError:
