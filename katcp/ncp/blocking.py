@@ -175,8 +175,11 @@ class BlockingConnection:
             try:
                 outcome = Outcome()
                 if connection._request_from_thread(packet_type, field_name, params, outcome):
-                    if not outcome.wait(wait):
+                    try:
+                        answered = outcome.wait(wait)
+                    finally:
                         connection._drop_reply_watch(outcome)
+                    if not answered:
                         raise NetworkTimeoutError(f"No reply within {wait} s")
                     if outcome.exc is not None:
                         raise outcome.exc

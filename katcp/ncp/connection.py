@@ -428,7 +428,9 @@ class Connection(_AsyncIteratorMixin):
         ``outcome`` with the first reply field, or with the error that ends the wait, taking
         fields off the queue as :meth:`Response.recv` would.  Only the reply crosses threads.
         Returns False, having sent nothing, when the connection is already closed or failed:
-        the caller then takes the ordinary path, which reports why.  One request at a time.
+        the caller then takes the ordinary path, which reports why.  One request at a time:
+        the caller clears the watch with :meth:`_drop_reply_watch` once its wait is over, so
+        the watch is only ever written by the one thread that waits.
         """
         conn = self._conn
         fid = next_field_id()
@@ -445,18 +447,20 @@ class Connection(_AsyncIteratorMixin):
         return True
 
     def _drop_reply_watch(self, outcome: Outcome) -> None:
-        """Stop handing a reply to ``outcome`` (its thread gave up)."""
+        """Stop handing a reply to ``outcome`` (the waiting thread, once its wait is over)."""
         watch = self._reply_watch
         if watch is not None and watch.outcome is outcome:
             self._reply_watch = None
 
     def _serve_reply_watch(self) -> None:
         """Loop thread: hand the awaited reply (or what ends the wait) to the waiting thread."""
+        # Only the waiting thread sets and clears the watch (see _request_from_thread); once
+        # its outcome is settled or given up, fields stay queued for ordinary receivers.
         watch = self._reply_watch
         if watch is None:
             return
-        if not watch.outcome.pending:
-            self._reply_watch = None
+        outcome = watch.outcome
+        if not outcome.pending:
             return
         try:
             while self._items:
@@ -474,11 +478,9 @@ class Connection(_AsyncIteratorMixin):
                     return  # not yet
                 raise type(terminal)(*terminal.args) from terminal.__cause__
         except Exception as exc:
-            self._reply_watch = None
-            watch.outcome.settle(None, exc)
-            return
-        self._reply_watch = None
-        watch.outcome.settle(item, None)
+            outcome.settle(None, exc)
+        else:
+            outcome.settle(item, None)
 
     def send_packet(self, packet_type: str, **fields: Mapping[str, Any]) -> Response:
         """Send a packet containing several fields.
