@@ -61,8 +61,8 @@ from bench_server import ServerProcess, measure_idle_memory, measure_informs  # 
 SERVER_IMPLS = (("async", "katcp"), ("aiokatcp", "aiokatcp"))
 AXES = ("fanout", "sensors", "idle", "container")
 FULL = {"clients": [1, 10, 100, 1000], "sensors": [1000, 10000, 100000, 1000000],
-        "idle": 10000, "devices": [10, 100, 1000]}
-SMALL = {"clients": [1, 10, 100], "sensors": [1000, 10000, 100000], "idle": 2000,
+        "idle": [1000, 10000], "devices": [10, 100, 1000]}
+SMALL = {"clients": [1, 10, 100], "sensors": [1000, 10000, 100000], "idle": [500, 2000],
          "devices": [10, 100]}
 
 Row = Tuple[str, int, str, str, float, str]
@@ -161,22 +161,43 @@ def axis_sensors(totals: List[int], timeout: float) -> List[Row]:
     return rows
 
 
-def axis_idle(n: int, timeout: float) -> List[Row]:
-    """RSS per idle connection at ``n`` connections (capped by the open-files limit)."""
+def axis_idle(counts: List[int], timeout: float) -> List[Row]:
+    """RSS per idle connection at each count (capped by the open-files limit).
+
+    Connecting n clients to a KATCP server that announces every new client to the others
+    (``#client-connected``, as katcp-python's servers do) costs time quadratic in n; the step
+    timeout allows for it.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    allowed = n if hard == resource.RLIM_INFINITY else min(n, hard - 200)
-    note = "" if allowed == n else f" (open-files hard limit {hard}: {allowed:,} measured)"
     rows: List[Row] = []
-    for kind, label in SERVER_IMPLS:
-        server = ServerProcess(kind, timeout)
-        try:
-            kb = measure_idle_memory(server, allowed, timeout + allowed / 500)
-        finally:
-            server.stop()
-        rows.append(("idle", allowed, label, "KB per idle connection", kb, "KB"))
-        print(f"  idle: {allowed:,} connections, {label}: {kb:.2f} KB each", flush=True)
-    _table(f"Memory per idle connection at {allowed:,} connections{note} (goal <= 4 KB)",
-           ["impl", "KB/connection"], [[i, f"{v:.2f}"] for _, _, i, _, v, _ in rows])
+    notes = []
+    for n in counts:
+        allowed = n if hard == resource.RLIM_INFINITY else min(n, hard - 200)
+        if allowed != n:
+            notes.append(f"open-files hard limit {hard}: {allowed:,} measured for {n:,}")
+        for kind, label in SERVER_IMPLS:
+            server = ServerProcess(kind, timeout)
+            t0 = time.perf_counter()
+            try:
+                kb = measure_idle_memory(server, allowed, timeout + (allowed / 300) ** 2)
+            finally:
+                server.stop()
+            took = time.perf_counter() - t0
+            rows += [("idle", allowed, label, "KB per idle connection", kb, "KB"),
+                     ("idle", allowed, label, "time to connect and greet all", took, "s")]
+            print(f"  idle: {allowed:,} connections, {label}: {kb:.2f} KB each ({took:.0f} s)",
+                  flush=True)
+    table = []
+    for x in sorted({r[1] for r in rows}):
+        line = [f"{x:,}"]
+        for _, label in SERVER_IMPLS:
+            got = {m: v for a, xx, i, m, v, _ in rows if xx == x and i == label}
+            line += [f"{got.get('KB per idle connection', 0):.2f}",
+                     f"{got.get('time to connect and greet all', 0):.0f}"]
+        table.append(line)
+    note = f" ({'; '.join(notes)})" if notes else ""
+    _table(f"Memory per idle connection (goal <= 4 KB at 10,000){note}",
+           ["connections", "katcp KB", "set-up s", "aiokatcp KB", "set-up s"], table)
     return rows
 
 
@@ -242,7 +263,7 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--clients", type=_ints, help="fan-out client counts (1,10,100,1000)")
     ap.add_argument("--sensors", type=_ints,
                     help="sensor totals for the memory axis (1000,10000,100000,1000000)")
-    ap.add_argument("--idle", type=int, help="idle connections (10000)")
+    ap.add_argument("--idle", type=_ints, help="idle connection counts (1000,10000)")
     ap.add_argument("--devices", type=_ints, help="container device counts (10,100,1000)")
     ap.add_argument("--device-sensors", type=int, default=100, help="sensors per device (100)")
     ap.add_argument("--timeout", type=float, default=120.0, help="base timeout of each step (s)")
