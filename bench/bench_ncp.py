@@ -48,30 +48,34 @@ def data_fields(mod):
 def _calibrate(fn, min_time):
     n = 1
     while True:
-        t0 = time.perf_counter()
+        t0 = _cpu()
         for _ in range(n):
             fn()
-        if time.perf_counter() - t0 >= min_time / 5:
+        if _cpu() - t0 >= min_time / 5:
             return n
         n *= 2
 
 
-def rates(fn_a, fn_b, min_time, rounds=7):
-    """Best-of-``rounds`` rates of two functions, measured alternately (the machine is shared,
-    so interleaving keeps load changes from favouring either side)."""
+#: Codec timings use this process's CPU time, not the wall clock: on a shared machine the
+#: time a process spends descheduled would otherwise land on whichever side was running.
+_cpu = time.process_time
+
+
+def rates(fn_a, fn_b, min_time, rounds=7, spread=None):
+    """Median rates of two functions over ``rounds`` alternating runs (the machine is
+    shared, so interleaving keeps load changes from favouring either side).  If ``spread``
+    is a list, the per-round ratios a/b are appended to it."""
     n_a, n_b = _calibrate(fn_a, min_time), _calibrate(fn_b, min_time)
-    best_a = best_b = 0.0
+    got_a, got_b = [], []
     for _ in range(rounds):
-        for fn, n, which in ((fn_a, n_a, 0), (fn_b, n_b, 1)):
-            t0 = time.perf_counter()
+        for fn, n, got in ((fn_a, n_a, got_a), (fn_b, n_b, got_b)):
+            t0 = _cpu()
             for _ in range(n):
                 fn()
-            r = n / (time.perf_counter() - t0)
-            if which == 0:
-                best_a = max(best_a, r)
-            else:
-                best_b = max(best_b, r)
-    return best_a, best_b
+            got.append(n / max(_cpu() - t0, 1e-9))
+    if spread is not None:
+        spread.extend(a / b for a, b in zip(got_a, got_b))
+    return statistics.median(got_a), statistics.median(got_b)
 
 
 #: Results for ``--json``: one record per case (see bench/plot.py).
@@ -84,7 +88,8 @@ def _record(case, ours, theirs, unit, lower_is_better):
 
 
 def bench_codec(min_time):
-    print(f"{'case':28s} {'katcp.ncp /s':>14s} {'ncplib /s':>14s} {'ratio':>7s}")
+    print(f"{'case':28s} {'katcp.ncp /s':>14s} {'ncplib /s':>14s} {'ratio':>7s}  "
+          "(CPU time, medians of 7 interleaved rounds)")
     for label, fields_of in (
         ("control (1 field, 4 params)", control_fields),
         ("data (f32 x 4096)", data_fields),
@@ -97,13 +102,16 @@ def bench_codec(min_time):
         )
         data = ncp_packets.encode_packet("DSPC", 1, TS, INFO, nf)
         assert k_packets.encode_packet("DSPC", 1, TS, INFO, kf) == data
+        dec_spread = []
         k_dec, n_dec = rates(
             lambda data=data: k_packets.decode_packet(data),
             lambda data=data: ncp_packets.decode_packet(data),
             min_time,
+            spread=dec_spread,
         )
         print(f"encode {label:21s} {k_enc:14,.0f} {n_enc:14,.0f} {k_enc / n_enc:6.2f}x")
-        print(f"decode {label:21s} {k_dec:14,.0f} {n_dec:14,.0f} {k_dec / n_dec:6.2f}x")
+        print(f"decode {label:21s} {k_dec:14,.0f} {n_dec:14,.0f} {k_dec / n_dec:6.2f}x  "
+              f"(per-round {min(dec_spread):.2f}..{max(dec_spread):.2f})")
         _record(f"encode {label}", k_enc, n_enc, "per s", False)
         _record(f"decode {label}", k_dec, n_dec, "per s", False)
         # the streaming decoder as the transport drives it: 64 packets in 64 KiB reads
