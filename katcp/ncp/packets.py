@@ -28,6 +28,7 @@ ncplib, so values match what an ncplib peer sees.
 from __future__ import annotations
 
 import struct
+import time
 import warnings
 from operator import itemgetter
 from array import array
@@ -110,7 +111,10 @@ _STR_TAILS = (b"\x00\x00\x00\x00", b"\x00\x00\x00", b"\x00\x00", b"\x00")
 _MAX_U24 = 2**24 - 1
 
 _UTC = timezone.utc
-_fromtimestamp = datetime.fromtimestamp
+_datetime = datetime
+_gmtime = time.gmtime
+#: (seconds since the epoch, its (year, month, day, hour, minute, second) in UTC).
+_LAST_SECOND: Tuple[int, Tuple[int, int, int, int, int, int]] = (-1, (1970, 1, 1, 0, 0, 0))
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 
 # Identifier caches (bounded): str -> wire bytes, wire bytes -> str.
@@ -463,8 +467,14 @@ def _decode(buf: bytes, base: int, total: int) -> Packet:
         name = names[ptype]
     except KeyError:
         name = decode_identifier(ptype)
-    # s + us/1e6 is exact to well under 0.5 us for any u32 s, so rounding gives the exact us.
-    timestamp = _fromtimestamp(seconds + (nanos // 1000) / 1e6, _UTC)
+    # Packets come many to a second: the date and time of the last second seen are kept
+    # (one tuple, replaced whole, so threads cannot see half an update).
+    global _LAST_SECOND
+    last = _LAST_SECOND
+    if last[0] != seconds:
+        t = _gmtime(seconds)
+        last = _LAST_SECOND = (seconds, (t[0], t[1], t[2], t[3], t[4], t[5]))
+    timestamp = _datetime(*last[1], nanos // 1000, _UTC)
     return _tuple_new(Packet, (name, pid, timestamp, info, fields))
 
 
