@@ -393,13 +393,13 @@ def _decode_outcome(raw):
 
 def _general_outcome(raw):
     """Decode with no compiled layout at all (the general loop only)."""
-    saved, limit = dict(packets._LAYOUTS), packets._CACHE_LIMIT
+    saved, limit = dict(packets._LAYOUTS), packets._LAYOUT_LIMIT
     packets._LAYOUTS.clear()
-    packets._CACHE_LIMIT = 0
+    packets._LAYOUT_LIMIT = 0
     try:
         return _decode_outcome(raw)
     finally:
-        packets._CACHE_LIMIT = limit
+        packets._LAYOUT_LIMIT = limit
         packets._LAYOUTS.clear()
         packets._LAYOUTS.update(saved)
 

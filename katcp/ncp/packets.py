@@ -340,6 +340,8 @@ def _param_size_error(pst: int, pos: int, pend: int, fend: int) -> DecodeError:
 #: a field that is not compiled.
 _LAYOUTS: dict = {}
 _UNSEEN = ()  # (falsy, like None: "take the general loop")
+#: Compiled layouts kept (each a struct and a small function: a few KB).
+_LAYOUT_LIMIT = 1024
 _LAYOUT_MAX_PARAMS = 16
 _LAYOUT_MAX_STRING = 64
 
@@ -456,7 +458,7 @@ def _decode(buf: bytes, base: int, total: int) -> Packet:
             except KeyError:
                 append((decode_identifier(pname), value))
             pos = pend
-        if layout is _UNSEEN and len(_LAYOUTS) < _CACHE_LIMIT:
+        if layout is _UNSEEN and len(_LAYOUTS) < _LAYOUT_LIMIT:
             # Decoded without error, so its params tile it exactly: compile its layout.
             _LAYOUTS[key] = _compile_layout(buf, start, fend)
         try:
