@@ -29,7 +29,7 @@ def test_committed_measurements_load():
 def test_committed_scaling_measurements_load():
     series = _plot_module().load_scaling(os.path.join(ROOT, "doc", "scaling.csv"))
     assert {axis for axis, _, _ in series} == {"fanout", "sensors", "idle", "container"}
-    for (axis, metric, unit), by_impl in series.items():
+    for (axis, metric, _unit), by_impl in series.items():
         assert set(by_impl) <= {"katcp", "aiokatcp"} and "katcp" in by_impl, (axis, metric)
         for points in by_impl.values():
             assert all(x >= 1 and value >= 0 for x, value in points), (axis, metric)
