@@ -15,6 +15,7 @@ import argparse
 import json
 import asyncio
 import os
+import statistics
 import sys
 import threading
 import time
@@ -47,30 +48,34 @@ def data_fields(mod):
 def _calibrate(fn, min_time):
     n = 1
     while True:
-        t0 = time.perf_counter()
+        t0 = _cpu()
         for _ in range(n):
             fn()
-        if time.perf_counter() - t0 >= min_time / 5:
+        if _cpu() - t0 >= min_time / 5:
             return n
         n *= 2
 
 
-def rates(fn_a, fn_b, min_time, rounds=7):
-    """Best-of-``rounds`` rates of two functions, measured alternately (the machine is shared,
-    so interleaving keeps load changes from favouring either side)."""
+#: Codec timings use this process's CPU time, not the wall clock: on a shared machine the
+#: time a process spends descheduled would otherwise land on whichever side was running.
+_cpu = time.process_time
+
+
+def rates(fn_a, fn_b, min_time, rounds=7, spread=None):
+    """Median rates of two functions over ``rounds`` alternating runs (the machine is
+    shared, so interleaving keeps load changes from favouring either side).  If ``spread``
+    is a list, the per-round ratios a/b are appended to it."""
     n_a, n_b = _calibrate(fn_a, min_time), _calibrate(fn_b, min_time)
-    best_a = best_b = 0.0
+    got_a, got_b = [], []
     for _ in range(rounds):
-        for fn, n, which in ((fn_a, n_a, 0), (fn_b, n_b, 1)):
-            t0 = time.perf_counter()
+        for fn, n, got in ((fn_a, n_a, got_a), (fn_b, n_b, got_b)):
+            t0 = _cpu()
             for _ in range(n):
                 fn()
-            r = n / (time.perf_counter() - t0)
-            if which == 0:
-                best_a = max(best_a, r)
-            else:
-                best_b = max(best_b, r)
-    return best_a, best_b
+            got.append(n / max(_cpu() - t0, 1e-9))
+    if spread is not None:
+        spread.extend(a / b for a, b in zip(got_a, got_b))
+    return statistics.median(got_a), statistics.median(got_b)
 
 
 #: Results for ``--json``: one record per case (see bench/plot.py).
@@ -83,7 +88,8 @@ def _record(case, ours, theirs, unit, lower_is_better):
 
 
 def bench_codec(min_time):
-    print(f"{'case':28s} {'katcp.ncp /s':>14s} {'ncplib /s':>14s} {'ratio':>7s}")
+    print(f"{'case':28s} {'katcp.ncp /s':>14s} {'ncplib /s':>14s} {'ratio':>7s}  "
+          "(CPU time, medians of 7 interleaved rounds)")
     for label, fields_of in (
         ("control (1 field, 4 params)", control_fields),
         ("data (f32 x 4096)", data_fields),
@@ -96,13 +102,16 @@ def bench_codec(min_time):
         )
         data = ncp_packets.encode_packet("DSPC", 1, TS, INFO, nf)
         assert k_packets.encode_packet("DSPC", 1, TS, INFO, kf) == data
+        dec_spread = []
         k_dec, n_dec = rates(
             lambda data=data: k_packets.decode_packet(data),
             lambda data=data: ncp_packets.decode_packet(data),
             min_time,
+            spread=dec_spread,
         )
         print(f"encode {label:21s} {k_enc:14,.0f} {n_enc:14,.0f} {k_enc / n_enc:6.2f}x")
-        print(f"decode {label:21s} {k_dec:14,.0f} {n_dec:14,.0f} {k_dec / n_dec:6.2f}x")
+        print(f"decode {label:21s} {k_dec:14,.0f} {n_dec:14,.0f} {k_dec / n_dec:6.2f}x  "
+              f"(per-round {min(dec_spread):.2f}..{max(dec_spread):.2f})")
         _record(f"encode {label}", k_enc, n_enc, "per s", False)
         _record(f"decode {label}", k_dec, n_dec, "per s", False)
         # the streaming decoder as the transport drives it: 64 packets in 64 KiB reads
@@ -143,8 +152,12 @@ async def _rtt(mod, n):
         await server.wait_closed()
 
 
-def _blocking_rtt(n):
-    """katcp.ncp.blocking request RTT from this plain thread; the server runs in another."""
+def _blocking_rtt(n, direct=True):
+    """katcp.ncp.blocking request RTT from this plain thread; the server runs in another.
+
+    ``direct=False`` forces the loop path (the request handed to the ioloop and the reply
+    handed back, as before the direct path existed), for comparison in the same run.
+    """
     from katcp.ncp import blocking
 
     async def handler(conn):
@@ -170,6 +183,8 @@ def _blocking_rtt(n):
     port = holder["server"].sockets[0].getsockname()[1]
     try:
         with blocking.connect("127.0.0.1", port, timeout=10) as node:
+            if not direct:
+                node._direct = False
             for _ in range(50):
                 node.request("DSPC", "TIME", SAMP=1)
             t0 = time.perf_counter()
@@ -181,32 +196,50 @@ def _blocking_rtt(n):
         thread.join(10)
 
 
-def bench_rtt(n, rounds=3):
-    k = min(asyncio.run(_rtt(kncp, n)) for _ in range(rounds))
-    nn = min(asyncio.run(_rtt(ncplib, n)) for _ in range(rounds))
-    print(
-        f"{'request RTT (ACKN + reply)':28s} {k * 1e6:11.1f} us {nn * 1e6:11.1f} us "
-        f"{k / nn:6.2f}x (katcp/ncplib time, best of {rounds})"
-    )
-    _record("request RTT", k, nn, "s", True)
-    b = min(_blocking_rtt(n) for _ in range(rounds))
-    print(
-        f"{'blocking request RTT':28s} {b * 1e6:11.1f} us {nn * 1e6:11.1f} us "
-        f"{b / nn:6.2f}x (katcp.ncp.blocking from a plain thread / ncplib async, best of "
-        f"{rounds})"
-    )
+def _spread(values):
+    return f"median {statistics.median(values) * 1e6:7.1f} us (min {min(values) * 1e6:.1f}, " \
+           f"max {max(values) * 1e6:.1f})"
+
+
+def bench_rtt(n, rounds=5):
+    """RTTs measured round-robin: each round runs every case once, so load changes on a shared
+    machine hit all of them; medians over the rounds, with the spread."""
+    cases = {
+        "katcp.ncp async": lambda: asyncio.run(_rtt(kncp, n)),
+        "ncplib async": lambda: asyncio.run(_rtt(ncplib, n)),
+        "katcp.ncp blocking": lambda: _blocking_rtt(n),
+        "katcp.ncp blocking, loop path": lambda: _blocking_rtt(n, direct=False),
+    }
+    times = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            times[name].append(fn())
+    print(f"request RTT (ACKN + reply), {n} sequential requests, {rounds} interleaved rounds:")
+    for name, values in times.items():
+        print(f"  {name:30s} {_spread(values)}")
+    peer = times["ncplib async"]
+    med_peer = statistics.median(peer)
+    for name in ("katcp.ncp async", "katcp.ncp blocking", "katcp.ncp blocking, loop path"):
+        ratios = [a / b for a, b in zip(times[name], peer)]
+        print(f"  {name:30s} / ncplib async: {statistics.median(times[name]) / med_peer:5.2f}x "
+              f"(per-round ratios {min(ratios):.2f}..{max(ratios):.2f}; < 1: katcp.ncp faster)")
+    _record("request RTT", statistics.median(times["katcp.ncp async"]), med_peer, "s", True)
+    _record("blocking request RTT", statistics.median(times["katcp.ncp blocking"]), med_peer,
+            "s", True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved RTT rounds (median and spread are printed)")
     parser.add_argument("--json", metavar="FILE",
                         help="also write the results to FILE, for bench/plot.py")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     bench_codec(0.1 if args.quick else 0.5)
     if hasattr(kncp, "connect"):
-        bench_rtt(200 if args.quick else 2000)
+        bench_rtt(200 if args.quick else 2000, rounds=args.rounds)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(RESULTS, f, indent=1)

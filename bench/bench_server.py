@@ -106,11 +106,11 @@ def _katcp_server_class(base):
             for sensor in self._bench_sensors:
                 sensor.set_value(value)
 
-        @request(Int())
+        @request(Int(), Int(default=0))
         @return_reply()
-        def request_bench_add_sensors(self, req, n):
-            """Add n integer sensors (memory benchmark)."""
-            for i in range(n):
+        def request_bench_add_sensors(self, req, n, start):
+            """Add n integer sensors x<start>... (memory benchmark)."""
+            for i in range(start, start + n):
                 self.add_sensor(
                     Sensor.integer(f"x{i}", "Benchmark sensor", "", [0, 2**31 - 1])
                 )
@@ -256,9 +256,9 @@ def serve_aiokatcp() -> None:
                     sensor.value = value
                 await asyncio.sleep(0)
 
-        async def request_bench_add_sensors(self, ctx, n: int) -> None:
-            """Add n integer sensors (memory benchmark)."""
-            for i in range(n):
+        async def request_bench_add_sensors(self, ctx, n: int, start: int = 0) -> None:
+            """Add n integer sensors x<start>... (memory benchmark)."""
+            for i in range(start, start + n):
                 self.sensors.add(aiokatcp.Sensor(int, f"x{i}", "Benchmark sensor"))
 
     async def main() -> None:

@@ -8,6 +8,7 @@ benchmark into the output directory (default ``bench/plots/``, which is not comm
     python3 bench/bench_client.py --json /tmp/client.json
     python3 bench/bench_ncp.py --json /tmp/ncp.json
     python3 bench/plot.py /tmp/client.json /tmp/ncp.json doc/benchmarks.csv
+    python3 bench/plot.py --scaling doc/scaling.csv     # bench_scaling.py: line charts
 
 Each bar is a *speed-up*: how many times faster (or smaller) ``katcp`` is than the peer
 library measured in the same run (aiokatcp, ncplib), so longer is better and 1 means "as fast".
@@ -84,18 +85,77 @@ def plot(rows, out_dir):
     return written
 
 
+def load_scaling(path):
+    """``{(axis, metric, unit): {impl: [(x, value)]}}`` from a ``bench_scaling.py --csv`` file."""
+    series = defaultdict(lambda: defaultdict(list))
+    with open(path, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            series[(r["axis"], r["metric"], r["unit"])][r["impl"]].append(
+                (float(r["x"]), float(r["value"])))
+    return series
+
+
+#: What the x value of each scaling axis counts.
+SCALING_X = {"fanout": "clients (1,000 sensors each)", "sensors": "sensors",
+             "idle": "idle connections", "container": "devices (100 sensors each)"}
+
+
+def plot_scaling(series, out_dir):
+    """One line chart per (axis, metric): x log scale, one line per implementation."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for (axis, metric, unit), by_impl in sorted(series.items()):
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for impl, points in sorted(by_impl.items()):
+            points.sort()
+            ax.plot([x for x, _ in points], [v for _, v in points], "o-", label=impl)
+        ax.set_xscale("log")
+        if axis in ("fanout", "container") and metric != "server CPU":
+            ax.set_yscale("log")
+        ax.set_xlabel(SCALING_X.get(axis, axis))
+        ax.set_ylabel(f"{metric} ({unit})")
+        ax.set_title(f"{axis}: {metric}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        slug = "".join(c if c.isalnum() else "-" for c in f"{axis}-{metric}").strip("-")
+        path = os.path.join(out_dir, f"{slug}.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", metavar="FILE",
                         help="JSON written by a bench script's --json, or a CSV like "
                              "doc/benchmarks.csv")
-    parser.add_argument("-o", "--out", default=DEFAULT_OUT,
-                        help="directory for the PNGs (default bench/plots/)")
+    parser.add_argument("-o", "--out",
+                        help="directory for the PNGs (default bench/plots/, and "
+                             "bench/plots/scaling/ with --scaling)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="the inputs are bench_scaling.py --csv files (e.g. "
+                             "doc/scaling.csv): draw line charts of cost against scale")
     args = parser.parse_args()
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         sys.exit("bench/plot.py needs matplotlib: pip install .[bench]")
+    if args.scaling:
+        series = defaultdict(lambda: defaultdict(list))
+        for path in args.inputs:
+            for key, by_impl in load_scaling(path).items():
+                for impl, points in by_impl.items():
+                    series[key][impl] += points
+        for path in plot_scaling(series, args.out or os.path.join(DEFAULT_OUT, "scaling")):
+            print("wrote", os.path.relpath(path))
+        return
+    args.out = args.out or DEFAULT_OUT
     rows = []
     for path in args.inputs:
         for bench, case, speedup, peer, goal in load(path):

@@ -21,8 +21,18 @@ def test_committed_measurements_load():
     rows = _plot_module().load(os.path.join(ROOT, "doc", "benchmarks.csv"))
     assert {bench for bench, *_ in rows} == {"codec", "server", "client", "ncp"}
     for bench, case, speedup, peer, goal in rows:
-        assert speedup > 0 and peer in ("aiokatcp", "ncplib"), (bench, case)
+        # (katcp-codec: issue 17 compares the stream parse with katcp-codec's parser alone)
+        assert speedup > 0 and peer in ("aiokatcp", "ncplib", "katcp-codec"), (bench, case)
         assert goal is None or goal > 0
+
+
+def test_committed_scaling_measurements_load():
+    series = _plot_module().load_scaling(os.path.join(ROOT, "doc", "scaling.csv"))
+    assert {axis for axis, _, _ in series} == {"fanout", "sensors", "idle", "container"}
+    for (axis, metric, _unit), by_impl in series.items():
+        assert set(by_impl) <= {"katcp", "aiokatcp"} and "katcp" in by_impl, (axis, metric)
+        for points in by_impl.values():
+            assert all(x >= 1 and value >= 0 for x, value in points), (axis, metric)
 
 
 def test_json_output_of_the_bench_scripts(tmp_path):

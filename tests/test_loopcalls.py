@@ -107,3 +107,27 @@ def test_in_loop_thread_no_without_idle_is_here_whatever_the_loop():
     finally:
         ioloop.close()
         loop.close()
+def test_outcome_is_delivered_or_dropped_never_both():
+    from katcp._aio.loopcalls import Outcome
+
+    done = Outcome()
+    assert done.pending
+    assert done.settle(1, None)
+    assert not done.settle(2, None)  # one outcome only
+    assert done.wait(0) and done.value == 1 and done.exc is None
+
+    given_up = Outcome()
+    assert not given_up.wait(0.01)  # timed out: abandoned
+    assert not given_up.pending
+    assert not given_up.settle(3, None)  # the loop thread learns it was dropped
+    assert given_up.value is None
+
+    # settled by another thread while the waiter gives up: the outcome wins
+    raced = Outcome()
+    raced.settle(None, ValueError("x"))
+    assert not raced.abandon()
+    assert isinstance(raced.exc, ValueError) and raced.wait(0)
+
+    crossing = Outcome()
+    threading.Thread(target=lambda: crossing.settle("late", None)).start()
+    assert crossing.wait(5) and crossing.value == "late"

@@ -377,3 +377,67 @@ def test_tunnel_bad_heads():
     codec = tunnel.StreamCodec(http_head=True)
     (err,) = codec.feed(b"x" * (tunnel.MAX_HEAD_SIZE + 1))
     assert isinstance(err, DecodeError) and codec.feed(b"\r\n\r\n") == []
+
+
+# ------------------------------------------------------------------ compiled field layouts
+
+
+def _decode_outcome(raw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DecodeWarning)
+        try:
+            return repr(packets.decode_packet(raw))
+        except DecodeError as exc:
+            return f"DecodeError {exc}"
+
+
+def _general_outcome(raw):
+    """Decode with no compiled layout at all (the general loop only)."""
+    saved, limit = dict(packets._LAYOUTS), packets._LAYOUT_LIMIT
+    packets._LAYOUTS.clear()
+    packets._LAYOUT_LIMIT = 0
+    try:
+        return _decode_outcome(raw)
+    finally:
+        packets._LAYOUT_LIMIT = limit
+        packets._LAYOUTS.clear()
+        packets._LAYOUTS.update(saved)
+
+
+@SETTINGS
+@given(fields=field_lists, data=st.data())
+def test_compiled_layouts_decode_as_the_general_loop(fields, data):
+    clean = packets.encode_packet("DSPC", 1, TS, b"INFO", fields)
+    packets.decode_packet(clean)  # compiles the layouts of these fields
+    raw = bytearray(clean)
+    for _ in range(data.draw(st.integers(0, 3))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    raw = bytes(raw)
+    assert _decode_outcome(raw) == _general_outcome(raw)
+    assert _decode_outcome(raw) == _general_outcome(raw)  # and once compiled from raw
+
+
+def test_compiled_layouts_check_every_param_header():
+    packets._LAYOUTS.clear()
+
+    def one(**params):
+        return packets.decode_packet(packets.encode_packet("DSPC", 1, TS, b"INFO",
+                                                           [("LAYT", 7, params)]))
+
+    first = one(A=1, B="abc", C=u32(5))
+    again = one(A=-2, B="xyz", C=u32(2**32 - 1))  # same layout, new values
+    assert len(packets._LAYOUTS) == 1
+    assert again.fields == [("LAYT", 7, [("A", -2), ("B", "xyz"), ("C", 2**32 - 1)])]
+    assert type(again.fields[0][2][2][1]) is u32 and first.fields[0][2][0][1] == 1
+    # same field name and size, other names / types / string lengths: never the compiled one
+    assert one(X=1, B="abc", C=u32(5)).fields[0][2][0] == ("X", 1)
+    assert one(A=u32(1), B="abc", C=5).fields[0][2] == [("A", 1), ("B", "abc"), ("C", 5)]
+    assert type(one(A=u32(1), B="abc", C=5).fields[0][2][0][1]) is u32
+    assert one(A=1, B="ab", C=u32(5)).fields[0][2][1] == ("B", "ab")
+    # a bad string in a compiled layout is still a DecodeError
+    raw = bytearray(packets.encode_packet("DSPC", 1, TS, b"INFO", [("LAYT", 7, dict(
+        A=1, B="abc", C=u32(5)))]))
+    raw[raw.index(b"abc")] = 0xFF
+    with pytest.raises(DecodeError):
+        packets.decode_packet(bytes(raw))

@@ -388,6 +388,9 @@ def server_thread():
                 field.send(ERRO="nope", ERRC=9)
             elif field.name == "SLOW":
                 pass
+            elif field.name == "BYE":
+                conn.close()
+                return
             else:
                 field.send(ACKN=1)
                 field.send(**field)
@@ -432,6 +435,56 @@ def test_blocking_client(server_thread):
                 node.send("DSPC", "TIME", X=object())
             assert not node.is_closing()
         assert node.is_closing()
+
+
+def test_blocking_request_direct_path_and_its_ends(server_thread):
+    # request() writes from the calling thread and the loop hands the reply over.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        with blocking.connect(HOST, server_thread, timeout=5) as node:
+            assert node._direct and node.connection._conn.threadsafe_writes
+            # fields queued before the request are passed over, as Response.recv() does
+            node.send("DSPC", "TIME", Q=1)
+            assert node.request("DSPC", "TIME", Q=2)["Q"] == 2
+            # requests from several threads take turns and each gets its own reply
+            results = {}
+
+            def ask(i):
+                results[i] = node.request("DSPC", "TIME", N=i)["N"]
+
+            threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            assert results == {i: i for i in range(8)}
+            # the peer closes while a request waits: the waiter hears it at once
+            with pytest.raises(ncp.ConnectionClosed):
+                node.request("DSPC", "BYE")
+            # and a request on the closed connection says so (through the loop path)
+            with pytest.raises(ncp.ConnectionClosed):
+                node.request("DSPC", "TIME", N=1)
+            assert node.connection._reply_watch is None
+
+
+def test_blocking_request_keeps_an_overridden_send(server_thread):
+    from katcp.ncp.connection import Connection
+
+    sent = []
+
+    class Recording(Connection):
+        def send(self, packet_type, field_name, **params):
+            sent.append(field_name)
+            return super().send(packet_type, field_name, **params)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        with blocking.connect(HOST, server_thread, timeout=5) as node:
+            node.connection.__class__ = Recording
+            subclassed = blocking.BlockingConnection(node.connection, node._runner, 5)
+            assert not subclassed._direct
+            assert subclassed.request("DSPC", "TIME", N=3)["N"] == 3
+            assert sent == ["TIME"]
 
 
 def test_blocking_connect_failure_stops_its_loop():

@@ -8,6 +8,9 @@
 * :func:`call_blocking` runs a callable (or coroutine function) in the loop's thread and waits
   for its outcome with a timeout.
 * :func:`in_loop_thread` says whether the calling thread is the one running a loop.
+* :class:`Outcome` carries one result from the loop thread to a thread waiting for it, with a
+  timeout: :func:`call_blocking` uses it, and so does the NCP blocking ``request()``, whose
+  caller writes its request itself and waits for the reply field that the loop hands over.
 
 The public cross-thread methods delegate here: ``KATCPServer.call_from_thread`` (post),
 ``IOLoopThreadWrapper.call_in_ioloop``, ``testutils.call_in_ioloop``, the clients'
@@ -213,29 +216,77 @@ else:  # pragma: no cover - Python < 3.11: catchable as either kind of timeout
         """A blocking call into an ioloop timed out."""
 
 
-class _LoopCall:
-    """One blocking call into a loop: run in the loop's thread, waited for by the caller.
+class Outcome:
+    """One outcome handed from the loop thread to a thread that waits for it.
 
-    The caller waits on a bare lock that the loop thread releases with the outcome (lighter
-    than a concurrent future on the path of every blocking request); ``_guard`` makes
-    "settled" and "given up" exclude each other.
+    The loop thread calls :meth:`settle` once; the waiting thread calls :meth:`wait`, and may
+    give up at its timeout.  The waiter sleeps on a bare lock that :meth:`settle` releases
+    (lighter than a concurrent future, on the path of every blocking request); ``_guard``
+    makes "settled" and "given up" exclude each other, so an outcome is either delivered or
+    known to be dropped, never both.
     """
 
-    __slots__ = ("fn", "args", "kwargs", "value", "exc", "inner", "_done", "_guard", "_state")
+    __slots__ = ("value", "exc", "_done", "_guard", "_state")
 
     _PENDING, _SETTLED, _ABANDONED = 0, 1, 2
 
-    def __init__(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any]):
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
+    def __init__(self) -> None:
         self.value: Any = None
         self.exc: BaseException | None = None
-        self.inner: asyncio.Future | None = None
         self._done = threading.Lock()
         self._done.acquire()
         self._guard = threading.Lock()
         self._state = self._PENDING
+
+    @property
+    def pending(self) -> bool:
+        """Neither settled nor given up yet."""
+        return self._state == self._PENDING
+
+    def settle(self, value: Any, exc: BaseException | None) -> bool:
+        """Deliver the result ``value`` or the exception ``exc``; False if the waiter gave up."""
+        with self._guard:
+            if self._state != self._PENDING:
+                return False  # the waiter timed out meanwhile
+            self._state = self._SETTLED
+        self.value = value
+        self.exc = exc
+        self._done.release()
+        return True
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait for the outcome (waiting thread); False if ``timeout`` expired first.
+
+        After False the outcome is abandoned: a later :meth:`settle` returns False.
+        """
+        if self._done.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            return True
+        return not self.abandon()
+
+    def abandon(self) -> bool:
+        """Give up waiting; False if the outcome was settled first (it is then available)."""
+        with self._guard:
+            if self._state == self._PENDING:
+                self._state = self._ABANDONED
+                return True
+        if self._state == self._SETTLED:
+            self._done.acquire()  # settled just as we gave up: the outcome is on its way
+            self._done.release()  # (left released: a repeated wait returns at once)
+            return False
+        return True  # abandoned before
+
+
+class _LoopCall(Outcome):
+    """One blocking call into a loop: run in the loop's thread, waited for by the caller."""
+
+    __slots__ = ("fn", "args", "kwargs", "inner")
+
+    def __init__(self, fn: Callable[..., Any], args: Sequence[Any], kwargs: Dict[str, Any]):
+        super().__init__()
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.inner: asyncio.Future | None = None
 
     def run(self) -> None:
         """Call ``fn`` (loop thread); wait in the loop for a future or coroutine it returns."""
@@ -250,37 +301,17 @@ class _LoopCall:
                 inner.add_done_callback(self._inner_done)
                 return
         except BaseException as exc:  # handed to the calling thread
-            self._settle(None, exc)
+            self.settle(None, exc)
             return
-        self._settle(value, None)
+        self.settle(value, None)
 
     def _inner_done(self, inner: asyncio.Future) -> None:
         if inner.cancelled():
-            self._settle(None, concurrent.futures.CancelledError())
+            self.settle(None, concurrent.futures.CancelledError())
         elif inner.exception() is not None:
-            self._settle(None, inner.exception())
+            self.settle(None, inner.exception())
         else:
-            self._settle(inner.result(), None)
-
-    def _settle(self, value: Any, exc: BaseException | None) -> None:
-        with self._guard:
-            if self._state != self._PENDING:
-                return  # the caller timed out meanwhile
-            self._state = self._SETTLED
-        self.value = value
-        self.exc = exc
-        self._done.release()
-
-    def wait(self, timeout: float | None) -> bool:
-        """Wait for the outcome (calling thread); False if ``timeout`` expired first."""
-        if self._done.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
-            return True
-        with self._guard:
-            if self._state == self._PENDING:
-                self._state = self._ABANDONED
-                return False
-        self._done.acquire()  # settled just as we gave up: the outcome is on its way
-        return True
+            self.settle(inner.result(), None)
 
     def cancel_waiting(self) -> None:
         """Cancel what ``fn`` returned and is still being waited for (loop thread)."""

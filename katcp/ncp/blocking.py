@@ -17,9 +17,10 @@ network timeout.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any, Awaitable, Iterator, Mapping, TypeVar
 
-from .._aio.loopcalls import CallTimeoutError, call_blocking, in_loop_thread
+from .._aio.loopcalls import CallTimeoutError, Outcome, call_blocking, in_loop_thread
 from ..ioloop_manager import IOLoopManager
 from .client import connect as _async_connect
 from .connection import Connection, Field, Response
@@ -101,6 +102,21 @@ class BlockingConnection:
         self.connection = connection
         self._runner = runner
         self._timeout = timeout
+        self._request_lock = threading.Lock()
+        # request() writes from the calling thread once the transport allows it.
+        self._direct = runner.run(self._enable_direct(), timeout)
+
+    async def _enable_direct(self) -> bool:
+        # (Loop thread.)  The direct path stands for send() then recv(): a Connection
+        # subclass that overrides either keeps the loop path.
+        conn = self.connection
+        cls = type(conn)
+        if cls.send is not Connection.send or cls.recv is not Connection.recv:
+            return False
+        if conn._conn is None:
+            return False
+        conn._conn.enable_threadsafe_writes()
+        return True
 
     @property
     def remote_hostname(self) -> str:
@@ -149,12 +165,33 @@ class BlockingConnection:
             If no reply arrives in time.
         """
         connection = self.connection
+        wait = timeout or self._timeout
+        if self._direct:
+            # The request is written from this thread and the loop hands over the reply
+            # field: one thread hand-off per request.  Requests take turns (each would
+            # otherwise discard the other's reply while waiting for its own).
+            if not self._request_lock.acquire(timeout=wait):
+                raise NetworkTimeoutError(f"No turn to send within {wait} s")
+            try:
+                outcome = Outcome()
+                if connection._request_from_thread(packet_type, field_name, params, outcome):
+                    try:
+                        answered = outcome.wait(wait)
+                    finally:
+                        connection._drop_reply_watch(outcome)
+                    if not answered:
+                        raise NetworkTimeoutError(f"No reply within {wait} s")
+                    if outcome.exc is not None:
+                        raise outcome.exc
+                    return outcome.value
+            finally:
+                self._request_lock.release()
 
         async def request() -> Field:
             # Send and wait in one trip to the ioloop: one hand-off each way.
             return await connection.send(packet_type, field_name, **params).recv()
 
-        return self._runner.run(request(), timeout or self._timeout)
+        return self._runner.run(request(), wait)
 
     def recv(self, timeout: float | None = None) -> Field:
         """Wait for the next field received (any field, see :meth:`Connection.recv`)."""

@@ -18,7 +18,9 @@ import uuid
 import warnings
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Deque, Iterable, Mapping, Set, Tuple
+from typing import Any, AsyncIterator, Deque, Iterable, Mapping, NamedTuple, Set, Tuple
+
+from .._aio.loopcalls import Outcome
 
 from .errors import (
     CommandError,
@@ -127,6 +129,14 @@ class Field(dict):
         return self.connection._send_packet(self.packet_type, ((self.name, self.id, params),))
 
 
+class _ReplyWatch(NamedTuple):
+    """The reply a thread waits for: packet type, (field name, field id), and its outcome."""
+
+    packet_type: str
+    key: Tuple[str, int]
+    outcome: Outcome
+
+
 class _AsyncIteratorMixin:
     async def recv(self) -> Field:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -226,6 +236,8 @@ class Connection(_AsyncIteratorMixin):
         self._legacy = False
         self._last_send = loop.time()
         self._info = HOST_ID
+        # A reply that a thread other than the loop's waits for (see _watch_reply).
+        self._reply_watch: _ReplyWatch | None = None
 
     def __repr__(self) -> str:
         return f"<ncp.Connection {self.remote_hostname}>"
@@ -249,6 +261,8 @@ class Connection(_AsyncIteratorMixin):
                     conn.pause_reading()
         else:
             self._items.append(msg)
+        if self._reply_watch is not None:
+            self._serve_reply_watch()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(True)
@@ -262,6 +276,8 @@ class Connection(_AsyncIteratorMixin):
             # Framing is lost: nothing more can be read from this stream.
             self._terminal = exc
             self._cancel_keepalive()
+        if self._reply_watch is not None:
+            self._serve_reply_watch()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(True)
@@ -283,6 +299,8 @@ class Connection(_AsyncIteratorMixin):
             else:
                 err = ConnectionClosed(f"Connection to {self.remote_hostname} closed")
             self._terminal = err
+        if self._reply_watch is not None:
+            self._serve_reply_watch()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(False)
@@ -300,18 +318,23 @@ class Connection(_AsyncIteratorMixin):
         else:
             waiter.set_result(None)
 
+    def _pop_item(self) -> Any:
+        """Take the first queued item (there is one); raise it if it is an error."""
+        items = self._items
+        item = items.popleft()
+        if self._paused and len(items) < RECV_LOW_WATER:
+            self._paused = False
+            self._conn.resume_reading()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
     async def _next_item(self) -> Any:
         """Next queued field / head; raise queued errors; wait at most the receive timeout."""
         items = self._items
         while True:
             if items:
-                item = items.popleft()
-                if self._paused and len(items) < RECV_LOW_WATER:
-                    self._paused = False
-                    self._conn.resume_reading()
-                if isinstance(item, BaseException):
-                    raise item
-                return item
+                return self._pop_item()
             terminal = self._terminal
             if terminal is not None:
                 raise type(terminal)(*terminal.args) from terminal.__cause__
@@ -393,6 +416,71 @@ class Connection(_AsyncIteratorMixin):
         self._conn.write_bytes(data)
         self._last_send = self._loop.time()
         return Response(self, packet_type, {(name, fid) for name, fid, _ in encoded})
+
+    # ------------------------------------------------------------ requests from other threads
+    def _request_from_thread(
+        self, packet_type: str, field_name: str, params: Mapping[str, Any], outcome: Outcome
+    ) -> bool:
+        """Send a one-field packet from a thread other than the loop's; hand its reply over.
+
+        The packet is encoded and written in the calling thread (the transport connection's
+        thread-safe write, enabled by the caller in the loop thread); the loop thread settles
+        ``outcome`` with the first reply field, or with the error that ends the wait, taking
+        fields off the queue as :meth:`Response.recv` would.  Only the reply crosses threads.
+        Returns False, having sent nothing, when the connection is already closed or failed:
+        the caller then takes the ordinary path, which reports why.  One request at a time:
+        the caller clears the watch with :meth:`_drop_reply_watch` once its wait is over, so
+        the watch is only ever written by the one thread that waits.
+        """
+        conn = self._conn
+        fid = next_field_id()
+        data = encode_packet(
+            packet_type, 1, _now(_UTC), self._info, ((field_name, fid, params.items()),)
+        )
+        self._reply_watch = _ReplyWatch(packet_type, (field_name, fid), outcome)
+        # Checked after the watch is up: a failure from now on settles the outcome.
+        if conn is None or conn.closing or self._terminal is not None:
+            self._reply_watch = None
+            return False
+        conn.write_threadsafe(data)
+        self._last_send = self._loop.time()  # (a monotonic clock: any thread may read it)
+        return True
+
+    def _drop_reply_watch(self, outcome: Outcome) -> None:
+        """Stop handing a reply to ``outcome`` (the waiting thread, once its wait is over)."""
+        watch = self._reply_watch
+        if watch is not None and watch.outcome is outcome:
+            self._reply_watch = None
+
+    def _serve_reply_watch(self) -> None:
+        """Loop thread: hand the awaited reply (or what ends the wait) to the waiting thread."""
+        # Only the waiting thread sets and clears the watch (see _request_from_thread); once
+        # its outcome is settled or given up, fields stay queued for ordinary receivers.
+        watch = self._reply_watch
+        if watch is None:
+            return
+        outcome = watch.outcome
+        if not outcome.pending:
+            return
+        try:
+            while self._items:
+                item = self._pop_item()
+                if (
+                    type(item) is Field
+                    and (not self._filtered or self._accept(item))
+                    and item.packet_type == watch.packet_type
+                    and (item.name, item.id) == watch.key
+                ):
+                    break
+            else:
+                terminal = self._terminal
+                if terminal is None:
+                    return  # not yet
+                raise type(terminal)(*terminal.args) from terminal.__cause__
+        except Exception as exc:
+            outcome.settle(None, exc)
+        else:
+            outcome.settle(item, None)
 
     def send_packet(self, packet_type: str, **fields: Mapping[str, Any]) -> Response:
         """Send a packet containing several fields.

@@ -28,7 +28,9 @@ ncplib, so values match what an ncplib peer sees.
 from __future__ import annotations
 
 import struct
+import time
 import warnings
+from operator import itemgetter
 from array import array
 from datetime import datetime, timezone
 from typing import Any, Iterable, List, NamedTuple, Tuple, Union
@@ -109,7 +111,10 @@ _STR_TAILS = (b"\x00\x00\x00\x00", b"\x00\x00\x00", b"\x00\x00", b"\x00")
 _MAX_U24 = 2**24 - 1
 
 _UTC = timezone.utc
-_fromtimestamp = datetime.fromtimestamp
+_datetime = datetime
+_gmtime = time.gmtime
+#: (seconds since the epoch, its (year, month, day, hour, minute, second) in UTC).
+_LAST_SECOND: Tuple[int, Tuple[int, int, int, int, int, int]] = (-1, (1970, 1, 1, 0, 0, 0))
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 
 # Identifier caches (bounded): str -> wire bytes, wire bytes -> str.
@@ -322,6 +327,72 @@ def _param_size_error(pst: int, pos: int, pend: int, fend: int) -> DecodeError:
     return DecodeError(f"Parameter overflow by {pend - fend} bytes")
 
 
+# ---------------------------------------------------------------- field layouts
+# A node sends the same fields again and again: same param names, types and sizes, new
+# values.  The first time a field is seen, its layout (every param header) is compiled into
+# one struct that unpacks the whole field, and a function that builds its params from the
+# unpacked values.  Later fields with the same name and size word are unpacked in one call
+# and used only if every param header in them equals the compiled one, so the result is
+# always what the general loop below gives.  Only small fields of i32, u32 and string params
+# are compiled (the commonest control fields); anything else takes the general loop.
+
+#: (field name + size word) -> (unpack, header getter, expected headers, build), or None for
+#: a field that is not compiled.
+_LAYOUTS: dict = {}
+_UNSEEN = ()  # (falsy, like None: "take the general loop")
+#: Compiled layouts kept (each a struct and a small function: a few KB).
+_LAYOUT_LIMIT = 1024
+_LAYOUT_MAX_PARAMS = 16
+_LAYOUT_MAX_STRING = 64
+
+
+def _utf8_until_nul(raw: bytes) -> str:
+    nul = raw.find(b"\x00")
+    try:
+        return str(raw if nul < 0 else raw[:nul], "utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(str(exc)) from exc
+
+
+def _compile_layout(buf: bytes, pos: int, fend: int) -> Any:
+    """The layout of the params in ``buf[pos:fend]`` (already decoded once), or None."""
+    fmt = ["<"]
+    heads: List[Any] = []
+    head_idx: List[int] = []
+    items: List[str] = []
+    env: dict = {"_u32": _u32, "_str": _utf8_until_nul}
+    k = 0
+    while pos < fend:
+        pname, pst = _PARAM_UNPACK(buf, pos)
+        tid, size = pst >> 24, ((pst & 0xFFFFFF) << 2) - 8
+        name = decode_identifier(pname)
+        env[f"n{len(items)}"] = name
+        if tid == 0 and size == 4:
+            fmt.append("4sIi")
+            value = f"v[{k + 2}]"
+        elif tid == 1 and size == 4:
+            fmt.append("4sII")
+            value = f"_u32(v[{k + 2}])"
+        elif tid == 2 and 0 < size <= _LAYOUT_MAX_STRING:
+            fmt.append(f"4sI{size}s")
+            value = f"_str(v[{k + 2}])"
+        else:
+            return None
+        heads += [pname, pst]
+        head_idx += [k, k + 1]
+        items.append(f"(n{len(items)}, {value})")
+        k += 3
+        pos += size + 8
+        if len(items) > _LAYOUT_MAX_PARAMS:
+            return None
+    if not items:
+        return None
+    # Generated once per layout (as namedtuple does): one list display, no loop.
+    exec(f"def build(v):\n    return [{', '.join(items)}]", env)  # noqa: S102
+    return (struct.Struct("".join(fmt)).unpack_from, itemgetter(*head_idx), tuple(heads),
+            env["build"])
+
+
 def _decode(buf: bytes, base: int, total: int) -> Packet:
     """Decode the packet ``buf[base:base + total]``; its header magic is already checked."""
     _magic, ptype, _size, pid, _fmt, seconds, nanos, info = _HEADER_UNPACK(buf, base)
@@ -341,6 +412,20 @@ def _decode(buf: bytes, base: int, total: int) -> Packet:
         if fend > end or fend < pos + 12:
             raise _field_size_error(fst, pos, fend, end)
         pos += 12
+        key = buf[pos - 12 : pos - 4]
+        layout = _LAYOUTS.get(key, _UNSEEN)
+        if layout:
+            unpack, get_heads, heads, build = layout
+            # (fits: the layout's size is in the key, and fend <= end was checked)
+            values = unpack(buf, pos)
+            if get_heads(values) == heads:
+                try:
+                    fields.append((names[fname], fid, build(values)))
+                except KeyError:
+                    fields.append((decode_identifier(fname), fid, build(values)))
+                pos = fend
+                continue
+        start = pos
         params: List[Param] = []
         append = params.append
         while pos < fend:
@@ -373,6 +458,9 @@ def _decode(buf: bytes, base: int, total: int) -> Packet:
             except KeyError:
                 append((decode_identifier(pname), value))
             pos = pend
+        if layout is _UNSEEN and len(_LAYOUTS) < _LAYOUT_LIMIT:
+            # Decoded without error, so its params tile it exactly: compile its layout.
+            _LAYOUTS[key] = _compile_layout(buf, start, fend)
         try:
             fields.append((names[fname], fid, params))
         except KeyError:
@@ -381,8 +469,14 @@ def _decode(buf: bytes, base: int, total: int) -> Packet:
         name = names[ptype]
     except KeyError:
         name = decode_identifier(ptype)
-    # s + us/1e6 is exact to well under 0.5 us for any u32 s, so rounding gives the exact us.
-    timestamp = _fromtimestamp(seconds + (nanos // 1000) / 1e6, _UTC)
+    # Packets come many to a second: the date and time of the last second seen are kept
+    # (one tuple, replaced whole, so threads cannot see half an update).
+    global _LAST_SECOND
+    last = _LAST_SECOND
+    if last[0] != seconds:
+        t = _gmtime(seconds)
+        last = _LAST_SECOND = (seconds, (t[0], t[1], t[2], t[3], t[4], t[5]))
+    timestamp = _datetime(*last[1], nanos // 1000, _UTC)
     return _tuple_new(Packet, (name, pid, timestamp, info, fields))
 
 
