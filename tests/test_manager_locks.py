@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import os
 import re
 import subprocess
 import textwrap
@@ -17,7 +16,7 @@ from manager_support import (
     stop_device,
     until,
 )
-from peers import _python_ok
+from peers import katcp093_python
 
 from katcp.manager.locks import LockError, LockTable, audit_lock
 
@@ -220,18 +219,8 @@ KATCP093_CLIENT = textwrap.dedent("""
 """)
 
 
-def _katcp093_python() -> str:
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for python in (os.environ.get("KATCP093_PYTHON", ""),
-                   os.path.join(here, ".venv-peers", "katcp093", "bin", "python")):
-        if python and _python_ok(python):
-            return python
-    pytest.skip("no working katcp-python 0.9.3 venv (.venv-peers/katcp093 or $KATCP093_PYTHON "
-                "missing, or it does not import katcp 0.9.3)")
-
-
 def test_katcp_python_093_client_through_the_manager():
-    python = _katcp093_python()
+    python = katcp093_python()
 
     async def main():
         devices, specs = await _fleet()
