@@ -21,7 +21,6 @@ Set ``KATCP_SHOW_TRANSCRIPTS=1`` to print what the commands produce now.
 import doctest
 import glob
 import os
-import random
 import re
 import shutil
 import socket
@@ -31,6 +30,7 @@ import time
 import urllib.request
 
 import pytest
+from ports import free_consecutive_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRANSCRIPTS = os.path.join(ROOT, "doc", "transcripts")
@@ -148,24 +148,6 @@ class _Server:
         self.proc.communicate(timeout=10)
 
 
-def _free_consecutive_ports(count):
-    rng = random.Random()
-    while True:
-        base = rng.randrange(20000, 32000 - count)
-        socks = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-
-
 class _Fleet:
     """katcp-fleetsim with katcp-manager and katcp-exporter over it, in `cwd`, synced."""
 
@@ -205,7 +187,7 @@ class _Fleet:
     def _start(self):
         for attempt in range(5):
             # Consecutive ports below Linux's ephemeral range, free a moment ago.
-            base = _free_consecutive_ports(self.DEVICES)
+            base = free_consecutive_ports(self.DEVICES)
             log = self._spawn("fleetsim", "katcp.tools.fleetsim", "--devices",
                               str(self.DEVICES), "--sensors", str(self.SENSORS), "--rate", "0",
                               "--base-port", str(base), "--write-config", "fleet.toml")

@@ -415,11 +415,9 @@ def test_fleetsim_command_runs_and_stops_cleanly(tmp_path):
     import subprocess
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
-    if base > 65000:
-        base = 40000
+    from ports import free_consecutive_ports
+
+    base = free_consecutive_ports(3)
     config = tmp_path / "fleet.toml"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.Popen(
