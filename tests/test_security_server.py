@@ -246,6 +246,23 @@ def test_before_login_only_four_requests(secured, pki):
         raw.close()
 
 
+def test_help_lists_login(secured, pki):
+    """?login has no handler method, but a client learns it from ?help like any request."""
+    raw = RawTLS(secured, pki)
+    try:
+        raw.send("?help login")
+        lines = raw.read_until(b"!help ").decode().splitlines()
+        assert lines[-1] == "!help ok 1"
+        assert lines[0].startswith("#help login Log\\_in:\\_?login\\_USER\\_PASSWORD.")
+        raw.send("?help")
+        lines = raw.read_until(b"!help ").decode().splitlines()
+        names = [line.split()[1] for line in lines if line.startswith("#help")]
+        assert "login" in names and names == sorted(names)
+        assert lines[-1] == f"!help ok {len(names)}"
+    finally:
+        raw.close()
+
+
 @pytest.mark.parametrize("user,allowed,refused", [
     ("reader", ["?sensor-list", "?sensor-value", "?client-list", "?log-level", "?status",
                 "?watchdog", "?help"],

@@ -14,6 +14,12 @@ from katcp._server.sensors import SensorServerBase, _native
 
 __all__ = ["DeviceServer", "AsyncDeviceServer"]
 
+#: ``?help login`` on a server with login (``?login`` has no handler method of its own).
+_LOGIN_HELP = ("Log in: ?login USER PASSWORD. The reply is ok and the user's role (read, "
+               "control or admin), or fail. Until then only ?login, ?help, ?watchdog and "
+               "?version-list are answered.")
+
+
 class DeviceServer(SensorServerBase):
     """Implements the standard KATCP requests, sensors and sampling on top of DeviceServerBase.
 
@@ -132,16 +138,19 @@ class DeviceServer(SensorServerBase):
             !help ok 1
 
         """
-        handlers = self._request_handlers
+        docs = {name: method.__doc__ or "" for name, method in self._request_handlers.items()}
+        if self.access_control is not None:
+            # Answered by the access control, not by a handler method: listed all the same.
+            docs.setdefault("login", _LOGIN_HELP)
         if not msg.arguments:
-            for name, method in sorted(handlers.items()):
-                req.inform(name, method.__doc__ or "")
-            return req.make_reply("ok", str(len(handlers)))
+            for name, doc in sorted(docs.items()):
+                req.inform(name, doc)
+            return req.make_reply("ok", str(len(docs)))
         name = _native(msg.arguments[0])
-        method = handlers.get(name)
-        if method is None:
+        doc = docs.get(name)
+        if doc is None:
             return req.make_reply("fail", "Unknown request method.")
-        req.inform(name, (method.__doc__ or "").strip())
+        req.inform(name, doc.strip())
         return req.make_reply("ok", "1")
 
     @has_katcp_protocol_flags([ProtocolFlags.REQUEST_TIMEOUT_HINTS])
