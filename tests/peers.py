@@ -298,7 +298,7 @@ def katcp093_python() -> str:
 
 def _find_or_create_venv() -> Tuple[str | None, str]:
     candidates = [os.environ.get("KATCP093_PYTHON", ""),
-                  os.path.join(PEER_VENV, "bin", "python"), "/tmp/k093/bin/python"]
+                  os.path.join(PEER_VENV, "bin", "python")]
     for python in candidates:
         if python and _python_ok(python):
             return python, ""
