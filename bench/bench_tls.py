@@ -6,10 +6,10 @@ on 127.0.0.1: plain TCP and TLS (a fresh CA-signed certificate, ECDSA P-256, mad
 block so that machine load hits both alike (medians of per-block means):
 
 1. sequential request RTT with ``AsyncClient.future_request`` (goal: TLS <= 1.3x plain);
-2. sequential request RTT with ``BlockingClient.blocking_request`` from a plain thread
-   (on TLS the blocking client's direct socket write is off: the request goes through the
-   ioloop, so this shows what that costs);
-3. throughput: ``--window`` requests in flight with a ``--payload``-byte argument, in
+2. sequential request RTT with ``BlockingClient.blocking_request`` from a plain thread;
+3. the CPU time (client and server processes together) per request of 1 and 2, which
+   machine load disturbs much less than the wall-clock RTT;
+4. throughput: ``--window`` requests in flight with a ``--payload``-byte argument, in
    requests/s and MB/s of request + reply bytes.
 
 Usage: ``python bench/bench_tls.py [--requests N] [--blocks N] [--window N] [--payload N]``
@@ -61,7 +61,9 @@ for server in servers:
     server.set_concurrency_options(thread_safe=False, handler_thread=False)
     server.start(timeout=10)
 print(servers[0].bind_address[1], servers[1].bind_address[1], flush=True)
-sys.stdin.read()
+import time
+for line in sys.stdin:  # each line asks for the CPU time used so far
+    print(time.process_time(), flush=True)
 for server in servers:
     server.stop(timeout=5)
     server.join(timeout=5)
@@ -83,6 +85,12 @@ class ServerProcess:
             self.proc.kill()
             raise RuntimeError("benchmark server did not start")
         self.plain_port, self.tls_port = (int(p) for p in line[0].split())
+
+    def cpu(self) -> float:
+        """CPU seconds the server process has used so far."""
+        self.proc.stdin.write(b"\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
 
     def close(self) -> None:
         try:
@@ -115,30 +123,37 @@ async def _async_client(port: int, ssl_ctx) -> AsyncClient:
     return client
 
 
-async def async_rtt(ports: dict, ctx, requests: int, blocks: int) -> dict:
-    """Per-block mean RTT of sequential ``future_request``s, plain and TLS interleaved."""
+def _cpu_now(server_cpu) -> float:
+    return time.process_time() + server_cpu()
+
+
+async def async_rtt(ports: dict, ctx, requests: int, blocks: int, server_cpu) -> tuple:
+    """Per-block mean RTT and CPU time (client + server) of sequential ``future_request``s."""
     clients = {name: await _async_client(port, ctx if name == "tls" else None)
                for name, port in ports.items()}
     samples: dict = {name: [] for name in clients}
+    cpu: dict = {name: [] for name in clients}
     block = max(requests // blocks, 1)
     for client in clients.values():  # warm up
         for _ in range(100):
             await client.future_request(Message.request("echo", "x"))
     for _ in range(blocks):
         for name, client in clients.items():
+            c0 = _cpu_now(server_cpu)
             t0 = time.perf_counter()
             for _ in range(block):
                 reply, _ = await client.future_request(Message.request("echo", "x"))
             samples[name].append((time.perf_counter() - t0) / block)
+            cpu[name].append((_cpu_now(server_cpu) - c0) / block)
             assert reply.reply_ok(), reply
     for client in clients.values():
         client.stop()
         await client.until_stopped(timeout=10)
-    return samples
+    return samples, cpu
 
 
-def blocking_rtt(ports: dict, ctx, requests: int, blocks: int) -> dict:
-    """Per-block mean RTT of sequential ``blocking_request``s from this thread."""
+def blocking_rtt(ports: dict, ctx, requests: int, blocks: int, server_cpu) -> tuple:
+    """Per-block mean RTT and CPU time of sequential ``blocking_request``s from this thread."""
     clients = {}
     for name, port in ports.items():
         client = BlockingClient("127.0.0.1", port, timeout=30,
@@ -147,21 +162,24 @@ def blocking_rtt(ports: dict, ctx, requests: int, blocks: int) -> dict:
         client.wait_protocol(10)
         clients[name] = client
     samples: dict = {name: [] for name in clients}
+    cpu: dict = {name: [] for name in clients}
     block = max(requests // blocks, 1)
     for client in clients.values():
         for _ in range(100):
             client.blocking_request(Message.request("echo", "x"))
     for _ in range(blocks):
         for name, client in clients.items():
+            c0 = _cpu_now(server_cpu)
             t0 = time.perf_counter()
             for _ in range(block):
                 reply, _ = client.blocking_request(Message.request("echo", "x"))
             samples[name].append((time.perf_counter() - t0) / block)
+            cpu[name].append((_cpu_now(server_cpu) - c0) / block)
             assert reply.reply_ok(), reply
     for client in clients.values():
         client.stop()
         client.join(10)
-    return samples
+    return samples, cpu
 
 
 async def throughput(ports: dict, ctx, requests: int, blocks: int, window: int,
@@ -215,8 +233,9 @@ def main(argv=None) -> int:
         server = ServerProcess(cert, key)
         try:
             ports = {"plain": server.plain_port, "tls": server.tls_port}
-            a = asyncio.run(async_rtt(ports, ctx, args.requests, args.blocks))
-            b = blocking_rtt(ports, ctx, args.requests, args.blocks)
+            a, a_cpu = asyncio.run(async_rtt(ports, ctx, args.requests, args.blocks,
+                                             server.cpu))
+            b, b_cpu = blocking_rtt(ports, ctx, args.requests, args.blocks, server.cpu)
             t = asyncio.run(throughput(ports, ctx, args.requests, args.blocks, args.window,
                                        args.payload))
         finally:
@@ -225,7 +244,9 @@ def main(argv=None) -> int:
     print(f"{'measurement':<34}{'plain':>12}{'TLS':>12}{'TLS/plain':>11}")
     for label, samples, unit, scale in (
             ("AsyncClient RTT", a, "us", 1e6),
-            ("BlockingClient RTT", b, "us", 1e6)):
+            ("AsyncClient CPU/request", a_cpu, "us", 1e6),
+            ("BlockingClient RTT", b, "us", 1e6),
+            ("BlockingClient CPU/request", b_cpu, "us", 1e6)):
         plain, tls = (statistics.median(samples[k]) * scale for k in ("plain", "tls"))
         print(f"{label + ' (' + unit + ')':<34}{plain:>12.1f}{tls:>12.1f}{tls / plain:>10.2f}x")
     plain, tls = (statistics.median(t[k]) for k in ("plain", "tls"))

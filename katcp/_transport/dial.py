@@ -13,7 +13,14 @@ import ssl as _ssl
 from typing import Any, Awaitable, Callable
 
 from katcp._aio.lowlevel import is_selector_loop
-from katcp._transport.protocol import Codec, Connection, ConnectionHandler, _check_ssl
+from katcp._transport.protocol import (
+    Codec,
+    Connection,
+    ConnectionHandler,
+    _buffer_for_loop,
+    _check_ssl,
+)
+from katcp._transport.tlsbio import CLIENT_HANDSHAKE_TIMEOUT, TLSTransport
 
 
 def start_connect(
@@ -152,20 +159,24 @@ async def open_connection(
         max_write_buffer_size=max_write_buffer_size,
         logger=logger,
     )
-    kwargs: dict = {}
-    if ssl_ctx is not None:
-        kwargs["ssl"] = ssl_ctx
-        if server_hostname is not None:
-            kwargs["server_hostname"] = server_hostname
-        elif sock is not None:
-            kwargs["server_hostname"] = host
-        if timeout is not None:
-            kwargs["ssl_handshake_timeout"] = timeout
+    tls: TLSTransport | None = None
+    waiter: asyncio.Future | None = None
+    if ssl_ctx is None:
+        factory: Callable[[], Any] = lambda: conn  # noqa: E731
+    else:
+        # TLS in our own transport (see katcp._transport.tlsbio); asyncio gives plain TCP.
+        waiter = loop.create_future()
+        tls = TLSTransport(
+            conn, ssl_ctx, server_side=False,
+            server_hostname=server_hostname if server_hostname is not None else host,
+            handshake_timeout=CLIENT_HANDSHAKE_TIMEOUT if timeout is None else None,
+            waiter=waiter, buffer=_buffer_for_loop(loop))
+        factory = lambda: tls  # noqa: E731
     coro: Awaitable[Any]
     if sock is None:
-        coro = loop.create_connection(lambda: conn, host, port, **kwargs)
+        coro = _connect(loop, factory, host, port, tls, waiter)
     else:
-        coro = _connect_sock(loop, sock, lambda: conn, kwargs)
+        coro = _connect_sock(loop, sock, factory, tls, waiter)
     if timeout is None:
         await coro
     else:
@@ -173,12 +184,31 @@ async def open_connection(
     return conn
 
 
+async def _connect(loop: asyncio.AbstractEventLoop, factory: Callable[[], Any], host: str,
+                   port: int, tls: TLSTransport | None, waiter: asyncio.Future | None) -> None:
+    await loop.create_connection(factory, host, port)
+    if tls is not None:
+        await _handshake(tls, waiter)
+
+
+async def _handshake(tls: TLSTransport, waiter: asyncio.Future | None) -> None:
+    """Wait for the TLS handshake; drop the connection if it fails or is cancelled."""
+    try:
+        await waiter  # type: ignore[misc]
+    except BaseException:
+        tls.abort()
+        raise
+
+
 async def _connect_sock(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Callable[[], Any], kwargs: dict
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Callable[[], Any],
+    tls: TLSTransport | None, waiter: asyncio.Future | None
 ) -> None:
     try:
         await _until_connected(loop, sock)
-        await loop.create_connection(factory, sock=sock, **kwargs)
+        await loop.create_connection(factory, sock=sock)
     except BaseException:
         sock.close()
         raise
+    if tls is not None:
+        await _handshake(tls, waiter)

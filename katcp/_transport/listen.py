@@ -14,9 +14,11 @@ from katcp._transport.protocol import (
     Codec,
     Connection,
     ConnectionHandler,
+    _buffer_for_loop,
     _check_ssl,
     format_address,
 )
+from katcp._transport.tlsbio import HANDSHAKE_TIMEOUT, TLSTransport
 
 
 #: What :func:`listen_socket` reports for the all-interfaces address ``""``: the address
@@ -106,6 +108,7 @@ async def create_server(
     backlog: int = 128,
     start_serving: bool = True,
     sock: socket.socket | None = None,
+    tls_handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
 ) -> asyncio.base_events.Server:
     """Listen for connections; each gets a :class:`Connection` with a fresh codec.
 
@@ -140,6 +143,9 @@ async def create_server(
     sock : socket.socket, optional
         A socket already bound and listening (see :func:`listen_socket`) to serve on
         instead of binding ``host`` and ``port``, which must then be None.
+    tls_handshake_timeout : float, optional
+        With ``ssl``: seconds a new connection has to complete the TLS handshake before it
+        is dropped (e.g. a plaintext client that waits for a greeting); None for no limit.
 
     Returns
     -------
@@ -148,9 +154,10 @@ async def create_server(
     """
     loop = asyncio.get_running_loop()
     ssl_ctx = _check_ssl(ssl)
+    buffer = _buffer_for_loop(loop)
 
-    def factory() -> Connection:
-        return Connection(
+    def factory() -> asyncio.BaseProtocol:
+        conn = Connection(
             handler,
             codec_factory(),
             loop,
@@ -158,12 +165,17 @@ async def create_server(
             max_write_buffer_size=max_write_buffer_size,
             logger=logger,
         )
+        if ssl_ctx is None:
+            return conn
+        # TLS in our own transport (see katcp._transport.tlsbio); asyncio gives plain TCP.
+        return TLSTransport(conn, ssl_ctx, server_side=True,
+                            handshake_timeout=tls_handshake_timeout, buffer=buffer)
 
     if sock is not None:
         if host is not None or port is not None:
             raise ValueError("host and port must be None when sock is given")
         server = await loop.create_server(
-            factory, sock=sock, ssl=ssl_ctx, backlog=backlog, start_serving=start_serving)
+            factory, sock=sock, backlog=backlog, start_serving=start_serving)
     elif port is None:
         raise ValueError("port must be given unless sock is")
     else:
@@ -171,12 +183,11 @@ async def create_server(
             factory,
             host or None,
             port,
-            ssl=ssl_ctx,
             reuse_address=reuse_address,
             backlog=backlog,
             start_serving=start_serving,
         )
-    if start_serving and ssl_ctx is None and lowlevel.can_accept_directly(loop):
+    if start_serving and lowlevel.can_accept_directly(loop):
         for sock in server.sockets:
             lowlevel.accept_directly(loop, server, sock, factory, backlog, format_address)
     return server
