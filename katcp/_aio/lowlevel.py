@@ -28,15 +28,15 @@ sources of each of those versions):
     the listening socket replaces asyncio's accept reader (the selector keeps one reader
     per descriptor and ``_add_reader`` cancels the old handle), and ``Server.close()``
     (``loop._stop_serving``) removes ours as it would remove asyncio's.
-    Fallback: asyncio's own accept path (TLS servers always use it).
+    Fallback: asyncio's own accept path.
 
 Transport class name, ``TransportSocket._sock`` and ``sock.send`` from another thread  (:func:`direct_socket`, :func:`send_now`)
     ``blocking_request`` writes its request on the socket from the calling thread so that
     only the reply crosses threads.  Only for ``_SelectorSocketTransport`` (the plain TCP
-    transport of selector loops, named so from 3.4 to 3.13; a TLS transport carries
-    records, not our bytes).  ``get_extra_info("socket")`` is an
-    ``asyncio.trsock.TransportSocket`` (3.8+) that refuses ``send``; its ``_sock`` is the
-    real socket (same name 3.8 to 3.13).  ``socket.send`` on a non-blocking socket is
+    transport of selector loops, named so from 3.4 to 3.13; over katcp's own TLS, which
+    runs on such a transport, the sending thread encrypts first).
+    ``get_extra_info("socket")`` is an ``asyncio.trsock.TransportSocket`` (3.8+) that
+    refuses ``send``; its ``_sock`` is the real socket (same name 3.8 to 3.13).  ``socket.send`` on a non-blocking socket is
     thread-safe in CPython (one system call, the GIL released around it).  The
     connection sends directly only while neither it nor the transport holds unsent bytes
     (``Connection._backlog``), under the lock the loop thread takes for its own writes,
@@ -105,7 +105,7 @@ def direct_socket(
     if not USE_PRIVATE or transport is None or not is_selector_loop(loop):
         return None
     if type(transport).__name__ != "_SelectorSocketTransport":
-        return None  # e.g. TLS: the socket carries records, not our bytes
+        return None  # e.g. asyncio's TLS transport: its records are not ours to send
     sock = _raw_socket(transport.get_extra_info("socket"))
     return sock if isinstance(sock, socket.socket) else None
 
@@ -148,8 +148,8 @@ def accept_directly(
 
     asyncio's own accept path makes the transport in a task started for each connection, a
     loop iteration later, so a server's greeting goes out two iterations after the accept.
-    Here it goes out in the next one.  Call only if :func:`can_accept_directly`; plain TCP
-    only (TLS servers keep asyncio's path).
+    Here it goes out in the next one.  Call only if :func:`can_accept_directly` (TLS
+    servers too: their TLS runs in the protocol, over a plain TCP transport).
 
     Parameters
     ----------

@@ -8,7 +8,7 @@ import socket
 import ssl as _ssl
 import threading
 import weakref
-from typing import Any, List, Protocol, Tuple
+from typing import Any, Callable, List, Protocol, Tuple
 
 from katcp._aio.loopcalls import LoopCalls, loop_calls
 from katcp._aio.lowlevel import direct_socket, send_now
@@ -201,6 +201,7 @@ class Connection(asyncio.BufferedProtocol):
         "max_burst",
         "_send_lock",
         "_direct_sock",
+        "_encrypt",
         "_xflush",
         "_loop_calls",
         "_backlog",
@@ -246,6 +247,7 @@ class Connection(asyncio.BufferedProtocol):
         # Thread-safe writes (see enable_threadsafe_writes); off for server connections.
         self._send_lock: threading.RLock | None = None
         self._direct_sock: socket.socket | None = None
+        self._encrypt: Callable[[bytes], bytes] | None = None
         self._xflush = False
         self._backlog = False
         self._loop_calls: LoopCalls | None = None
@@ -553,17 +555,23 @@ class Connection(asyncio.BufferedProtocol):
     def enable_threadsafe_writes(self) -> None:
         """Allow :meth:`write_threadsafe` from threads other than the ioloop's.
 
-        Call in the ioloop thread once connected.  On a plain TCP connection of asyncio's
+        Call in the ioloop thread once connected.  On a TCP connection of asyncio's
         selector loop, other threads then send on the socket themselves while nothing is
-        queued, without waking the ioloop; otherwise (TLS, other loops) their output is
-        handed to the ioloop.
+        queued, without waking the ioloop (over TLS they encrypt first, under the same
+        lock); otherwise (other loops) their output is handed to the ioloop.
         """
         if self._send_lock is not None:
             return
         # Re-entrant: a flush that overflows the write buffer aborts, which clears the queue.
         self._send_lock = threading.RLock()
         self._loop_calls = loop_calls(self.loop)
-        self._direct_sock = direct_socket(self.loop, self.transport)
+        transport = self.transport
+        # TLS (katcp._transport.tlsbio.TLSTransport): other threads encrypt, then send the
+        # records on the TCP transport's socket.
+        self._encrypt = getattr(transport, "encrypt", None)
+        if self._encrypt is not None:
+            transport = transport.raw  # type: ignore[union-attr]
+        self._direct_sock = direct_socket(self.loop, transport)
 
     @property
     def threadsafe_writes(self) -> bool:
@@ -595,10 +603,20 @@ class Connection(asyncio.BufferedProtocol):
                 return
             sock = self._direct_sock
             if sock is not None and not self._pending and not self._backlog:
-                sent = send_now(sock, data)
-                if sent == len(data):
-                    return
-                data = data[sent:]
+                encrypt = self._encrypt
+                if encrypt is not None:
+                    records = encrypt(data)
+                    sent = send_now(sock, records)
+                    if sent == len(records):
+                        return
+                    # The rest is encrypted already: the TLS transport sends it first.
+                    self.transport.queue_records(records[sent:])  # type: ignore[union-attr]
+                    data = b""
+                else:
+                    sent = send_now(sock, data)
+                    if sent == len(data):
+                        return
+                    data = data[sent:]
                 # The ioloop must hand the rest to the transport before anyone sends again.
                 self._backlog = True
             self._pending.append(data)

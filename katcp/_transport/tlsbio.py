@@ -97,12 +97,13 @@ class TLSTransport(asyncio.Transport, asyncio.BufferedProtocol):
         self._ready = False  # handshake done, connection told
         self._closing = False
         self._exc: BaseException | None = None
+        self._records: List[bytes] = []  # encrypted by another thread, not yet sent
 
     def __repr__(self) -> str:
         return f"<TLSTransport {getattr(self.conn, 'address', '?')}>"
 
     # ------------------------------------------------------------------ TCP side (protocol)
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start the handshake on the fresh TCP transport (asyncio callback)."""
         self.raw = transport  # type: ignore[assignment]
         try:
@@ -274,32 +275,72 @@ class TLSTransport(asyncio.Transport, asyncio.BufferedProtocol):
                 self.raw.abort()
 
     def _send_out(self) -> None:
+        """Send what the SSLObject wrote by itself (handshake, alerts, key updates)."""
         data = self._outgoing.read()
-        if data and self.raw is not None and not self.raw.is_closing():
-            self.raw.write(data)
+        raw = self.raw
+        if data and raw is not None and not raw.is_closing():
+            if self._records:
+                self._write_records()
+            raw.write(data)
+            if self._ready and raw.get_write_buffer_size():
+                # Held back by the TCP transport: other threads must not send directly
+                # (and overtake it) until the connection's next flush says it is gone.
+                self.conn._backlog = True
 
     def _send_close_notify(self) -> None:
         sslobj = self.sslobj
         if sslobj is None:
             return
+        lock = self.conn._send_lock
+        if lock is not None:
+            lock.acquire()
         try:
-            sslobj.unwrap()
-        except (_ssl.SSLError, ValueError):
-            pass  # SSLWantReadError: ours is queued, the peer's is not awaited
-        self._send_out()
+            try:
+                sslobj.unwrap()
+            except (_ssl.SSLError, ValueError):
+                pass  # SSLWantReadError: ours is queued, the peer's is not awaited
+            if self._records:
+                self._write_records()
+            self._send_out()
+        finally:
+            if lock is not None:
+                lock.release()
 
     # ------------------------------------------------------------------ connection side (transport)
     def write(self, data: Any) -> None:
         """Encrypt ``data`` and hand the records to the TCP transport."""
         if self._closing:
             return
-        self.sslobj.write(data)  # type: ignore[union-attr]
-        self.raw.write(self._outgoing.read())  # type: ignore[union-attr]
+        if self._records:
+            self._write_records()
+        if data:
+            self.sslobj.write(data)  # type: ignore[union-attr]
+            self.raw.write(self._outgoing.read())  # type: ignore[union-attr]
 
     def encrypt(self, data: bytes) -> bytes:
-        """The TLS records carrying ``data`` (the caller sends them, in order)."""
+        """The TLS records carrying ``data``, for the caller to send on the socket itself.
+
+        For ``Connection.write_threadsafe`` (any thread, holding the connection's send
+        lock, while nothing waits to be sent): records are numbered, so they must go out
+        in the order they were made.  What the socket does not take goes to
+        :meth:`queue_records`.
+        """
         self.sslobj.write(data)  # type: ignore[union-attr]
         return self._outgoing.read()
+
+    def queue_records(self, records: bytes) -> None:
+        """Records from :meth:`encrypt` the socket did not take (any thread, send lock held).
+
+        They go to the TCP transport ahead of anything written after them, at the next
+        :meth:`write` (the connection's loop-thread flush writes, if only ``b""``).
+        """
+        self._records.append(records)
+
+    def _write_records(self) -> None:
+        records = self._records
+        data = records[0] if len(records) == 1 else b"".join(records)
+        records.clear()
+        self.raw.write(data)  # type: ignore[union-attr]
 
     def writelines(self, list_of_data: Any) -> None:
         """Encrypt and send each buffer in turn."""
@@ -310,12 +351,7 @@ class TLSTransport(asyncio.Transport, asyncio.BufferedProtocol):
         if self._closing:
             return
         self._closing = True
-        lock = getattr(self.conn, "_send_lock", None)
-        if lock is not None:
-            with lock:
-                self._send_close_notify()
-        else:
-            self._send_close_notify()
+        self._send_close_notify()
         if self.raw is not None:
             self.raw.close()
 
