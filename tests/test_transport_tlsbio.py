@@ -14,12 +14,18 @@ import threading
 
 import pytest
 
+from katcp._security.access import AccessControl
+from katcp._security.passwords import ScryptParams
 from katcp._security.tls import client_context, server_context
+from katcp._security.userstore import UserStore
+from katcp._server.connections import KATCPServer
 from katcp._transport.protocol import Connection, WriteBufferOverflow
 from katcp._transport.tlsbio import TLSHandshakeTimeout, TLSTransport
+from katcp.client import BlockingClient
 from katcp.codec import LineCodec
 from katcp.connection import create_server, open_connection
 from katcp.core import Message
+from katcp.server import DeviceServer
 
 from _security_pki import make_pki
 
@@ -536,3 +542,58 @@ def test_direct_writes_from_threads_with_partial_sends(pki, monkeypatch):
 
     run(main())
     assert queued  # the socket filled up: some records were handed to the ioloop
+
+
+class Instrument(DeviceServer):
+    VERSION_INFO = ("instrument", 1, 0)
+    BUILD_INFO = ("instrument", 1, 0, "")
+
+    def setup_sensors(self):
+        pass
+
+    def request_echo(self, req, msg):
+        """Reply with the arguments."""
+        return req.make_reply("ok", *msg.arguments)
+
+
+def _silent_client_is_dropped(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        return sock.recv(100)
+
+
+def test_device_server_handshake_timeout_is_at_most_the_login_timeout(pki, tmp_path):
+    store = UserStore(tmp_path / "users.db", params=ScryptParams(n=2**8))
+    access = AccessControl(store, login_timeout=0.3)
+    ctx = server_context(pki.server_cert, pki.server_key)
+    plain = Instrument("127.0.0.1", 0, ssl=ctx)
+    assert plain._server._tls_handshake_timeout() == KATCPServer.TLS_HANDSHAKE_TIMEOUT == 10
+    server = Instrument("127.0.0.1", 0, ssl=ctx, users=access)
+    assert server._server._tls_handshake_timeout() == 0.3
+    server.start(timeout=TIMEOUT)
+    try:
+        # A plaintext client waiting for the greeting is dropped once 0.3 s have passed.
+        assert _silent_client_is_dropped(server.bind_address[1]) == b""
+    finally:
+        server.stop()
+        server.join(timeout=TIMEOUT)
+
+
+def test_blocking_client_writes_directly_over_tls(pki):
+    server = Instrument("127.0.0.1", 0, ssl=server_context(pki.server_cert, pki.server_key))
+    server.start(timeout=TIMEOUT)
+    client = BlockingClient(*server.bind_address, ssl=client_context(cafile=pki.ca_cert),
+                            timeout=TIMEOUT)
+    client.start()
+    try:
+        assert client.wait_protocol(TIMEOUT)
+        for i in range(50):
+            reply, _ = client.blocking_request(Message.request("echo", i, "z" * (i * 997)))
+            assert reply.reply_ok() and reply.arguments[1:] == [str(i).encode(),
+                                                                 b"z" * (i * 997)]
+        conn = client._conn
+        assert conn._encrypt is not None and conn._direct_sock is not None
+    finally:
+        client.stop()
+        client.join(TIMEOUT)
+        server.stop()
+        server.join(timeout=TIMEOUT)

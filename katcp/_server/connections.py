@@ -28,6 +28,7 @@ from katcp._protocol.linecodec import LineCodec
 from katcp._protocol.message import Message
 from katcp._security.access import AccessControl, Session
 from katcp._transport.listen import create_server, listen_socket
+from katcp._transport.tlsbio import HANDSHAKE_TIMEOUT
 
 __all__ = ["ClientConnection", "ThreadsafeClientConnection", "ClientRequestConnection",
            "KATCPServer"]
@@ -429,6 +430,10 @@ class KATCPServer:
     DISCONNECT_TIMEOUT = 1
     MAX_MSG_SIZE = 2 * 1024 * 1024
     MAX_WRITE_BUFFER_SIZE = 4 * 1024 * 1024
+    #: With ``ssl``: seconds a new connection has to complete the TLS handshake (a
+    #: plaintext client waiting for a greeting is dropped then); with ``access``, at most
+    #: its login timeout.
+    TLS_HANDSHAKE_TIMEOUT = HANDSHAKE_TIMEOUT
 
     client_connection_factory = ClientConnection
 
@@ -573,7 +578,7 @@ class KATCPServer:
                 self, self._codec_factory, None, None, sock=sock, ssl=self.ssl,
                 max_msg_size=self.MAX_MSG_SIZE,
                 max_write_buffer_size=self.MAX_WRITE_BUFFER_SIZE,
-                logger=self._logger)
+                logger=self._logger, tls_handshake_timeout=self._tls_handshake_timeout())
         except Exception:
             if sock is not None:
                 sock.close()
@@ -583,6 +588,13 @@ class KATCPServer:
         if self.idle_timeout is not None:
             self._idle_timer = self._loop.call_later(self._idle_period(), self._close_idle)
         self._running.set()
+
+    def _tls_handshake_timeout(self) -> float:
+        timeout = self.TLS_HANDSHAKE_TIMEOUT
+        access = self.access
+        if access is not None and access.login_timeout is not None:
+            timeout = min(timeout, access.login_timeout)
+        return timeout
 
     def _idle_period(self) -> float:
         # Checked four times per timeout: a connection goes at most a quarter late.
