@@ -14,6 +14,7 @@ import threading
 
 import pytest
 
+from katcp._aio import lowlevel
 from katcp._security.access import AccessControl
 from katcp._security.passwords import ScryptParams
 from katcp._security.tls import client_context, server_context
@@ -28,6 +29,7 @@ from katcp.core import Message
 from katcp.server import DeviceServer
 
 from _security_pki import make_pki
+from test_security_tls import Handler
 
 TIMEOUT = 5.0
 
@@ -35,41 +37,6 @@ TIMEOUT = 5.0
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     return make_pki(str(tmp_path_factory.mktemp("pki")))
-
-
-class Handler:
-    """Records connections and messages; a server echoes requests as ok replies."""
-
-    def __init__(self, echo: bool = False) -> None:
-        self.echo = echo
-        self.made: list = []
-        self.messages: list = []
-        self.lost: list = []
-        self.changed = asyncio.Event()
-
-    def connection_made(self, conn):
-        self.made.append(conn)
-        self.changed.set()
-
-    def message_received(self, conn, msg):
-        self.messages.append(msg)
-        if self.echo:
-            conn.write(Message.reply_to_request(msg, "ok", *msg.arguments))
-        self.changed.set()
-
-    def decode_error(self, conn, exc):
-        self.changed.set()
-
-    def connection_lost(self, conn, exc):
-        self.lost.append(exc)
-        self.changed.set()
-
-    async def wait(self, cond, timeout: float = TIMEOUT) -> None:
-        async def loop():
-            while not cond():
-                self.changed.clear()
-                await self.changed.wait()
-        await asyncio.wait_for(loop(), timeout)
 
 
 def run(coro):
@@ -177,6 +144,18 @@ async def _stop(server):
     await server.wait_closed()
 
 
+async def _dial(pki, port, handler, **kwargs):
+    return await open_connection(handler, LineCodec(), "127.0.0.1", port,
+                                 ssl=client_context(cafile=pki.ca_cert), timeout=TIMEOUT,
+                                 **kwargs)
+
+
+async def _finish(conn, server):
+    conn.close()
+    await conn.wait_closed()
+    await _stop(server)
+
+
 def test_records_fed_byte_by_byte(pki):
     async def main():
         shandler = Handler(echo=True)
@@ -207,17 +186,14 @@ def test_large_messages_both_ways(pki):
         shandler = Handler(echo=True)
         server, port = await _serve(pki, shandler)
         chandler = Handler()
-        conn = await open_connection(chandler, LineCodec(), "127.0.0.1", port,
-                                     ssl=client_context(cafile=pki.ca_cert), timeout=TIMEOUT)
+        conn = await _dial(pki, port, chandler)
         big = bytes(range(33, 127)) * 6000  # 564 KB: dozens of 16 KiB records
         for i in range(3):
             conn.write(Message.request("big", str(i), big))
         await chandler.wait(lambda: len(chandler.messages) == 3)
         assert [m.arguments for m in chandler.messages] == [
             [b"ok", str(i).encode(), big] for i in range(3)]
-        conn.close()
-        await conn.wait_closed()
-        await _stop(server)
+        await _finish(conn, server)
 
     run(main())
 
@@ -318,8 +294,7 @@ def test_garbage_instead_of_a_handshake(pki, garbage):
         assert shandler.made == []
         # The server is fine afterwards.
         chandler = Handler()
-        conn = await open_connection(chandler, LineCodec(), "127.0.0.1", port,
-                                     ssl=client_context(cafile=pki.ca_cert), timeout=TIMEOUT)
+        conn = await _dial(pki, port, chandler)
         conn.write(Message.request("ping"))
         conn.close()
         await shandler.wait(lambda: shandler.messages)
@@ -381,9 +356,7 @@ def test_extra_info(pki):
             assert not t.can_write_eof()
         assert conn.transport.get_extra_info("sockname") == \
             shandler.made[0].transport.get_extra_info("peername")
-        conn.close()
-        await conn.wait_closed()
-        await _stop(server)
+        await _finish(conn, server)
 
     run(main())
 
@@ -396,15 +369,12 @@ def test_tls12_round_trip(pki):
         server = await create_server(shandler, LineCodec, "127.0.0.1", 0, ssl=ctx)
         port = server.sockets[0].getsockname()[1]
         chandler = Handler()
-        conn = await open_connection(chandler, LineCodec(), "127.0.0.1", port,
-                                     ssl=client_context(cafile=pki.ca_cert), timeout=TIMEOUT)
+        conn = await _dial(pki, port, chandler)
         assert conn.transport.get_extra_info("cipher")[1] == "TLSv1.2"
         for i in range(20):
             conn.write(Message.request("n", str(i)))
         await chandler.wait(lambda: len(chandler.messages) == 20)
-        conn.close()
-        await conn.wait_closed()
-        await _stop(server)
+        await _finish(conn, server)
 
     run(main())
 
@@ -507,11 +477,9 @@ def test_direct_writes_from_threads_with_partial_sends(pki, monkeypatch):
 
         shandler = Paused()
         server, port = await _serve(pki, shandler)
-        conn = await open_connection(Handler(), LineCodec(), "127.0.0.1", port,
-                                     ssl=client_context(cafile=pki.ca_cert), timeout=TIMEOUT,
-                                     max_write_buffer_size=2**26)
+        conn = await _dial(pki, port, Handler(), max_write_buffer_size=2**26)
         conn.enable_threadsafe_writes()
-        assert conn._direct_sock is not None
+        assert (conn._direct_sock is not None) is lowlevel.USE_PRIVATE
 
         def sender(k):
             for i in range(n):
@@ -536,12 +504,11 @@ def test_direct_writes_from_threads_with_partial_sends(pki, monkeypatch):
             assert msg.name == "loop" or msg.arguments[1] == pad.encode()
         assert got == {name: list(range(n))
                        for name in ["loop"] + [f"t{k}" for k in range(senders)]}
-        conn.close()
-        await conn.wait_closed()
-        await _stop(server)
+        await _finish(conn, server)
 
     run(main())
-    assert queued  # the socket filled up: some records were handed to the ioloop
+    # The socket filled up: some records were handed to the ioloop.
+    assert bool(queued) is lowlevel.USE_PRIVATE
 
 
 class Instrument(DeviceServer):
@@ -591,7 +558,8 @@ def test_blocking_client_writes_directly_over_tls(pki):
             assert reply.reply_ok() and reply.arguments[1:] == [str(i).encode(),
                                                                  b"z" * (i * 997)]
         conn = client._conn
-        assert conn._encrypt is not None and conn._direct_sock is not None
+        assert conn._encrypt is not None
+        assert (conn._direct_sock is not None) is lowlevel.USE_PRIVATE
     finally:
         client.stop()
         client.join(TIMEOUT)
