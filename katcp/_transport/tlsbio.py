@@ -314,7 +314,11 @@ class TLSTransport(asyncio.Transport, asyncio.BufferedProtocol):
         if self._records:
             self._write_records()
         if data:
-            self.sslobj.write(data)  # type: ignore[union-attr]
+            try:
+                self.sslobj.write(data)  # type: ignore[union-attr]
+            except _ssl.SSLError as exc:  # the TLS session is broken: nothing more goes
+                self._fatal(exc)
+                return
             self.raw.write(self._outgoing.read())  # type: ignore[union-attr]
 
     def encrypt(self, data: bytes) -> bytes:
@@ -325,7 +329,12 @@ class TLSTransport(asyncio.Transport, asyncio.BufferedProtocol):
         in the order they were made.  What the socket does not take goes to
         :meth:`queue_records`.
         """
-        self.sslobj.write(data)  # type: ignore[union-attr]
+        if self._closing:
+            return b""
+        try:
+            self.sslobj.write(data)  # type: ignore[union-attr]
+        except _ssl.SSLError:
+            return b""  # broken: the ioloop reports it, as it does a broken socket
         return self._outgoing.read()
 
     def queue_records(self, records: bytes) -> None:
