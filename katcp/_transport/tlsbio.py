@@ -109,7 +109,7 @@ class TLSTransport(asyncio.Transport, asyncio.BufferedProtocol):
         try:
             self.sslobj = self.context.wrap_bio(
                 self._incoming, self._outgoing, server_side=self.server_side,
-                server_hostname=None if self.server_side else self.server_hostname)
+                server_hostname=None if self.server_side else self.server_hostname or None)
         except Exception as exc:  # e.g. a bad server_hostname
             self._handshake_failed(exc)
             return
