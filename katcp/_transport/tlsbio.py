@@ -224,12 +224,34 @@ class TLSTransport(asyncio.Transport, asyncio.BufferedProtocol):
     def _read(self) -> None:
         """Decrypt what is in the incoming BIO and hand the plaintext to the connection."""
         conn = self.conn
+        sslobj: Any = self.sslobj
+        incoming = self._incoming
+        chunks: List[bytes] = []
+        eof = False
+        exc: BaseException | None = None
         lock = conn._send_lock
         if lock is not None:
-            with lock:
-                chunks, eof, exc = self._decrypt()
-        else:
-            chunks, eof, exc = self._decrypt()
+            lock.acquire()
+        try:
+            while True:
+                data = sslobj.read(_READ_SIZE)
+                if not data:
+                    eof = True
+                    break
+                chunks.append(data)
+                if not incoming.pending and not sslobj.pending():
+                    break
+        except _ssl.SSLWantReadError:
+            pass  # all read (or only post-handshake messages, e.g. session tickets)
+        except _ssl.SSLZeroReturnError:
+            eof = True
+        except _ssl.SSLError as e:
+            exc = e
+        finally:
+            if self._outgoing.pending:
+                self._send_out()  # e.g. a key update's answer
+            if lock is not None:
+                lock.release()
         if chunks:
             conn.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if exc is not None:
@@ -239,31 +261,6 @@ class TLSTransport(asyncio.Transport, asyncio.BufferedProtocol):
             if not conn.closing:
                 conn.eof_received()
             self.close()
-
-    def _decrypt(self) -> tuple:
-        sslobj = self.sslobj
-        incoming = self._incoming
-        chunks: List[bytes] = []
-        eof = False
-        exc = None
-        try:
-            while True:
-                data = sslobj.read(_READ_SIZE)  # type: ignore[union-attr]
-                if not data:
-                    eof = True
-                    break
-                chunks.append(data)
-                if not incoming.pending and not sslobj.pending():  # type: ignore[union-attr]
-                    break
-        except _ssl.SSLWantReadError:
-            pass
-        except _ssl.SSLZeroReturnError:
-            eof = True
-        except _ssl.SSLError as e:
-            exc = e
-        if self._outgoing.pending:
-            self._send_out()  # e.g. a key update's answer
-        return chunks, eof, exc
 
     def _fatal(self, exc: BaseException) -> None:
         if self._exc is None:
