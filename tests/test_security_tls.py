@@ -120,6 +120,10 @@ def test_contexts_refuse_old_protocols(pki):
     ctx = client_context(cafile=pki.ca_cert)
     assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    # katcp's TLS transport does not support renegotiation: its contexts refuse it.
+    for each in (ctx, server_context(pki.server_cert, pki.server_key),
+                 client_context(insecure=True)):
+        assert each.options & ssl.OP_NO_RENEGOTIATION
 
 
 @pytest.mark.parametrize("server,client_ca,host,reason", [

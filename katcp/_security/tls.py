@@ -60,6 +60,11 @@ _OIDS = {
 }
 
 
+# TLS 1.2 renegotiation: katcp's TLS transport does not support it (see
+# katcp._transport.tlsbio). The flag is in every OpenSSL since 1.1.0h.
+_NO_RENEGOTIATION = getattr(ssl, "OP_NO_RENEGOTIATION", 0)
+
+
 def _fspath(path: PathLike | None) -> str | None:
     return None if path is None else os.fspath(path)
 
@@ -92,6 +97,7 @@ def server_context(certfile: PathLike, keyfile: PathLike | None = None, *,
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= _NO_RENEGOTIATION
     ctx.load_cert_chain(os.fspath(certfile), _fspath(keyfile), password=password)
     if client_ca is not None:
         ctx.load_verify_locations(cafile=os.fspath(client_ca))
@@ -131,6 +137,7 @@ def client_context(*, cafile: PathLike | None = None, certfile: PathLike | None 
     else:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=_fspath(cafile))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= _NO_RENEGOTIATION
     if certfile is not None:
         ctx.load_cert_chain(os.fspath(certfile), _fspath(keyfile), password=password)
     return ctx

@@ -19,7 +19,9 @@ the connection: the client's :func:`~katcp.connection.open_connection` raises th
 :class:`ssl.SSLError`; a server logs it and drops the socket.  After the handshake, TLS 1.3
 post-handshake messages (session tickets) are read like data and yield none; the peer's
 ``close_notify`` is an end of file; :meth:`TLSTransport.close` sends ours.  Renegotiation
-is not supported (TLS 1.3 has none; OpenSSL refuses it by default for TLS 1.2 servers).
+(TLS 1.2 only) is not supported: the contexts of :mod:`katcp._security.tls` refuse it
+(``OP_NO_RENEGOTIATION``), and where it happens anyway, a write it holds up ends the
+connection.
 
 Threads: the ``SSLObject`` must not be used by two threads at once.  Once a connection
 allows other threads to write (``Connection.enable_threadsafe_writes``) its send lock
@@ -210,7 +212,8 @@ class TLSTransport(asyncio.Transport, asyncio.BufferedProtocol):
             if not waiter.done():
                 waiter.set_exception(exc)
         elif self.server_side and not self._closing:
-            log.info("TLS handshake with %s failed: %s", format_address(self.raw.get_extra_info("peername") if self.raw else None), exc)
+            peer = self.raw.get_extra_info("peername") if self.raw is not None else None
+            log.info("TLS handshake with %s failed: %s", format_address(peer), exc)
         if not self._closing:
             self._closing = True
             raw = self.raw
@@ -303,7 +306,7 @@ class TLSTransport(asyncio.Transport, asyncio.BufferedProtocol):
             if lock is not None:
                 lock.release()
 
-    # ------------------------------------------------------------------ connection side (transport)
+    # ------------------------------------------------------------ connection side (transport)
     def write(self, data: Any) -> None:
         """Encrypt ``data`` and hand the records to the TCP transport."""
         if self._closing:
