@@ -20,7 +20,7 @@ import threading
 import traceback
 from collections import deque
 from functools import partial
-from typing import Any, Callable, Deque, Dict, List, Protocol, Tuple, cast
+from typing import Any, Callable, Deque, Dict, List, Protocol, Sized, Tuple, cast
 
 from katcp._aio.ioloop import IOLoopManager, StopFuture
 from katcp._aio.loopcalls import LoopCalls, in_loop_thread, loop_calls
@@ -481,6 +481,9 @@ class KATCPServer:
         self._calls: LoopCalls | None = None
         self._join_waiters: List[asyncio.Future] = []
         self._encode: Callable[[Message], bytes] = LineCodec().encode
+        #: The queue of the device's handler thread, if it has one: while it holds
+        #: messages, replies are handed to the loop, which coalesces them into one write.
+        self.handler_queue: Sized | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -787,10 +790,12 @@ class KATCPServer:
         is) when the class keeps :meth:`send_message`, the connection allows writes from
         other threads, and every call posted to the loop (:meth:`_post`, sensor updates)
         has run, so that nothing posted earlier is overtaken: a sensor set by a handler
-        before its reply still reports first.  Otherwise it posts :meth:`send_message`.
+        before its reply still reports first.  Otherwise, and while the handler thread
+        has more messages queued (pipelined requests: the loop then sends a burst of
+        replies in one write, not one system call each), it posts :meth:`send_message`.
         """
         calls = self._calls
-        if (not self._direct_send or calls is None or calls.pending
+        if (not self._direct_send or calls is None or calls.pending or self.handler_queue
                 or not stream.threadsafe_writes):
             self._post(self.send_message, stream, msg)
             return

@@ -749,8 +749,10 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._handler_thread = MessageHandlerThread(
                 self.handle_message, self.create_log_inform, self._logger,
                 dispatch=self._dispatch_counted)
+            self._server.handler_queue = self._handler_thread.queued
         else:
             self._handler_thread = None
+            self._server.handler_queue = None
         self._concurrency_options = AttrDict(thread_safe=thread_safe,
                                              handler_thread=handler_thread)
 

@@ -49,8 +49,9 @@ class MessageHandlerThread:
         self.name = f"{owner}.message_handler"
         self.log_inform_formatter = log_inform_formatter
         self._logger = logger
-        # Queued (client_conn, msg) pairs and callables, in order.
-        self._items: Deque[Any] = deque()
+        #: Queued (client_conn, msg) pairs and callables, in order (others may read
+        #: its length: while it is not empty, this thread has more to do).
+        self.queued: Deque[Any] = deque()
         # True while this thread waits (or is about to wait) on _wake for new items.
         self._idle = False
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
@@ -92,13 +93,13 @@ class MessageHandlerThread:
 
     def submit(self, client_conn: Any, msg: Message) -> None:
         """Queue one message for ``dispatch`` (from any thread; the ioloop's, normally)."""
-        self._items.append((client_conn, msg))
+        self.queued.append((client_conn, msg))
         if self._idle:
             self._wake_up()
 
     def call(self, fn: Callable[[], Any]) -> None:
         """Run ``fn()`` in the handler thread, after everything queued so far."""
-        self._items.append(fn)
+        self.queued.append(fn)
         if self._idle:
             self._wake_up()
 
@@ -126,7 +127,7 @@ class MessageHandlerThread:
             # Handlers calling IOLoop.current() get the server's ioloop, as in katcp-python.
             asyncio.set_event_loop(self.ioloop.asyncio_loop)
         self._running.set()
-        items = self._items
+        items = self.queued
         popleft = items.popleft
         wait = self._wake.get
         dispatch = self.dispatch
