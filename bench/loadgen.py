@@ -31,12 +31,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import selectors
 import socket
 import sys
 import time
 from typing import List
+
+
+#: One ``!watchdog[id] ok`` reply line (at the start of a line); group 1 is the id.
+_OK_REPLY = re.compile(rb"^!watchdog\[(\d+)\] ok$", re.MULTILINE)
 
 
 def _connect(host: str, port: int, timeout: float) -> socket.socket:
@@ -68,18 +73,24 @@ class _WatchdogStream:
 
     def feed(self, data: bytes) -> int:
         """Count and check the replies in ``data``; return how many arrived."""
-        lines = (self.tail + data).split(b"\n")
-        self.tail = lines.pop()
-        got = 0
+        chunk = self.tail + data
+        cut = chunk.rfind(b"\n") + 1
+        self.tail = chunk[cut:]
+        body = chunk[:cut]
+        # The scanning is done in C (count, findall), so that the load generator costs
+        # less per request than the servers it measures; a reply that is not
+        # ``!watchdog[id] ok`` counts as bad.
+        got = body.count(b"!watchdog[")
+        ids = _OK_REPLY.findall(body)
+        bad = got - len(ids)
         seen = self.seen
-        for line in lines:
-            if line.startswith(b"!watchdog["):
-                got += 1
-                mid = int(line[10:line.index(b"]")])
-                if not line.endswith(b" ok") or not 0 < mid <= self.sent or seen[mid]:
-                    self.bad += 1
-                else:
-                    seen[mid] = 1
+        sent = self.sent
+        for mid in map(int, ids):
+            if 0 < mid <= sent and not seen[mid]:
+                seen[mid] = 1
+            else:
+                bad += 1
+        self.bad += bad
         self.replies += got
         return got
 
