@@ -6,6 +6,8 @@ another process.  For every server, in the same run, this prints:
 
 * server CPU microseconds per ``?watchdog`` request (pipelined, 100 in flight, one
   connection) and requests/s;
+* throughput: requests/s with 10 connections, each keeping 100 ``?watchdog`` requests in
+  flight (``--connections``, ``--inflight``);
 * ``#sensor-status`` informs/s (and server CPU microseconds per inform) with the ``event``
   strategy on 1000 sensors for 10 clients;
 * resident memory per idle connection (1000 idle connections, VmRSS difference);
@@ -15,7 +17,10 @@ another process.  For every server, in the same run, this prints:
 codec, as on platforms that have no ``katcp-codec`` wheel; ``transport`` is our connection
 layer alone answering ``?watchdog``, to show what the transport itself costs)
 
-followed by the ratios against aiokatcp and the goals.  Server CPU time is read from
+followed by the ratios against aiokatcp and the goals.  All servers run at once; the
+request measurements (``watchdog``, ``throughput``) go round the servers ``--repeat``
+times, interleaved, so that a change in machine load hits every server alike, and the
+medians are reported.  Server CPU time is read from
 ``/proc/<pid>/stat`` (all threads of the server process), so the load generator's own work
 is not counted.
 
@@ -23,7 +28,7 @@ Usage::
 
     python bench/bench_server.py [--requests 50000] [--repeat 3]
                                  [--servers async,default,async-py,aiokatcp,transport]
-                                 [--steps kb_per_sensor,kb_per_conn,watchdog,informs]
+                                 [--steps kb_per_sensor,kb_per_conn,watchdog,throughput,informs]
 
 A server process is started with ``python bench/bench_server.py --serve KIND``.
 """
@@ -55,9 +60,11 @@ KINDS = {
     "transport": "katcp.connection only (watchdog echo)",
 }
 #: Measurements, in the order they run (``--steps`` picks some).
-STEPS = ("kb_per_sensor", "kb_per_conn", "watchdog", "informs")
+STEPS = ("kb_per_sensor", "kb_per_conn", "watchdog", "throughput", "informs")
+#: Measurements taken in rounds over all servers, interleaved (the others: server by server).
+ROUND_STEPS = ("watchdog", "throughput")
 #: Measurements a kind supports (default: all).
-KIND_STEPS = {"transport": ("kb_per_conn", "watchdog")}
+KIND_STEPS = {"transport": ("kb_per_conn", "watchdog", "throughput")}
 #: Extra environment per server kind (``KATCP_CODEC=python``: no Rust codec, as on Windows).
 KIND_ENV = {"async-py": {"KATCP_CODEC": "python"}}
 
@@ -404,18 +411,21 @@ def _request(port: int, line: bytes, timeout: float) -> bytes:
     raise RuntimeError(f"no reply to {line!r}")
 
 
-def measure_watchdog(server: ServerProcess, requests: int, repeat: int, timeout: float) -> dict:
-    port = str(server.port)
-    _loadgen(["watchdog", "--port", port, "--requests", str(max(requests // 10, 500))], timeout)
-    cpu_us, rates = [], []
-    for _ in range(repeat):
-        c0 = server.cpu_seconds()
-        res = _loadgen(["watchdog", "--port", port, "--requests", str(requests),
-                        "--inflight", "100", "--timeout", str(timeout)], timeout + 10)
-        c1 = server.cpu_seconds()
-        cpu_us.append((c1 - c0) / res["replies"] * 1e6)
-        rates.append(res["rate"])
-    return {"cpu_us_per_req": statistics.median(cpu_us), "req_per_s": statistics.median(rates)}
+def watchdog_once(server: ServerProcess, requests: int, connections: int, inflight: int,
+                  timeout: float) -> Dict[str, float]:
+    """One pipelined ``?watchdog`` run: server CPU per request and requests/s."""
+    c0 = server.cpu_seconds()
+    res = _loadgen(["watchdog", "--port", str(server.port), "--requests", str(requests),
+                    "--connections", str(connections), "--inflight", str(inflight),
+                    "--timeout", str(timeout)], timeout + 10)
+    c1 = server.cpu_seconds()
+    return {"cpu_us": (c1 - c0) / res["replies"] * 1e6, "rate": res["rate"]}
+
+
+def warm_up(server: ServerProcess, requests: int, timeout: float) -> None:
+    """A short ``?watchdog`` run before the measured ones."""
+    _loadgen(["watchdog", "--port", str(server.port), "--requests",
+              str(max(requests // 10, 500))], timeout)
 
 
 def measure_informs(server: ServerProcess, clients: int, rounds: int, timeout: float) -> dict:
@@ -487,40 +497,76 @@ def measure_sensor_memory(server: ServerProcess, n: int, timeout: float) -> floa
     return (r1 - r0) / n
 
 
-def run_one(kind: str, args: argparse.Namespace) -> Dict[str, Optional[float]]:
+def run_one(server: ServerProcess, args: argparse.Namespace) -> Dict[str, Optional[float]]:
+    """The measurements taken server by server (memory, informs)."""
     result: Dict[str, Optional[float]] = {}
-    server = ServerProcess(kind, args.timeout)
-    try:
-        steps = [
-            ("kb_per_sensor", lambda: measure_sensor_memory(server, args.add_sensors,
-                                                            args.timeout)),
-            ("kb_per_conn", lambda: measure_idle_memory(server, args.idle, args.timeout)),
-            ("watchdog", lambda: measure_watchdog(server, args.requests, args.repeat,
-                                                  args.timeout)),
-            ("informs", lambda: measure_informs(server, args.clients, args.rounds,
-                                                args.timeout)),
-        ]
-        wanted = KIND_STEPS.get(kind)
-        for name, step in steps:
-            if wanted is not None and name not in wanted:
-                continue
-            if args.steps is not None and name not in args.steps:
-                continue
-            try:
-                value = step()
-            except Exception as exc:  # report and carry on with the other figures
-                print(f"  {kind}: {name} failed: {exc}", file=sys.stderr)
-                if server.proc.poll() is not None:
-                    print(server.log_tail(), file=sys.stderr)
-                    break
-                continue
-            if isinstance(value, dict):
-                result.update(value)
-            else:
-                result[name] = value
-    finally:
-        server.stop()
+    steps = [
+        ("kb_per_sensor", lambda: measure_sensor_memory(server, args.add_sensors,
+                                                        args.timeout)),
+        ("kb_per_conn", lambda: measure_idle_memory(server, args.idle, args.timeout)),
+        ("informs", lambda: measure_informs(server, args.clients, args.rounds,
+                                            args.timeout)),
+    ]
+    for name, step in steps:
+        if not _wanted(server.kind, name, args):
+            continue
+        try:
+            value = step()
+        except Exception as exc:  # report and carry on with the other figures
+            print(f"  {server.kind}: {name} failed: {exc}", file=sys.stderr)
+            if server.proc.poll() is not None:
+                print(server.log_tail(), file=sys.stderr)
+                break
+            continue
+        if isinstance(value, dict):
+            result.update(value)
+        else:
+            result[name] = value
     return result
+
+
+def _wanted(kind: str, step: str, args: argparse.Namespace) -> bool:
+    supported = KIND_STEPS.get(kind)
+    if supported is not None and step not in supported:
+        return False
+    return args.steps is None or step in args.steps
+
+
+def run_rounds(servers: List[ServerProcess], args: argparse.Namespace
+               ) -> Dict[str, Dict[str, Optional[float]]]:
+    """The request measurements, ``args.repeat`` rounds over all servers, interleaved.
+
+    ``watchdog``: one connection, 100 in flight (server CPU per request, requests/s);
+    ``throughput``: ``args.connections`` connections, ``args.inflight`` in flight on each.
+    """
+    runs = [
+        ("watchdog", 1, 100, "cpu_us_per_req", "req_per_s"),
+        ("throughput", args.connections, args.inflight, "thr_cpu_us_per_req", "thr_req_per_s"),
+    ]
+    samples: Dict[str, Dict[str, List[float]]] = {s.kind: {} for s in servers}
+    live = [s for s in servers if any(_wanted(s.kind, step, args) for step, *_ in runs)]
+    for server in list(live):
+        try:
+            warm_up(server, args.requests, args.timeout)
+        except Exception as exc:
+            print(f"  {server.kind}: warm-up failed: {exc}", file=sys.stderr)
+            live.remove(server)
+    for _ in range(args.repeat):
+        for step, connections, inflight, cpu_key, rate_key in runs:
+            for server in live:
+                if not _wanted(server.kind, step, args) or server.proc.poll() is not None:
+                    continue
+                try:
+                    res = watchdog_once(server, args.requests, connections, inflight,
+                                        args.timeout)
+                except Exception as exc:
+                    print(f"  {server.kind}: {step} failed: {exc}", file=sys.stderr)
+                    continue
+                got = samples[server.kind]
+                got.setdefault(cpu_key, []).append(res["cpu_us"])
+                got.setdefault(rate_key, []).append(res["rate"])
+    return {kind: {key: statistics.median(values) for key, values in got.items()}
+            for kind, got in samples.items()}
 
 
 def _fmt(value: Optional[float], spec: str) -> str:
@@ -531,6 +577,7 @@ def report(results: Dict[str, Dict[str, Optional[float]]]) -> None:
     cols = [
         ("cpu_us_per_req", "CPU us/req", ".1f"),
         ("req_per_s", "req/s", ".0f"),
+        ("thr_req_per_s", "req/s 10x100", ".0f"),
         ("informs_per_s", "informs/s", ".0f"),
         ("cpu_us_per_inform", "CPU us/inform", ".2f"),
         ("kb_per_conn", "KB/idle conn", ".2f"),
@@ -550,25 +597,35 @@ def report(results: Dict[str, Dict[str, Optional[float]]]) -> None:
             return None
         return b / a if inverse else a / b
 
+    # (kind, key, inverse, goal, text): inverse gives aiokatcp/ours (higher is better);
+    # a goal below 1 on a plain ratio is an upper bound (ours/aiokatcp, lower is better).
     goals = [
-        ("async", "cpu_us_per_req", True, 2.0, "AsyncDeviceServer CPU efficiency (aiokatcp/ours)"),
+        ("async", "cpu_us_per_req", False, 0.2, "AsyncDeviceServer CPU per request (ours/aiokatcp)"),
         ("async", "req_per_s", False, None, "AsyncDeviceServer requests/s (ours/aiokatcp)"),
-        ("default", "cpu_us_per_req", True, 1.0, "DeviceServer CPU efficiency (aiokatcp/ours)"),
+        ("async", "thr_req_per_s", False, 4.0,
+         "AsyncDeviceServer requests/s, 10 conn x 100 (ours/aiokatcp)"),
+        ("default", "cpu_us_per_req", False, None, "DeviceServer CPU per request (ours/aiokatcp)"),
         ("default", "req_per_s", False, None, "DeviceServer requests/s (ours/aiokatcp)"),
+        ("default", "thr_req_per_s", False, None,
+         "DeviceServer requests/s, 10 conn x 100 (ours/aiokatcp)"),
         ("async", "informs_per_s", False, 4.0, "AsyncDeviceServer informs/s (ours/aiokatcp)"),
         ("async", "cpu_us_per_inform", True, None, "AsyncDeviceServer CPU per inform (aiokatcp/ours)"),
         ("default", "informs_per_s", False, None, "DeviceServer informs/s (ours/aiokatcp)"),
         ("default", "cpu_us_per_inform", True, None, "DeviceServer CPU per inform (aiokatcp/ours)"),
-        ("async-py", "cpu_us_per_req", True, None, "AsyncDeviceServer, Python codec, CPU/req"),
+        ("async-py", "cpu_us_per_req", False, None, "AsyncDeviceServer, Python codec, CPU/req"),
         ("async-py", "informs_per_s", False, None, "AsyncDeviceServer, Python codec, informs/s"),
     ]
     for kind, key, inverse, goal, text in goals:
         if kind not in results:
             continue
         r = ratio(kind, key, inverse)
-        verdict = "" if goal is None or r is None else (
-            f"  goal >= {goal:g}x: {'met' if r >= goal else 'NOT met'}")
-        print(f"  {text:58} {_fmt(r, '.2f')}x{verdict}")
+        if goal is None or r is None:
+            verdict = ""
+        elif goal < 1:
+            verdict = f"  goal <= {goal:g}x: {'met' if r <= goal else 'NOT met'}"
+        else:
+            verdict = f"  goal >= {goal:g}x: {'met' if r >= goal else 'NOT met'}"
+        print(f"  {text:62} {_fmt(r, '.3f')}x{verdict}")
     for kind in ("async", "default", "async-py"):
         res = results.get(kind)
         if not res:
@@ -589,7 +646,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="comma-separated: " + ",".join(KINDS))
     parser.add_argument("--requests", type=int, default=50000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=10, help="informs: clients")
+    parser.add_argument("--connections", type=int, default=10, help="throughput: connections")
+    parser.add_argument("--inflight", type=int, default=100,
+                        help="throughput: requests in flight per connection")
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--add-sensors", type=int, default=10000)
@@ -609,16 +669,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         SERVE[args.serve]()
         return 0
     kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
-    results: Dict[str, Dict[str, Optional[float]]] = {}
     for kind in kinds:
         if kind not in KINDS:
             parser.error(f"unknown server {kind!r}")
-        print(f"benchmarking {KINDS[kind]} ...", flush=True)
-        try:
-            results[kind] = run_one(kind, args)
-        except Exception as exc:
-            print(f"  {kind}: failed: {exc}", file=sys.stderr)
-            results[kind] = {}
+    results: Dict[str, Dict[str, Optional[float]]] = {kind: {} for kind in kinds}
+    servers: List[ServerProcess] = []
+    try:
+        for kind in kinds:
+            try:
+                servers.append(ServerProcess(kind, args.timeout))
+            except Exception as exc:
+                print(f"  {kind}: failed: {exc}", file=sys.stderr)
+        for server in servers:
+            print(f"benchmarking {KINDS[server.kind]} ...", flush=True)
+            results[server.kind].update(run_one(server, args))
+        if args.steps is None or set(ROUND_STEPS) & args.steps:
+            print(f"request rounds ({args.repeat}, interleaved) ...", flush=True)
+            for kind, res in run_rounds(servers, args).items():
+                results[kind].update(res)
+    finally:
+        for server in servers:
+            server.stop()
     report(results)
     return 0
 

@@ -4,9 +4,10 @@
 Modes (each prints one JSON object on stdout when done):
 
 ``watchdog``
-    Sends ``--requests`` pipelined ``?watchdog[id]`` requests on one connection, keeping
-    ``--inflight`` requests outstanding, and counts the ``!watchdog[id] ok`` replies.
-    Reports ``replies``, ``seconds`` and ``rate`` (replies/s).
+    Sends ``--requests`` pipelined ``?watchdog[id]`` requests on ``--connections``
+    connections (default 1), keeping ``--inflight`` requests outstanding on each, and
+    counts the ``!watchdog[id] ok`` replies.  Reports ``replies``, ``seconds`` and ``rate``
+    (replies/s, all connections together).
 ``sensors``
     Opens ``--clients`` connections, sets the ``event`` strategy on ``--sensors`` sensors
     named ``s0``, ``s1``, ... on each (pipelined ``?sensor-sampling`` requests), then asks
@@ -30,12 +31,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import selectors
 import socket
 import sys
 import time
 from typing import List
+
+
+#: One ``!watchdog[id] ok`` reply line (at the start of a line); group 1 is the id.
+_OK_REPLY = re.compile(rb"^!watchdog\[(\d+)\] ok$", re.MULTILINE)
 
 
 def _connect(host: str, port: int, timeout: float) -> socket.socket:
@@ -45,50 +51,96 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
-def run_watchdog(host: str, port: int, requests: int, inflight: int, timeout: float) -> dict:
-    """Pipelined ``?watchdog[id]`` requests on one connection; return the figures."""
-    sock = _connect(host, port, timeout)
-    sent = 0
-    replies = 0
-    bad = 0
-    tail = b""
-    seen = bytearray(requests + 1)  # every id must be answered exactly once
+class _WatchdogStream:
+    """One connection's pipelined ``?watchdog[id]`` requests: ids sent, replies checked."""
 
-    def batch(k: int) -> bytes:
-        nonlocal sent
-        data = b"".join(b"?watchdog[%d]\n" % (sent + i + 1) for i in range(k))
-        sent += k
-        return data
+    def __init__(self, sock: socket.socket, requests: int) -> None:
+        self.sock = sock
+        self.requests = requests
+        self.sent = 0
+        self.replies = 0
+        self.bad = 0
+        self.tail = b""
+        self.seen = bytearray(requests + 1)  # every id must be answered exactly once
 
+    def send(self, k: int) -> None:
+        """Send the next ``k`` requests (fewer if that would pass ``requests``)."""
+        k = min(k, self.requests - self.sent)
+        if k > 0:
+            first = self.sent + 1
+            self.sent += k
+            self.sock.sendall(b"".join(b"?watchdog[%d]\n" % i for i in range(first, first + k)))
+
+    def feed(self, data: bytes) -> int:
+        """Count and check the replies in ``data``; return how many arrived."""
+        chunk = self.tail + data
+        cut = chunk.rfind(b"\n") + 1
+        self.tail = chunk[cut:]
+        body = chunk[:cut]
+        # The scanning is done in C (count, findall), so that the load generator costs
+        # less per request than the servers it measures; a reply that is not
+        # ``!watchdog[id] ok`` counts as bad.
+        got = body.count(b"!watchdog[")
+        ids = _OK_REPLY.findall(body)
+        bad = got - len(ids)
+        seen = self.seen
+        sent = self.sent
+        for mid in map(int, ids):
+            if 0 < mid <= sent and not seen[mid]:
+                seen[mid] = 1
+            else:
+                bad += 1
+        self.bad += bad
+        self.replies += got
+        return got
+
+    @property
+    def done(self) -> bool:
+        return self.replies >= self.requests
+
+
+def run_watchdog(host: str, port: int, requests: int, inflight: int, timeout: float,
+                 connections: int = 1) -> dict:
+    """Pipelined ``?watchdog[id]`` requests, ``inflight`` outstanding on each of
+    ``connections`` connections (``requests`` in all); return the figures."""
+    per_conn = [requests // connections + (i < requests % connections)
+                for i in range(connections)]
+    streams = [_WatchdogStream(_connect(host, port, timeout), n) for n in per_conn]
+    sel = selectors.DefaultSelector()
+    for stream in streams:
+        sel.register(stream.sock, selectors.EVENT_READ, stream)
     start = time.perf_counter()
     deadline = start + timeout
-    sock.sendall(batch(min(inflight, requests)))
-    while replies < requests:
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"only {replies} of {requests} replies within {timeout} s")
-        data = sock.recv(262144)
-        if not data:
-            raise ConnectionError(f"server closed the connection after {replies} replies")
-        lines = (tail + data).split(b"\n")
-        tail = lines.pop()
-        got = 0
-        for line in lines:
-            if line.startswith(b"!watchdog["):
-                got += 1
-                mid = int(line[10:line.index(b"]")])
-                if not line.endswith(b" ok") or not 0 < mid <= sent or seen[mid]:
-                    bad += 1
-                else:
-                    seen[mid] = 1
-        replies += got
-        more = min(got, requests - sent)
-        if more > 0:
-            sock.sendall(batch(more))
-    seconds = time.perf_counter() - start
-    sock.close()
+    for stream in streams:
+        stream.send(inflight)
+    remaining = sum(1 for stream in streams if not stream.done)
+    try:
+        while remaining:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                replies = sum(s.replies for s in streams)
+                raise TimeoutError(f"only {replies} of {requests} replies within {timeout} s")
+            for key, _ in sel.select(min(left, 1.0)):
+                stream = key.data
+                data = stream.sock.recv(262144)
+                if not data:
+                    raise ConnectionError(
+                        f"server closed a connection after {stream.replies} replies")
+                stream.send(stream.feed(data))
+                if stream.done:
+                    remaining -= 1
+                    sel.unregister(stream.sock)
+        seconds = time.perf_counter() - start
+    finally:
+        sel.close()
+        for stream in streams:
+            stream.sock.close()
+    bad = sum(s.bad for s in streams)
     if bad:
         raise RuntimeError(f"{bad} replies were not ok, unexpected or duplicated")
-    return {"mode": "watchdog", "replies": replies, "seconds": seconds, "rate": replies / seconds}
+    replies = sum(s.replies for s in streams)
+    return {"mode": "watchdog", "connections": connections, "replies": replies,
+            "seconds": seconds, "rate": replies / seconds}
 
 
 class _LineCounter:
@@ -211,6 +263,8 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--inflight", type=int, default=100)
+    parser.add_argument("--connections", type=int, default=1,
+                        help="watchdog: connections, each with --inflight outstanding")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--sensors", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=10)
@@ -221,7 +275,8 @@ def main(argv: List[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _raise_fd_limit()
     if args.mode == "watchdog":
-        result = run_watchdog(args.host, args.port, args.requests, args.inflight, args.timeout)
+        result = run_watchdog(args.host, args.port, args.requests, args.inflight, args.timeout,
+                              args.connections)
     elif args.mode == "sensors":
         result = run_sensors(args.host, args.port, args.clients, args.sensors, args.rounds,
                              args.timeout, args.sync)

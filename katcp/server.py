@@ -6,8 +6,8 @@ The implementation is split by job:
   connection registry on top of the shared transport, and the ioloop);
 * :mod:`katcp._server.dispatch` -- `DeviceServerBase`: message dispatch, per-client
   ordering and the concurrency options;
-* :mod:`katcp._server.handler_thread` -- `MessageHandlerThread` (batched hand-over of requests
-  to the handler thread);
+* :mod:`katcp._server.handler_thread` -- `MessageHandlerThread` (the handler thread and its
+  queue: one wake-up per burst of requests);
 * :mod:`katcp._server.sensors` -- sensors, sampling strategies and connect informs;
 * :mod:`katcp._server.requests` -- `DeviceServer` (the standard requests) and
   `AsyncDeviceServer`;

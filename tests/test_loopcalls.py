@@ -131,3 +131,18 @@ def test_outcome_is_delivered_or_dropped_never_both():
     crossing = Outcome()
     threading.Thread(target=lambda: crossing.settle("late", None)).start()
     assert crossing.wait(5) and crossing.value == "late"
+
+
+def test_pending_until_every_posted_call_has_run():
+    loop = asyncio.new_event_loop()
+    try:
+        calls = loop_calls(loop)
+        ran = []
+        assert not calls.pending
+        calls.post(ran.append, 1)
+        calls.post(lambda: ran.append(calls.pending))  # still pending while calls run
+        assert calls.pending
+        loop.run_until_complete(asyncio.sleep(0))
+        assert ran == [1, True] and not calls.pending
+    finally:
+        loop.close()

@@ -158,6 +158,8 @@ def test_everything_public_only_in_a_fresh_process():
         client.start(timeout=10)
         assert client.wait_protocol(10)
         assert client._conn._direct_sock is None
+        (conn,) = server._server._connections  # the handler thread's replies: fallback
+        assert conn.threadsafe_writes and conn._direct_sock is None
         reply, informs = client.blocking_request(Message.request("sensor-value", "s"))
         assert reply.reply_ok() and informs[0].arguments[-1] == b"0", (reply, informs)
         reply, _ = client.blocking_request(Message.request("sensor-sampling", "s", "event"))

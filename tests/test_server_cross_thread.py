@@ -16,7 +16,9 @@ import pytest
 from test_sampling import NOMINAL, WARN, FakeClockLoop, int_sensor, make, run
 from test_server_support import TIMEOUT, ExampleServer, RawClient, running
 
+from katcp._aio import lowlevel
 from katcp._aio.loopcalls import LoopCalls, loop_calls
+from katcp._server.connections import KATCPServer
 from katcp.kattypes import Int, request, return_reply
 from katcp.sampling import SampleStrategy
 
@@ -366,3 +368,77 @@ def test_return_reply_of_a_loop_future_from_the_handler_thread():
             assert client.request(b"?later 21")[-1] == b"!later ok 42"
         finally:
             client.close()
+
+
+class _PostRecorder:
+    """Records which callables the server hands to its loop with ``_post``."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.posted: list = []
+        real = KATCPServer._post
+        recorder = self
+
+        def post(server, fn, *args):
+            recorder.posted.append(getattr(fn, "__name__", fn))
+            real(server, fn, *args)
+
+        monkeypatch.setattr(KATCPServer, "_post", post)
+
+
+@pytest.mark.parametrize("use_private", [True, False], ids=["private", "public"])
+def test_handler_thread_writes_its_replies_itself_both_paths(use_private, monkeypatch):
+    """The handler thread writes a reply on the connection itself.
+
+    With asyncio's internals it sends on the socket; with the public API only
+    (``write_threadsafe``'s fallback) the connection hands the bytes to the loop.  Either
+    way a sequential request's reply is not posted as a ``send_message`` call (one
+    written while another hand-over is pending is: behind it).  Replies to sequential and to pipelined
+    requests arrive complete and in order.
+    """
+    monkeypatch.setattr(lowlevel, "USE_PRIVATE", use_private)
+    recorder = _PostRecorder(monkeypatch)
+    with running(ExampleServer("127.0.0.1", 0)) as srv:
+        client = RawClient(srv.bind_address)
+        try:
+            client.skip_connect_informs()
+            (conn,) = srv._server._connections
+            assert conn.threadsafe_writes
+            assert (conn._direct_sock is not None) is use_private
+            recorder.posted.clear()
+            for i in range(1, 21):
+                assert client.request(b"?watchdog[%d]" % i) == [b"!watchdog[%d] ok" % i]
+            assert "send_message" not in recorder.posted
+            client.send(b"".join(b"?echo[%d] x%d\n" % (i, i) for i in range(1, 301)))
+            replies = [client.readline() for _ in range(300)]
+            assert replies == [b"!echo[%d] ok x%d" % (i, i) for i in range(1, 301)]
+        finally:
+            client.close()
+
+
+class SendRecordingServer(KATCPServer):
+    """A KATCPServer whose ``send_message`` records what it sends."""
+
+    def send_message(self, stream, msg):
+        self.sent.append(bytes(msg))
+        super().send_message(stream, msg)
+
+
+def test_handler_thread_replies_pass_an_overridden_send_message():
+    """A server class that overrides send_message sees the handler thread's replies."""
+    assert KATCPServer._direct_send and not SendRecordingServer._direct_send
+    srv = ExampleServer("127.0.0.1", 0)
+    server = srv._server
+    server.__class__ = SendRecordingServer
+    server.sent = []
+    with running(srv):
+        client = RawClient(srv.bind_address)
+        try:
+            client.skip_connect_informs()
+            (conn,) = server._connections
+            assert not conn.threadsafe_writes
+            for i in range(1, 11):
+                assert client.request(b"?watchdog[%d]" % i) == [b"!watchdog[%d] ok" % i]
+        finally:
+            client.close()
+    assert [line for line in server.sent if line.startswith(b"!watchdog")] == [
+        b"!watchdog[%d] ok" % i for i in range(1, 11)]

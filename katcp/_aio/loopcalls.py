@@ -93,6 +93,15 @@ class LoopCalls:
         self._calls: Deque[Any] = deque()
         self._scheduled = False
 
+    @property
+    def pending(self) -> bool:
+        """Whether posted calls wait for (or are running in) the loop thread.
+
+        False means every call posted so far has run: output that a thread hands over
+        by other means (a socket write of its own) cannot overtake one of its posts.
+        """
+        return self._scheduled
+
     def post(self, fn: Callable, *args: Any) -> bool:
         """Run ``fn(*args)`` in the loop's thread, after every call posted before it.
 

@@ -32,7 +32,8 @@ sources of each of those versions):
 
 Transport class name, ``TransportSocket._sock`` and ``sock.send`` from another thread  (:func:`direct_socket`, :func:`send_now`)
     ``blocking_request`` writes its request on the socket from the calling thread so that
-    only the reply crosses threads.  Only for ``_SelectorSocketTransport`` (the plain TCP
+    only the reply crosses threads; a threaded server's handler thread writes its replies
+    the same way.  Only for ``_SelectorSocketTransport`` (the plain TCP
     transport of selector loops, named so from 3.4 to 3.13; over katcp's own TLS, which
     runs on such a transport, the sending thread encrypts first).
     ``get_extra_info("socket")`` is an ``asyncio.trsock.TransportSocket`` (3.8+) that

@@ -20,7 +20,7 @@ import threading
 import traceback
 from collections import deque
 from functools import partial
-from typing import Any, Callable, Deque, Dict, List, Protocol, Tuple, cast
+from typing import Any, Callable, Deque, Dict, List, Protocol, Sized, Tuple, cast
 
 from katcp._aio.ioloop import IOLoopManager, StopFuture
 from katcp._aio.loopcalls import LoopCalls, in_loop_thread, loop_calls
@@ -130,6 +130,9 @@ class ClientConnection:
     #: True if, in addition, ``_send`` writes to the transport unchanged: the server
     #: may write a pre-encoded inform (greeting, ``#sensor-status``, ``#log``) as bytes.
     _direct_bytes = True
+    #: True if the server should let other threads write on the connection
+    #: (:meth:`katcp.connection.Connection.enable_threadsafe_writes`).
+    _threadsafe_writes = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -298,12 +301,16 @@ class ClientConnection:
 class ThreadsafeClientConnection(ClientConnection):
     """`ClientConnection` whose methods may be called from any thread.
 
-    Messages sent from another thread are handed to the ioloop in order (one
-    wake-up of the loop per burst of messages).
+    A message sent from another thread (a handler thread's reply) is written on the
+    socket by that thread when nothing is queued before it, as the blocking client
+    writes its requests (see ``KATCPServer._send_threadsafe``); otherwise it is
+    handed to the ioloop in order (one wake-up of the loop per burst of messages).
 
     """
 
     _server: KATCPServer
+    #: The server lets other threads write on this client's connection.
+    _threadsafe_writes = True
 
     @_writes_transport
     def _send(self, msg: Message) -> None:
@@ -311,7 +318,7 @@ class ThreadsafeClientConnection(ClientConnection):
         if in_loop_thread(server._loop):
             server.send_message(self._conn, msg)
         else:
-            server._post(server.send_message, self._conn, msg)
+            server._send_threadsafe(self._conn, msg)
 
 
 class ClientRequestConnection:
@@ -437,6 +444,15 @@ class KATCPServer:
 
     client_connection_factory = ClientConnection
 
+    #: True if the class keeps :meth:`send_message`: other threads may then write a
+    #: message on the connection themselves (:meth:`_send_threadsafe`).
+    _direct_send = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Decided once per class: a subclass's send_message must see every message.
+        cls._direct_send = cls.send_message is KATCPServer.send_message
+
     def __init__(self, device: Device, host: str, port: int, tb_limit: int = 20,
                  logger: logging.Logger = log, *, ssl: _ssl.SSLContext | None = None,
                  access: AccessControl | None = None,
@@ -470,6 +486,9 @@ class KATCPServer:
         self._calls: LoopCalls | None = None
         self._join_waiters: List[asyncio.Future] = []
         self._encode: Callable[[Message], bytes] = LineCodec().encode
+        #: The queue of the device's handler thread, if it has one: while it holds
+        #: messages, replies are handed to the loop, which coalesces them into one write.
+        self.handler_queue: Sized | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -774,6 +793,32 @@ class KATCPServer:
                 client._last_active = self._loop.time()  # a completed request
         stream.write(msg)
 
+    def _send_threadsafe(self, stream: Any, msg: Message) -> None:
+        """Send a message to one client from any thread (not waiting for the ioloop).
+
+        The calling thread encodes the message and writes it on the connection itself
+        (:meth:`katcp.connection.Connection.write_threadsafe`, the blocking client's
+        mechanism: on the socket at once if nothing is queued for it, else behind what
+        is) when the class keeps :meth:`send_message`, the connection allows writes from
+        other threads, and every call posted to the loop (:meth:`_post`, sensor updates)
+        has run, so that nothing posted earlier is overtaken: a sensor set by a handler
+        before its reply still reports first.  Otherwise, and while the handler thread
+        has more messages queued (pipelined requests: the loop then sends a burst of
+        replies in one write, not one system call each), it posts :meth:`send_message`.
+        """
+        calls = self._calls
+        if (not self._direct_send or calls is None or calls.pending or self.handler_queue
+                or not stream.threadsafe_writes):
+            self._post(self.send_message, stream, msg)
+            return
+        if stream.closing:
+            return
+        if self.idle_timeout is not None and msg.mtype == _REPLY:
+            client = self._connections.get(stream)
+            if client is not None:
+                client._last_active = self._loop.time()  # a completed request
+        stream.write_threadsafe(stream.codec.encode(msg))
+
     def send_message_from_thread(self, stream: Any, msg: Message):
         """Thread-safe version of :meth:`send_message` returning a future."""
         return self.call_from_thread(partial(self.send_message, stream, msg))
@@ -820,6 +865,8 @@ class KATCPServer:
     def connection_made(self, conn: Any) -> None:
         client = self.client_connection_factory(self, conn)
         self._connections[conn] = client
+        if client._threadsafe_writes and self._direct_send:
+            conn.enable_threadsafe_writes()
         if self.idle_timeout is not None:
             client._last_active = self._loop.time()
         if self.access is not None:

@@ -1,7 +1,7 @@
 """`DeviceServerBase`: message dispatch and concurrency options of a device server.
 
 A request travels: transport -> `KATCPServer.message_received` ->
-`DeviceServerBase._submit` (handled here, or batched for the handler thread, as
+`DeviceServerBase._submit` (handled here, or queued for the handler thread, as
 :meth:`DeviceServerBase.set_concurrency_options` chose) ->
 :meth:`DeviceServerBase.handle_message` -> handler -> reply through the client's
 `ClientConnection.reply` (or straight to its ``_send`` when its class keeps ``reply``).
@@ -22,7 +22,7 @@ import ssl as _ssl
 import sys
 import traceback
 from functools import partial, wraps
-from typing import Any, Callable, Dict, List, Tuple, Union, cast
+from typing import Any, Callable, Dict, Tuple, Union, cast
 
 from katcp._protocol import sensor as _sensor
 from katcp._protocol.message import (
@@ -228,8 +228,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         self._tb_limit = tb_limit
         self._handler_thread: MessageHandlerThread | None = None
         self.ioloop: Any = None  # tornado IOLoop, once set or started
-        self._batch: List[Tuple[Any, Message]] = []
-        self._batch_scheduled = False
         self.set_concurrency_options()
 
     # ------------------------------------------------------------ properties
@@ -627,10 +625,18 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         """Loop thread: take one message from `KATCPServer` (the hot path of a request).
 
         The path was chosen by :meth:`set_concurrency_options`: handled here, in
-        order per client, or batched for the handler thread.
+        order per client, or queued for the handler thread.
         """
-        if self._handler_thread is not None:
-            self._submit_batched(client, msg)
+        thread = self._handler_thread
+        if thread is not None:
+            # Count what the handler thread has yet to handle; pause a client that
+            # floods it (resumed by _dispatch_counted).
+            client._submitted += 1
+            if (client._submitted - client._handled > _QUEUE_PAUSE
+                    and not client._queue_paused):
+                client._queue_paused = True
+                client._conn.pause_reading()
+            thread.submit(client, msg)
         elif client._blocked:
             self._dispatch(client, msg)
         else:  # _dispatch() inlined: the usual case of a request
@@ -690,18 +696,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             else:
                 conn.resume_reading()
 
-    def _submit_batched(self, client: ClientConnection, msg: Message) -> None:
-        # ioloop thread: collect this iteration's messages for the handler thread.
-        self._batch.append((client, msg))
-        client._submitted += 1
-        if client._submitted - client._handled > _QUEUE_PAUSE and not client._queue_paused:
-            # The handler thread is behind on this client: stop reading from it.
-            client._queue_paused = True
-            client._conn.pause_reading()
-        if not self._batch_scheduled:
-            self._batch_scheduled = True
-            self._server._loop.call_soon(self._flush_batch)
-
     def _dispatch_counted(self, client: ClientConnection, msg: Message) -> None:
         # handler thread: _dispatch, plus the bookkeeping for pausing flooding clients.
         client._handled += 1
@@ -709,12 +703,6 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
         if client._queue_paused and client._submitted - client._handled < _QUEUE_RESUME:
             client._queue_paused = False
             self._server._post(client._conn.resume_reading)
-
-    def _flush_batch(self) -> None:
-        self._batch_scheduled = False
-        batch, self._batch = self._batch, []
-        if batch and self._handler_thread is not None:
-            self._handler_thread.submit_batch(batch)
 
     # --------------------------------------------------------- configuration
 
@@ -761,8 +749,10 @@ class DeviceServerBase(metaclass=DeviceServerMetaclass):
             self._handler_thread = MessageHandlerThread(
                 self.handle_message, self.create_log_inform, self._logger,
                 dispatch=self._dispatch_counted)
+            self._server.handler_queue = self._handler_thread.queued
         else:
             self._handler_thread = None
+            self._server.handler_queue = None
         self._concurrency_options = AttrDict(thread_safe=thread_safe,
                                              handler_thread=handler_thread)
 

@@ -7,7 +7,8 @@ import concurrent.futures
 import logging
 import queue
 import threading
-from typing import Any, Callable, List, Tuple
+from collections import deque
+from typing import Any, Callable, Deque
 
 from katcp._protocol.message import Message
 from katcp._security.redact import loggable
@@ -20,8 +21,10 @@ log = logging.getLogger("katcp.server")
 class MessageHandlerThread:
     """The single thread that runs all request handlers of a threaded server.
 
-    Messages are handed over in batches: all messages received in one ioloop
-    iteration cost one wake-up of this thread. Handlers run in order.
+    Messages and calls wait in one queue and are handled in the order they were
+    queued.  Handing one over costs a ``deque.append``, plus one wake-up of this
+    thread if it was waiting: while it is busy, messages that arrive meanwhile
+    are queued without waking it, so a burst costs one wake-up.
 
     Parameters
     ----------
@@ -46,7 +49,14 @@ class MessageHandlerThread:
         self.name = f"{owner}.message_handler"
         self.log_inform_formatter = log_inform_formatter
         self._logger = logger
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: Queued (client_conn, msg) pairs and callables, in order (others may read
+        #: its length: while it is not empty, this thread has more to do).
+        self.queued: Deque[Any] = deque()
+        # True while this thread waits (or is about to wait) on _wake for new items.
+        self._idle = False
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
+        #: Number of times a queued item woke this thread (a burst of items: one).
+        self.wakeups = 0
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
         self.ioloop = None
@@ -78,16 +88,27 @@ class MessageHandlerThread:
                 self._report_error(client_conn, msg)
                 ready.set_exception(exc)
 
-        self._queue.put(run)
+        self.call(run)
         return ready
 
-    def submit_batch(self, batch: List[Tuple[Any, Message]]) -> None:
-        """Queue a list of (client_conn, msg) pairs (one wake-up for the lot)."""
-        self._queue.put(batch)
+    def submit(self, client_conn: Any, msg: Message) -> None:
+        """Queue one message for ``dispatch`` (from any thread; the ioloop's, normally)."""
+        self.queued.append((client_conn, msg))
+        if self._idle:
+            self._wake_up()
 
     def call(self, fn: Callable[[], Any]) -> None:
         """Run ``fn()`` in the handler thread, after everything queued so far."""
-        self._queue.put(fn)
+        self.queued.append(fn)
+        if self._idle:
+            self._wake_up()
+
+    def _wake_up(self) -> None:
+        # Two producers may both see _idle and both wake the thread: one wake-up is then
+        # spurious, and harmless (the thread finds nothing and waits again).
+        self._idle = False
+        self.wakeups += 1
+        self._wake.put(None)
 
     def _report_error(self, client_conn: Any, msg: Message) -> None:
         # loggable: a ?login's password must not reach the log or the #log inform.
@@ -101,24 +122,35 @@ class MessageHandlerThread:
             self._logger.debug("Could not send error inform", exc_info=True)
 
     def run(self) -> None:
-        """Thread main loop: handle queued batches until stopped."""
+        """Thread main loop: handle queued messages and calls until stopped."""
         if self.ioloop is not None:
             # Handlers calling IOLoop.current() get the server's ioloop, as in katcp-python.
             asyncio.set_event_loop(self.ioloop.asyncio_loop)
         self._running.set()
-        get = self._queue.get
+        items = self.queued
+        popleft = items.popleft
+        wait = self._wake.get
         dispatch = self.dispatch
+        running = self._running.is_set
         try:
-            while self._running.is_set():
-                item = get()
-                if item is None:
+            while running():
+                try:
+                    item = popleft()
+                except IndexError:
+                    # Say we are waiting, then look again: an item queued before the
+                    # producer could see the flag would otherwise wait for the next one.
+                    self._idle = True
+                    if items:
+                        self._idle = False
+                        continue
+                    wait()
                     continue
-                if type(item) is list:
-                    for client_conn, msg in item:
-                        try:
-                            dispatch(client_conn, msg)
-                        except Exception:
-                            self._report_error(client_conn, msg)
+                if type(item) is tuple:
+                    client_conn, msg = item
+                    try:
+                        dispatch(client_conn, msg)
+                    except Exception:
+                        self._report_error(client_conn, msg)
                 else:
                     try:
                         item()
@@ -152,7 +184,7 @@ class MessageHandlerThread:
         if timeout:
             self._running.wait(timeout)
         self._running.clear()
-        self._queue.put(None)  # wake the thread
+        self._wake.put(None)  # wake the thread if it waits
 
     def join(self, timeout: float | None = None) -> None:
         """Rejoin the handler thread."""
