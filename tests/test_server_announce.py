@@ -222,3 +222,33 @@ def test_listening_socket_queues_a_burst_of_connections():
         finally:
             for s in socks:
                 s.close()
+
+
+class FailingInform(ClientConnection):
+    def inform(self, msg: Message) -> None:
+        if msg.name == "client-connected":
+            raise RuntimeError("deliberate")
+        super().inform(msg)
+
+
+def test_an_inform_that_raises_does_not_stop_the_announcements(caplog):
+    server = _server(handler_thread=False)
+    made = itertools.count()
+    # The first client's class raises on announcements; the second hears of the third.
+    classes = [FailingInform, ClientConnection, ClientConnection]
+    server._server.client_connection_factory = lambda srv, conn: classes[next(made)](srv, conn)
+    with running(server):
+        clients = [RawClient(server.bind_address) for _ in range(2)]
+        try:
+            for c in clients:
+                c.skip_connect_informs()
+            third = RawClient(server.bind_address)
+            clients.append(third)
+            third.skip_connect_informs()
+            assert clients[1].readline() == f"#client-connected {_local(third)}".encode()
+            for c in clients:
+                assert c.request(b"?watchdog") == [b"!watchdog ok"]
+        finally:
+            for c in clients:
+                c.close()
+    assert "Error announcing new clients" in caplog.text

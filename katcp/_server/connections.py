@@ -855,8 +855,12 @@ class KATCPServer:
             if i == count or conn.closing:
                 continue
             if not client._direct_bytes:
-                for _, msg in batch[i:]:
-                    client.inform(msg)
+                try:
+                    for _, msg in batch[i:]:
+                        client.inform(msg)
+                except Exception:  # a user's inform: the other clients still hear
+                    self._logger.exception("Error announcing new clients to %s",
+                                           self.get_address(conn))
                 continue
             if data is None:
                 encoded = [self._encode(msg) for _, msg in batch]
