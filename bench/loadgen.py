@@ -224,11 +224,49 @@ def run_sensors(host: str, port: int, clients: int, sensors: int, rounds: int,
 
 
 def run_idle(host: str, port: int, clients: int, hold: float, timeout: float) -> dict:
-    """Open idle connections (each has received its greeting) and keep them until stdin."""
+    """Open idle connections (each has received its greeting) and keep them until stdin.
+
+    What the server sends meanwhile (a KATCP server announces every new client to the
+    others with ``#client-connected``) is read as it comes, while connecting too, and until
+    the connections are quiet: they are idle when "connected" is printed, with nothing
+    left for the server to send.
+    """
     deadline = time.perf_counter() + timeout
-    socks = [_connect(host, port, timeout) for _ in range(clients)]
-    # The server has accepted a connection once it has greeted it (#version-connect ...).
-    _read_until(socks, [b"#"], [1], deadline)
+    socks: List[socket.socket] = []
+    sel = selectors.DefaultSelector()
+    greeted = 0  # connections that sent something: the server greets each one first
+
+    def read_ready(wait: float) -> int:
+        nonlocal greeted
+        got = 0
+        for key, _ in sel.select(wait):
+            try:
+                data = key.fileobj.recv(1 << 20)  # type: ignore[union-attr]
+            except BlockingIOError:
+                continue
+            if not data:
+                raise ConnectionError("connection closed by server")
+            if not key.data:
+                greeted += 1
+                sel.modify(key.fileobj, selectors.EVENT_READ, True)
+            got += len(data)
+        return got
+
+    for i in range(clients):
+        sock = _connect(host, port, timeout)
+        sock.setblocking(False)
+        socks.append(sock)
+        sel.register(sock, selectors.EVENT_READ, False)
+        if i % 100 == 99:
+            read_ready(0)
+    quiet_since = time.perf_counter()
+    while greeted < clients or time.perf_counter() - quiet_since < 0.5:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{greeted} of {clients} connections greeted, or not quiet, "
+                               "in time")
+        if read_ready(0.1):
+            quiet_since = time.perf_counter()
+    sel.close()
     print(json.dumps({"mode": "idle", "connected": len(socks)}), flush=True)
     sel = selectors.DefaultSelector()
     sel.register(sys.stdin, selectors.EVENT_READ)

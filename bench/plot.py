@@ -9,6 +9,7 @@ benchmark into the output directory (default ``bench/plots/``, which is not comm
     python3 bench/bench_ncp.py --json /tmp/ncp.json
     python3 bench/plot.py /tmp/client.json /tmp/ncp.json doc/benchmarks.csv
     python3 bench/plot.py --scaling doc/scaling.csv     # bench_scaling.py: line charts
+    python3 bench/plot.py --scaling doc/scaling.csv --summary doc/_static/scaling.svg
 
 Each bar is a *speed-up*: how many times faster (or smaller) ``katcp`` is than the peer
 library measured in the same run (aiokatcp, ncplib), so longer is better and 1 means "as fast".
@@ -130,6 +131,78 @@ def plot_scaling(series, out_dir):
     return written
 
 
+#: The panels of the scaling summary: (axis, metric, log y scale, goal or None, goal label).
+SCALING_SUMMARY = (
+    ("fanout", "informs/s", True, None, ""),
+    ("fanout", "server CPU per inform", True, None, ""),
+    ("sensors", "KB per sensor", False, 0.4, "goal 0.4 KB"),
+    ("idle", "KB per idle connection", True, 4.0, "goal 4 KB"),
+    ("idle", "server CPU to connect all", True, None, ""),
+    ("container", "sync time", True, None, ""),
+)
+
+
+def _number(value, _pos=None):
+    """Tick label: 1,000 rather than 10^3; 0.5 rather than 5e-1."""
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def plot_scaling_summary(series, path):
+    """All axes in one figure (``path``: .svg or .png), the one the docs include.
+
+    One panel per entry of `SCALING_SUMMARY` that has data, log scales, ours and the peer.
+    An SVG keeps its text as text (no embedded glyphs), so the committed file stays small.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    matplotlib.rcParams["svg.fonttype"] = "none"
+    matplotlib.rcParams["svg.hashsalt"] = "katcp"  # the same data give the same file
+    panels = []
+    for axis, metric, log, goal, goal_label in SCALING_SUMMARY:
+        for (a, m, unit), by_impl in sorted(series.items()):
+            if a == axis and m == metric:
+                panels.append((axis, metric, unit, by_impl, log, goal, goal_label))
+    columns = 2
+    rows = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(9, 2.9 * rows), squeeze=False)
+    colours = {"katcp": "#4c72b0", "aiokatcp": "#c44e52"}
+    for ax, (axis, metric, unit, by_impl, log, goal, goal_label) in zip(axes.flat, panels):
+        for impl, points in sorted(by_impl.items()):
+            points = sorted(points)
+            ax.plot([x for x, _ in points], [v for _, v in points], "o-", label=impl,
+                    color=colours.get(impl))
+        if goal is not None:
+            ax.axhline(goal, color="k", linestyle="--", linewidth=1, label=goal_label)
+        ax.set_xscale("log")
+        if log:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
+        xs = [x for points in by_impl.values() for x, _ in points]
+        ys = [v for points in by_impl.values() for _, v in points if v > 0]
+        for scale, is_log, values in ((ax.xaxis, True, xs), (ax.yaxis, log, ys)):
+            if is_log and values and max(values) < 300 * min(values):
+                # Two decades or so: labels at 1, 2, 5, 10, 20, ... too.
+                scale.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            scale.set_major_formatter(FuncFormatter(_number))
+            scale.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(SCALING_X.get(axis, axis), fontsize=8)
+        ax.set_ylabel(f"{metric} ({unit})", fontsize=8)
+        ax.set_title(f"{axis}: {metric}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Date": None} if path.endswith(".svg") else None)
+    plt.close(fig)
+    return path
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", metavar="FILE",
@@ -141,6 +214,9 @@ def main():
     parser.add_argument("--scaling", action="store_true",
                         help="the inputs are bench_scaling.py --csv files (e.g. "
                              "doc/scaling.csv): draw line charts of cost against scale")
+    parser.add_argument("--summary", metavar="FILE",
+                        help="with --scaling: also draw every axis in one figure (.svg or "
+                             ".png), e.g. doc/_static/scaling.svg, which the docs include")
     args = parser.parse_args()
     try:
         import matplotlib  # noqa: F401
@@ -154,6 +230,8 @@ def main():
                     series[key][impl] += points
         for path in plot_scaling(series, args.out or os.path.join(DEFAULT_OUT, "scaling")):
             print("wrote", os.path.relpath(path))
+        if args.summary:
+            print("wrote", os.path.relpath(plot_scaling_summary(series, args.summary)))
         return
     args.out = args.out or DEFAULT_OUT
     rows = []

@@ -53,3 +53,17 @@ def test_json_output_of_the_bench_scripts(tmp_path):
     pytest.importorskip("matplotlib", reason="plotting needs the 'bench' extra")
     written = plot.plot(rows, str(tmp_path / "plots"))
     assert sorted(os.path.basename(p) for p in written) == ["client.png", "ncp.png"]
+
+
+def test_scaling_summary_figure(tmp_path):
+    """The one figure the docs include: every axis of the committed CSV, as an SVG."""
+    plot = _plot_module()
+    series = plot.load_scaling(os.path.join(ROOT, "doc", "scaling.csv"))
+    pytest.importorskip("matplotlib", reason="plotting needs the 'bench' extra")
+    path = plot.plot_scaling_summary(series, str(tmp_path / "scaling.svg"))
+    text = open(path, encoding="utf-8").read()
+    for axis, metric, *_ in plot.SCALING_SUMMARY:
+        if any(a == axis and m == metric for a, m, _ in series):
+            assert f"{axis}: {metric}" in text  # titles stay text in the SVG
+    # The committed copy is drawn from the committed CSV.
+    assert os.path.exists(os.path.join(ROOT, "doc", "_static", "scaling.svg"))

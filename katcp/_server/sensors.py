@@ -91,7 +91,6 @@ class SensorServerBase(DeviceServerBase):
         Future that resolves when the device is ready to accept messages.
 
         """
-        others = list(self._client_conns)
         self._client_conns.add(client_conn)
         self._strategies[client_conn] = {}
         info = self.PROTOCOL_INFO
@@ -105,10 +104,16 @@ class SensorServerBase(DeviceServerBase):
         else:
             for msg in self._greeting_messages():
                 client_conn.inform(msg)
-        if others and info.multi_client:
+        if info.multi_client:
             connected = Message.inform("client-connected", client_conn.address)
-            for other in others:
-                other.inform(connected)
+            server = self._server
+            if server.in_ioloop_thread():
+                # Batched per loop pass, encoded once (n connections are not n^2 writes).
+                server.announce(client_conn, connected, self._client_conns)
+            else:  # a device driven without its server running (tests)
+                for other in self._client_conns:
+                    if other is not client_conn:
+                        other.inform(connected)
         return self._done_future()
 
     def _greeting_messages(self) -> List[Message]:

@@ -28,7 +28,7 @@ ALL_INTERFACES = "0.0.0.0"
 _POSIX_REUSE = os.name not in ("nt", "cygwin") and hasattr(socket, "SO_REUSEADDR")
 
 
-def listen_socket(host: str | None, port: int, *, backlog: int = 128,
+def listen_socket(host: str | None, port: int, *, backlog: int = socket.SOMAXCONN,
                   reuse_address: bool = True) -> Tuple[socket.socket, Tuple[str, int]]:
     """Bind and listen on one TCP socket now, in the calling thread.
 
@@ -46,7 +46,10 @@ def listen_socket(host: str | None, port: int, *, backlog: int = 128,
     port : int
         Port to bind (0 picks a free one).
     backlog : int
-        Listen backlog.
+        Listen backlog: connections the system completes and queues while the server is
+        busy.  The default is the system's largest, so that clients connecting in a burst
+        (thousands, while the server writes to those already connected) are queued, not
+        turned away to retry a second later.
     reuse_address : bool
         Set ``SO_REUSEADDR`` (POSIX), so that a restarted server binds the same port again
         while old connections linger in ``TIME_WAIT``.
@@ -105,7 +108,7 @@ async def create_server(
     max_write_buffer_size: int = 2**22,
     reuse_address: bool = True,
     logger: logging.Logger | None = None,
-    backlog: int = 128,
+    backlog: int = socket.SOMAXCONN,
     start_serving: bool = True,
     sock: socket.socket | None = None,
     tls_handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
@@ -135,7 +138,9 @@ async def create_server(
     logger : logging.Logger, optional
         Logger for the connections.
     backlog : int
-        Listen backlog.
+        Listen backlog (the system's largest by default, as for :func:`listen_socket`;
+        asyncio sets it again on ``sock`` too), and the most connections accepted per loop
+        pass.
     start_serving : bool
         Accept connections at once (the default); if False, the socket is bound but
         connections are only accepted after ``await server.start_serving()`` (or
