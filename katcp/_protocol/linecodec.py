@@ -13,6 +13,7 @@ from typing import Any, List, Type, Union
 
 from katcp._protocol.grammar import (
     _BLANK_STRIP,
+    _HEAD_CACHE,
     _NAME_CACHE,
     _TYPE_BY_BYTE,
     HAVE_RUST_CODEC,
@@ -90,6 +91,8 @@ class PyLineCodec:
         append = out.append
         head_fullmatch = _head_fullmatch
         names = _NAME_CACHE
+        heads = _HEAD_CACHE
+        heads_get = heads.get
         onew = _object_new
         cls = self._message_class
         types = _TYPE_BY_BYTE
@@ -123,23 +126,57 @@ class PyLineCodec:
                 if not parts:
                     continue  # blank line
                 head = parts[0]
-                m = head_fullmatch(head)
-                if m is not None and line[0] == head[0]:
-                    name, mid = m.groups()
-                    if mid is None or len(mid) < 10 or int(mid) <= MAX_MID:
+                if line[0] == head[0]:  # else leading whitespace: the general parser says so
+                    known = heads_get(head)
+                    if known is not None:
+                        # A head without id seen before: no regex, no decode.
                         del parts[0]
                         msg = onew(cls)
-                        msg.mtype = types[head[0]]
-                        text = names.get(name)
-                        if text is None:
-                            text = name.decode("ascii")
-                            if len(names) < 1024:
-                                names[name] = text
-                        msg.name = text
+                        msg.mtype, msg.name = known
                         msg.arguments = parts
-                        msg.mid = mid
+                        msg.mid = None
                         append(msg)
                         continue
+                    if head[-1] == 93:  # "]": maybe a known head with an id
+                        i = head.find(b"[")
+                        if i > 0:
+                            known = heads_get(head[:i])
+                            mid = head[i + 1 : -1]
+                            if (
+                                known is not None
+                                and mid.isdigit()  # ASCII digits only, not empty
+                                and mid[0] != 48  # no leading zero
+                                and (len(mid) < 10 or len(mid) == 10 and int(mid) <= MAX_MID)
+                            ):
+                                del parts[0]
+                                msg = onew(cls)
+                                msg.mtype, msg.name = known
+                                msg.arguments = parts
+                                msg.mid = mid
+                                append(msg)
+                                continue
+                    m = head_fullmatch(head)
+                    if m is not None:
+                        name, mid = m.groups()
+                        if mid is None or len(mid) < 10 or int(mid) <= MAX_MID:
+                            del parts[0]
+                            msg = onew(cls)
+                            mtype = msg.mtype = types[head[0]]
+                            text = names.get(name)
+                            if text is None:
+                                text = name.decode("ascii")
+                                if len(names) < 1024:
+                                    names[name] = text
+                            msg.name = text
+                            msg.arguments = parts
+                            msg.mid = mid
+                            append(msg)
+                            if len(heads) < 1024:
+                                heads[head if mid is None else head[: len(name) + 1]] = (
+                                    mtype,
+                                    text,
+                                )
+                            continue
             try:
                 append(_parse_general(line, new_message))
             except KatcpSyntaxError as exc:
@@ -219,6 +256,8 @@ if HAVE_RUST_CODEC:
             append = out.append
             errors = False
             names = _NAME_CACHE
+            last_mid = 0  # never a valid id
+            last_mid_bytes = b""
             for m in self._append(data):
                 try:
                     mt = m.mtype
@@ -237,7 +276,14 @@ if HAVE_RUST_CODEC:
                         names[raw] = name
                 msg.name = name
                 msg.arguments = m.arguments
-                msg.mid = None if mid is None else b"%d" % mid
+                if mid is None:
+                    msg.mid = None
+                elif mid == last_mid:
+                    # Informs and the reply to one request share its id: format it once.
+                    msg.mid = last_mid_bytes
+                else:
+                    last_mid = mid
+                    msg.mid = last_mid_bytes = b"%d" % mid
                 append(msg)
             if errors:
                 self._describe_errors(out, data)
