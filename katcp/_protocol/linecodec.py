@@ -208,7 +208,7 @@ class PyLineCodec:
 
 if HAVE_RUST_CODEC:
     from katcp._protocol.grammar import (
-        _RUST_REPLY,
+        _RUST_INFORM,
         _RUST_REQUEST,
         _RUST_TYPES,
         _rust_error,
@@ -249,7 +249,7 @@ if HAVE_RUST_CODEC:
         def feed(self, data: Union[bytes, bytearray, memoryview]) -> list:
             """Add received bytes; return the complete messages and errors, in order."""
             req = _RUST_REQUEST
-            rep = _RUST_REPLY
+            inf = _RUST_INFORM
             onew = _object_new
             cls = self._message_class
             out: list = []
@@ -267,7 +267,7 @@ if HAVE_RUST_CODEC:
                     continue
                 mid = m.mid
                 msg = onew(cls)
-                msg.mtype = 0 if mt is req else 1 if mt is rep else 2
+                msg.mtype = 2 if mt is inf else 0 if mt is req else 1  # informs are most lines
                 raw = m.name
                 name = names.get(raw)
                 if name is None:
