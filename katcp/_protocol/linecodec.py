@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Type, Union
+import itertools
+from typing import Any, List, Sequence, Type, Union
 
 from katcp._protocol.grammar import (
     _BLANK_STRIP,
@@ -217,6 +218,42 @@ if HAVE_RUST_CODEC:
         _tuple_message,
     )
 
+    _repeat = itertools.repeat
+
+    def _from_rust(items: Sequence[Any], cls: type) -> list:
+        """``katcp.Message`` objects from katcp-codec's (AttributeError if one is an error).
+
+        The one place that converts a parsed katcp-codec message, kept to the least work:
+        the objects are made in one C-level pass, then four slot stores per message.
+        """
+        req = _RUST_REQUEST
+        inf = _RUST_INFORM
+        names = _NAME_CACHE
+        out: List[Any] = list(map(_object_new, _repeat(cls, len(items))))
+        last_mid = 0  # never a valid id
+        last_mid_bytes = b""
+        for msg, m in zip(out, items):
+            mt = m.mtype
+            msg.mtype = 2 if mt is inf else 0 if mt is req else 1  # informs are most lines
+            raw = m.name
+            name = names.get(raw)
+            if name is None:
+                name = raw.decode("ascii")
+                if len(names) < 1024:
+                    names[raw] = name
+            msg.name = name
+            msg.arguments = m.arguments
+            mid = m.mid
+            if mid is None:
+                msg.mid = None
+            elif mid == last_mid:
+                # Informs and the reply to one request share its id: format it once.
+                msg.mid = last_mid_bytes
+            else:
+                last_mid = mid
+                msg.mid = last_mid_bytes = b"%d" % mid
+        return out
+
     class RustLineCodec:
         """Streaming KATCP line codec backed by ``katcp-codec`` (Rust).
 
@@ -248,43 +285,20 @@ if HAVE_RUST_CODEC:
 
         def feed(self, data: Union[bytes, bytearray, memoryview]) -> list:
             """Add received bytes; return the complete messages and errors, in order."""
-            req = _RUST_REQUEST
-            inf = _RUST_INFORM
-            onew = _object_new
-            cls = self._message_class
-            out: list = []
-            append = out.append
-            errors = False
-            names = _NAME_CACHE
-            last_mid = 0  # never a valid id
-            last_mid_bytes = b""
-            for m in self._append(data):
-                try:
-                    mt = m.mtype
-                except AttributeError:
-                    append(_rust_error(m, self.max_line_length))
-                    errors = True
-                    continue
-                mid = m.mid
-                msg = onew(cls)
-                msg.mtype = 2 if mt is inf else 0 if mt is req else 1  # informs are most lines
-                raw = m.name
-                name = names.get(raw)
-                if name is None:
-                    name = raw.decode("ascii")
-                    if len(names) < 1024:
-                        names[raw] = name
-                msg.name = name
-                msg.arguments = m.arguments
-                if mid is None:
-                    msg.mid = None
-                elif mid == last_mid:
-                    # Informs and the reply to one request share its id: format it once.
-                    msg.mid = last_mid_bytes
-                else:
-                    last_mid = mid
-                    msg.mid = last_mid_bytes = b"%d" % mid
-                append(msg)
+            items = self._append(data)
+            try:
+                out = _from_rust(items, self._message_class)
+                errors = False
+            except AttributeError:  # an item is a ValueError: a malformed line
+                out = []
+                limit = self.max_line_length
+                cls = self._message_class
+                for m in items:
+                    if isinstance(m, ValueError):
+                        out.append(_rust_error(m, limit))
+                    else:
+                        out += _from_rust((m,), cls)
+                errors = True
             if errors:
                 self._describe_errors(out, data)
             size = self._parser.buffer_size
