@@ -24,6 +24,7 @@ from katcp._protocol.grammar import (
     _object_new,
     _parse_general,
     _too_long_error,
+    _unescape_fast,
     py_format_message,
 )
 from katcp._protocol.message import Message, _new_message
@@ -91,7 +92,7 @@ class PyLineCodec:
         out: list = []
         append = out.append
         head_fullmatch = _head_fullmatch
-        names = _NAME_CACHE
+        unescape = _unescape_fast
         heads = _HEAD_CACHE
         heads_get = heads.get
         onew = _object_new
@@ -99,15 +100,10 @@ class PyLineCodec:
         types = _TYPE_BY_BYTE
         limit = self.max_line_length - 1
         new_message = self._new_message
-        # One scan of the chunk tells whether any line may need the slow path.
-        special = (
-            92 in data
-            or 0 in data
-            or 27 in data
-            or 11 in data
-            or 12 in data
-            or joined_pending
-        )
+        # One scan of the chunk tells whether any line may need the general parser (raw NUL,
+        # ESC, vertical tab or form feed) or unescaping (a backslash).
+        special = 0 in data or 27 in data or 11 in data or 12 in data or joined_pending
+        escapes = 92 in data or joined_pending
         for line in lines:
             if not line:
                 if line is None:
@@ -116,68 +112,49 @@ class PyLineCodec:
             if len(line) > limit:
                 append(self._too_long())
                 continue
-            if not special or not (
-                92 in line
-                or 0 in line
-                or 27 in line
-                or 11 in line
-                or 12 in line
-            ):
+            if not special or not (0 in line or 27 in line or 11 in line or 12 in line):
+                # Splitting on whitespace is exact: escapes never contain whitespace.
                 parts = line.split()
                 if not parts:
                     continue  # blank line
                 head = parts[0]
-                if line[0] == head[0]:  # else leading whitespace: the general parser says so
+                if line[0] != head[0]:
+                    known = None  # leading whitespace: the general parser says so
+                else:
+                    # A head seen before, without id or with a plain id, skips the regex.
                     known = heads_get(head)
+                    mid = None
+                    if known is None and head[-1] == 93 and (i := head.find(b"[")) > 0:
+                        known = heads_get(head[:i])
+                        mid = head[i + 1 : -1]
+                        if known is not None and not (
+                            mid.isdigit()  # ASCII digits only, not empty
+                            and mid[0] != 48  # no leading zero
+                            and (len(mid) < 10 or len(mid) == 10 and int(mid) <= MAX_MID)
+                        ):
+                            known = None
+                    if known is None:
+                        m = head_fullmatch(head)
+                        if m is not None:
+                            name, mid = m.groups()
+                            if mid is None or len(mid) < 10 or int(mid) <= MAX_MID:
+                                known = (types[head[0]], name.decode("ascii"))
+                                if len(heads) < 1024:
+                                    heads[head if mid is None else head[: len(name) + 1]] = known
+                if known is not None:
+                    del parts[0]
+                    if escapes and 92 in line:
+                        try:
+                            parts = [unescape(a) if 92 in a else a for a in parts]
+                        except KatcpSyntaxError:
+                            known = None  # the general parser describes the error
                     if known is not None:
-                        # A head without id seen before: no regex, no decode.
-                        del parts[0]
                         msg = onew(cls)
                         msg.mtype, msg.name = known
                         msg.arguments = parts
-                        msg.mid = None
+                        msg.mid = mid
                         append(msg)
                         continue
-                    if head[-1] == 93:  # "]": maybe a known head with an id
-                        i = head.find(b"[")
-                        if i > 0:
-                            known = heads_get(head[:i])
-                            mid = head[i + 1 : -1]
-                            if (
-                                known is not None
-                                and mid.isdigit()  # ASCII digits only, not empty
-                                and mid[0] != 48  # no leading zero
-                                and (len(mid) < 10 or len(mid) == 10 and int(mid) <= MAX_MID)
-                            ):
-                                del parts[0]
-                                msg = onew(cls)
-                                msg.mtype, msg.name = known
-                                msg.arguments = parts
-                                msg.mid = mid
-                                append(msg)
-                                continue
-                    m = head_fullmatch(head)
-                    if m is not None:
-                        name, mid = m.groups()
-                        if mid is None or len(mid) < 10 or int(mid) <= MAX_MID:
-                            del parts[0]
-                            msg = onew(cls)
-                            mtype = msg.mtype = types[head[0]]
-                            text = names.get(name)
-                            if text is None:
-                                text = name.decode("ascii")
-                                if len(names) < 1024:
-                                    names[name] = text
-                            msg.name = text
-                            msg.arguments = parts
-                            msg.mid = mid
-                            append(msg)
-                            if len(heads) < 1024:
-                                heads[head if mid is None else head[: len(name) + 1]] = (
-                                    mtype,
-                                    text,
-                                )
-                            continue
             try:
                 append(_parse_general(line, new_message))
             except KatcpSyntaxError as exc:
