@@ -381,20 +381,31 @@ NEAR_MISS_VALID = [
     b"#cached-head[7]",
     b"?cached-headx",
     b"?cached-hea",
+    b"?cached-head a\\_b \\@ c\\\\d\\\\\\_",  # escapes on a known head
+    b"!cached-head[8] ok Some\\_text\\n\\t\\e\\0\\r",
+]
+# Known heads with a bad escape: refused, with the same words as the line API.
+BAD_ESCAPES = [
+    b"?cached-head a\\q",
+    b"?cached-head a\\",
+    b"!cached-head[9] ok a\\ b",
+    b"?cached-head a\\\\\\",
 ]
 
 
 @pytest.mark.parametrize("codec_cls", CODEC_CLASSES)
 def test_streaming_known_heads_with_odd_ids(codec_cls):
     lines = [b"?cached-head", b"!cached-head[3] ok", b"#cached-head"]  # warm the caches
-    lines += NEAR_MISS_IDS + NEAR_MISS_VALID
+    lines += NEAR_MISS_IDS + NEAR_MISS_VALID + BAD_ESCAPES
     expected = []
     for line in lines:
         try:
             expected.append(grammar._py_parse_checked(line, _new_message))
         except KatcpSyntaxError as exc:
             expected.append(exc)
-    assert sum(isinstance(e, KatcpSyntaxError) for e in expected) == len(NEAR_MISS_IDS)
+    n_bad = len(NEAR_MISS_IDS) + len(BAD_ESCAPES)
+    assert sum(isinstance(e, KatcpSyntaxError) for e in expected) == n_bad
+    assert [b"a b", b"", b"c\\d\\ "] in [e.arguments for e in expected if isinstance(e, Message)]
     c = codec_cls()
     # Twice: the second pass meets every head after the first has been remembered.
     for _ in range(2):
