@@ -13,6 +13,23 @@ and pure Python):
 * streaming: ``LineCodec.feed(chunk)`` over 64 KiB chunks, vs aiokatcp's own
   receive path (``katcp_codec.Parser.append`` + conversion to
   ``aiokatcp.Message``, copied from ``aiokatcp.connection``);
+* streaming, katcp-codec path only: ``RustLineCodec.feed`` (it returns the
+  ``katcp.Message`` objects the rest of the package consumes) against katcp-codec's
+  parsers alone on the same chunks, each ratio being *our lines/s divided by theirs*
+  (1.0 = as fast as the bare parser):
+
+  - ``katcp_codec.Parser.append``: the public parser, which itself converts every
+    message of the extension into a ``katcp_codec.Message`` dataclass;
+  - ``katcp_codec._lib.Parser.append``: the extension's parser under it, which
+    returns its own message objects (their ``name``, ``arguments`` and ``mid`` are
+    already Python objects) and converts nothing -- issue 17's goal is ≥ 0.85x of
+    this one;
+  - three floors built on ``_lib.Parser``, showing what any conversion to Python
+    objects costs at least: reading the four fields of each message (no object
+    built), one bare object per message (no field read), and both (one
+    ``katcp.Message`` via ``object.__new__`` with the four raw fields stored).
+    ``RustLineCodec.feed`` cannot beat the third, and no eager conversion can beat
+    the first two;
 * formatting: ``codec.encode(msg)`` (wire form with newline) and
   ``bytes(msg)``, vs aiokatcp ``bytes(msg)`` (which includes the newline).
 
@@ -21,7 +38,10 @@ A pure-Python baseline is also timed: a re-implementation of katcp-python
 installed here), so the pure path can be compared with the classic approach
 as well as with aiokatcp (which uses katcp-codec).
 
-Usage: ``python bench/bench_codec.py [--quick]``
+The summary at the end gives the issue 17 goals as medians of the per-run ratios
+(each run times both sides back to back on this process's CPU time).
+
+Usage: ``python bench/bench_codec.py [--quick] [--repeat N]``
 """
 
 import argparse
@@ -161,11 +181,24 @@ def measure(candidates, repeat, min_time, runs=None):
     return {key: statistics.median(values) for key, values in rates.items()}
 
 
+RAW_KEY = "katcp_codec._lib.Parser.append"
+
+
+def run_ratio(runs, num, den):
+    """Median, min and max over the runs of ``rate[num] / rate[den]`` (paired by run)."""
+    ratios = [a / b for a, b in zip(runs[num], runs[den])]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="interleaved runs per section (default 7, 5 with --quick)")
     opts = ap.parse_args()
     repeat, min_time = (5, 0.05) if opts.quick else (7, 0.15)
+    if opts.repeat is not None:
+        repeat = max(1, opts.repeat)
 
     lines = MIX * 10
     wire_lines = [line + b"\n" for line in lines]
@@ -226,8 +259,8 @@ def main():
     stream_cands = [("aiokatcp", aio_stream, n_stream)]
     # katcp-codec's own parsers alone, without any conversion: the public Parser (it returns
     # katcp_codec.Message dataclasses) and the extension's Parser under it (Rust-side
-    # messages only); plus the least that building katcp Messages from the latter costs
-    # (the four attribute reads and one object per message, nothing else).
+    # messages only); plus the least that building katcp Messages from the latter costs:
+    # the four attribute reads alone, one bare object per message alone, and both.
     codec_parsers = []
     if codec.HAVE_RUST_CODEC:
         from katcp._protocol.message import Message
@@ -245,6 +278,20 @@ def main():
             for chunk in chunks:
                 p.append(chunk)
 
+        def reads_floor():
+            p = RawParser(1 << 20)
+            for chunk in chunks:
+                for m in p.append(chunk):
+                    _ = m.mtype
+                    _ = m.name
+                    _ = m.arguments
+                    _ = m.mid
+
+        def objects_floor():
+            p = RawParser(1 << 20)
+            for chunk in chunks:
+                _ = [onew(Message) for m in p.append(chunk)]
+
         def conversion_floor():
             p = RawParser(1 << 20)
             for chunk in chunks:
@@ -259,6 +306,8 @@ def main():
 
         codec_parsers = [("katcp_codec.Parser.append", public_parser, n_stream),
                          ("katcp_codec._lib.Parser.append", raw_parser, n_stream),
+                         ("floor: _lib.Parser + 4 field reads", reads_floor, n_stream),
+                         ("floor: _lib.Parser + 1 bare object/line", objects_floor, n_stream),
                          ("floor: _lib.Parser + bare Message objects", conversion_floor,
                           n_stream)]
         stream_cands += codec_parsers
@@ -338,13 +387,32 @@ def main():
             print(fmt.format(f"{ours_label} [{label}]" if "[" not in label else f"{ours_label} {label}",
                              r, r / aio, r / kp_base))
         if parsers:
-            ours = stream_runs["katcp-codec"]
-            print(f"  vs katcp-codec's parsers alone (medians of {repeat} interleaved runs; "
-                  "per-run ratio range):")
+            print(f"  katcp-codec's parsers alone, and floors (ratios: medians of the {repeat} "
+                  "per-run ratios, range):")
+            print(f"  {'':<42} {'lines/s':>12}      ours [katcp-codec] / it   it / _lib.Parser")
             for key, rate in parsers.items():
-                ratios = [a / b for a, b in zip(ours, stream_runs[key])]
-                print(f"  {key:<42} {rate:>12,.0f} /s   ours [katcp-codec] "
-                      f"{statistics.median(ours) / rate:5.2f}x ({min(ratios):.2f}..{max(ratios):.2f})")
+                med, lo, hi = run_ratio(stream_runs, "katcp-codec", key)
+                own = run_ratio(stream_runs, key, RAW_KEY)[0]
+                print(f"  {key:<42} {rate:>12,.0f} /s   {med:5.2f}x ({lo:.2f}..{hi:.2f})"
+                      f"       {own:5.2f}x")
+
+    print()
+    print(f"-- issue 17 goals, streaming (medians of {repeat} per-run ratios, lines/s over lines/s)")
+    if codec_parsers:
+        for num, den, goal in [
+            ("katcp-codec", RAW_KEY, ">= 0.85"),
+            ("katcp-codec", "katcp_codec.Parser.append", None),
+            ("floor: _lib.Parser + 4 field reads", RAW_KEY, None),
+            ("floor: _lib.Parser + 1 bare object/line", RAW_KEY, None),
+            ("floor: _lib.Parser + bare Message objects", RAW_KEY, None),
+        ]:
+            med, lo, hi = run_ratio(stream_runs, num, den)
+            label = f"ours [{num}]" if num == "katcp-codec" else num
+            print(f"{label + ' / ' + den:<84} {med:5.2f}x ({lo:.2f}..{hi:.2f})"
+                  + (f"  goal {goal}" if goal else ""))
+    med, lo, hi = run_ratio(stream_runs, "python", "aiokatcp")
+    print(f"{'ours [python] / aiokatcp receive path (katcp-codec + aiokatcp.Message)':<84} "
+          f"{med:5.2f}x ({lo:.2f}..{hi:.2f})  goal >= 1.5")
 
 
 if __name__ == "__main__":

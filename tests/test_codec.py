@@ -346,3 +346,83 @@ def test_streaming_errors_say_what_is_wrong(codec_cls, line, fragment):
     assert len(out) == 3
     assert fragment in str(out[1])
     assert summary([out[0], out[2]]) == [(0, "ok", None, []), (1, "ok", None, [b"ok"])]
+
+
+# Heads that look like a known head followed by an id, but are not valid: the pure codec
+# remembers heads it has seen (``_HEAD_CACHE``) and checks ids without the regex, so each must
+# still be refused exactly as the line API refuses it.
+NEAR_MISS_IDS = [
+    b"?cached-head[0]",
+    b"?cached-head[01]",
+    b"?cached-head[]",
+    b"?cached-head[1a]",
+    b"?cached-head[-1]",
+    b"?cached-head[+1]",
+    b"?cached-head[ 1]",
+    b"?cached-head[1][2]",
+    b"?cached-head[[1]",
+    b"?cached-head[2147483648]",
+    b"?cached-head[9999999999]",
+    b"?cached-head[12345678901]",
+    b"?cached-head[\xd9\xa1]",  # ARABIC-INDIC DIGIT ONE in UTF-8
+    b"?cached-head]",
+    b"?cached-head1]",
+    b" ?cached-head",
+    b"\t?cached-head[5]",
+    b"#cached-head[0]",
+]
+NEAR_MISS_VALID = [
+    b"?cached-head[1]",
+    b"?cached-head[10]",
+    b"?cached-head[2147483647]",
+    b"?cached-head[1000000000] a b",
+    b"?cached-head a",
+    b"!cached-head ok",
+    b"#cached-head[7]",
+    b"?cached-headx",
+    b"?cached-hea",
+    b"?cached-head a\\_b \\@ c\\\\d\\\\\\_",  # escapes on a known head
+    b"!cached-head[8] ok Some\\_text\\n\\t\\e\\0\\r",
+]
+# Known heads with a bad escape: refused, with the same words as the line API.
+BAD_ESCAPES = [
+    b"?cached-head a\\q",
+    b"?cached-head a\\",
+    b"!cached-head[9] ok a\\ b",
+    b"?cached-head a\\\\\\",
+]
+
+
+@pytest.mark.parametrize("codec_cls", CODEC_CLASSES)
+def test_streaming_known_heads_with_odd_ids(codec_cls):
+    lines = [b"?cached-head", b"!cached-head[3] ok", b"#cached-head"]  # warm the caches
+    lines += NEAR_MISS_IDS + NEAR_MISS_VALID + BAD_ESCAPES
+    expected = []
+    for line in lines:
+        try:
+            expected.append(grammar._py_parse_checked(line, _new_message))
+        except KatcpSyntaxError as exc:
+            expected.append(exc)
+    n_bad = len(NEAR_MISS_IDS) + len(BAD_ESCAPES)
+    assert sum(isinstance(e, KatcpSyntaxError) for e in expected) == n_bad
+    assert [b"a b", b"", b"c\\d\\ "] in [e.arguments for e in expected if isinstance(e, Message)]
+    c = codec_cls()
+    # Twice: the second pass meets every head after the first has been remembered.
+    for _ in range(2):
+        out = c.feed(b"\n".join(lines) + b"\n")
+        assert summary(out, with_text=True) == summary(expected, with_text=True)
+
+
+@pytest.mark.parametrize("codec_cls", CODEC_CLASSES)
+def test_streaming_ids_of_consecutive_messages(codec_cls):
+    # Consecutive messages often share an id (informs, then the reply); each keeps its own.
+    data = b"?a[5]\n#a[5] x\n!a[5] ok\n#b[6]\n#c\n!d[5] ok\n#e[2147483647]\n#f[6]\n"
+    c = codec_cls()
+    out = c.feed(data[:9]) + c.feed(data[9:])  # split inside "#a[5]"
+    assert [(m.name, m.mid) for m in out] == [
+        ("a", b"5"), ("a", b"5"), ("a", b"5"), ("b", b"6"), ("c", None), ("d", b"5"),
+        ("e", b"2147483647"), ("f", b"6"),
+    ]
+    assert all(type(m.mid) is bytes for m in out if m.mid is not None)
+    out[0].mid = b"9"  # mutable messages: changing one changes no other
+    assert out[1].mid == b"5"

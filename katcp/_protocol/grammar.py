@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
     "KatcpSyntaxError",
@@ -76,6 +76,9 @@ _BLANK_STRIP = b" \t"
 _object_new = object.__new__
 #: Decoded message names (bounded): saves a decode per received message.
 _NAME_CACHE: Dict[bytes, str] = {}
+#: Heads without message id (``b"#sensor-status"``) already validated -> (type, name) (bounded):
+#: saves the head regex and the decode for the lines that repeat most (informs).
+_HEAD_CACHE: Dict[bytes, Tuple[int, str]] = {}
 
 
 def _unescape_repl(match: "re.Match[bytes]") -> bytes:

@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Type, Union
+import itertools
+from typing import Any, List, Sequence, Type, Union
 
 from katcp._protocol.grammar import (
     _BLANK_STRIP,
+    _HEAD_CACHE,
     _NAME_CACHE,
     _TYPE_BY_BYTE,
     HAVE_RUST_CODEC,
@@ -22,6 +24,7 @@ from katcp._protocol.grammar import (
     _object_new,
     _parse_general,
     _too_long_error,
+    _unescape_fast,
     py_format_message,
 )
 from katcp._protocol.message import Message, _new_message
@@ -89,21 +92,18 @@ class PyLineCodec:
         out: list = []
         append = out.append
         head_fullmatch = _head_fullmatch
-        names = _NAME_CACHE
+        unescape = _unescape_fast
+        heads = _HEAD_CACHE
+        heads_get = heads.get
         onew = _object_new
         cls = self._message_class
         types = _TYPE_BY_BYTE
         limit = self.max_line_length - 1
         new_message = self._new_message
-        # One scan of the chunk tells whether any line may need the slow path.
-        special = (
-            92 in data
-            or 0 in data
-            or 27 in data
-            or 11 in data
-            or 12 in data
-            or joined_pending
-        )
+        # One scan of the chunk tells whether any line may need the general parser (raw NUL,
+        # ESC, vertical tab or form feed) or unescaping (a backslash).
+        special = 0 in data or 27 in data or 11 in data or 12 in data or joined_pending
+        escapes = 92 in data or joined_pending
         for line in lines:
             if not line:
                 if line is None:
@@ -112,30 +112,45 @@ class PyLineCodec:
             if len(line) > limit:
                 append(self._too_long())
                 continue
-            if not special or not (
-                92 in line
-                or 0 in line
-                or 27 in line
-                or 11 in line
-                or 12 in line
-            ):
+            if not special or not (0 in line or 27 in line or 11 in line or 12 in line):
+                # Splitting on whitespace is exact: escapes never contain whitespace.
                 parts = line.split()
                 if not parts:
                     continue  # blank line
                 head = parts[0]
-                m = head_fullmatch(head)
-                if m is not None and line[0] == head[0]:
-                    name, mid = m.groups()
-                    if mid is None or len(mid) < 10 or int(mid) <= MAX_MID:
-                        del parts[0]
+                if line[0] != head[0]:
+                    known = None  # leading whitespace: the general parser says so
+                else:
+                    # A head seen before, without id or with a plain id, skips the regex.
+                    known = heads_get(head)
+                    mid = None
+                    if known is None and head[-1] == 93 and (i := head.find(b"[")) > 0:
+                        known = heads_get(head[:i])
+                        mid = head[i + 1 : -1]
+                        if known is not None and not (
+                            mid.isdigit()  # ASCII digits only, not empty
+                            and mid[0] != 48  # no leading zero
+                            and (len(mid) < 10 or len(mid) == 10 and int(mid) <= MAX_MID)
+                        ):
+                            known = None
+                    if known is None:
+                        m = head_fullmatch(head)
+                        if m is not None:
+                            name, mid = m.groups()
+                            if mid is None or len(mid) < 10 or int(mid) <= MAX_MID:
+                                known = (types[head[0]], name.decode("ascii"))
+                                if len(heads) < 1024:
+                                    heads[head if mid is None else head[: len(name) + 1]] = known
+                if known is not None:
+                    del parts[0]
+                    if escapes and 92 in line:
+                        try:
+                            parts = [unescape(a) if 92 in a else a for a in parts]
+                        except KatcpSyntaxError:
+                            known = None  # the general parser describes the error
+                    if known is not None:
                         msg = onew(cls)
-                        msg.mtype = types[head[0]]
-                        text = names.get(name)
-                        if text is None:
-                            text = name.decode("ascii")
-                            if len(names) < 1024:
-                                names[name] = text
-                        msg.name = text
+                        msg.mtype, msg.name = known
                         msg.arguments = parts
                         msg.mid = mid
                         append(msg)
@@ -171,7 +186,7 @@ class PyLineCodec:
 
 if HAVE_RUST_CODEC:
     from katcp._protocol.grammar import (
-        _RUST_REPLY,
+        _RUST_INFORM,
         _RUST_REQUEST,
         _RUST_TYPES,
         _rust_error,
@@ -179,6 +194,42 @@ if HAVE_RUST_CODEC:
         _RustParser,
         _tuple_message,
     )
+
+    _repeat = itertools.repeat
+
+    def _from_rust(items: Sequence[Any], cls: type) -> list:
+        """``katcp.Message`` objects from katcp-codec's (AttributeError if one is an error).
+
+        The one place that converts a parsed katcp-codec message, kept to the least work:
+        the objects are made in one C-level pass, then four slot stores per message.
+        """
+        req = _RUST_REQUEST
+        inf = _RUST_INFORM
+        names = _NAME_CACHE
+        out: List[Any] = list(map(_object_new, _repeat(cls, len(items))))
+        last_mid = 0  # never a valid id
+        last_mid_bytes = b""
+        for msg, m in zip(out, items):
+            mt = m.mtype
+            msg.mtype = 2 if mt is inf else 0 if mt is req else 1  # informs are most lines
+            raw = m.name
+            name = names.get(raw)
+            if name is None:
+                name = raw.decode("ascii")
+                if len(names) < 1024:
+                    names[raw] = name
+            msg.name = name
+            msg.arguments = m.arguments
+            mid = m.mid
+            if mid is None:
+                msg.mid = None
+            elif mid == last_mid:
+                # Informs and the reply to one request share its id: format it once.
+                msg.mid = last_mid_bytes
+            else:
+                last_mid = mid
+                msg.mid = last_mid_bytes = b"%d" % mid
+        return out
 
     class RustLineCodec:
         """Streaming KATCP line codec backed by ``katcp-codec`` (Rust).
@@ -211,34 +262,20 @@ if HAVE_RUST_CODEC:
 
         def feed(self, data: Union[bytes, bytearray, memoryview]) -> list:
             """Add received bytes; return the complete messages and errors, in order."""
-            req = _RUST_REQUEST
-            rep = _RUST_REPLY
-            onew = _object_new
-            cls = self._message_class
-            out: list = []
-            append = out.append
-            errors = False
-            names = _NAME_CACHE
-            for m in self._append(data):
-                try:
-                    mt = m.mtype
-                except AttributeError:
-                    append(_rust_error(m, self.max_line_length))
-                    errors = True
-                    continue
-                mid = m.mid
-                msg = onew(cls)
-                msg.mtype = 0 if mt is req else 1 if mt is rep else 2
-                raw = m.name
-                name = names.get(raw)
-                if name is None:
-                    name = raw.decode("ascii")
-                    if len(names) < 1024:
-                        names[raw] = name
-                msg.name = name
-                msg.arguments = m.arguments
-                msg.mid = None if mid is None else b"%d" % mid
-                append(msg)
+            items = self._append(data)
+            try:
+                out = _from_rust(items, self._message_class)
+                errors = False
+            except AttributeError:  # an item is a ValueError: a malformed line
+                out = []
+                limit = self.max_line_length
+                cls = self._message_class
+                for m in items:
+                    if isinstance(m, ValueError):
+                        out.append(_rust_error(m, limit))
+                    else:
+                        out += _from_rust((m,), cls)
+                errors = True
             if errors:
                 self._describe_errors(out, data)
             size = self._parser.buffer_size
