@@ -266,6 +266,46 @@ def test_unmanaged_current_loop():
     asyncio.run(main())
 
 
+def test_start_first_call_runs_in_the_loop_thread():
+    """first_call runs in the loop's thread: managed (queued before the thread starts),
+    unmanaged from another thread, and unmanaged from the loop's own thread (at once)."""
+    manager = IOLoopManager(managed_default=True)
+    ran = threading.Event()
+    where = []
+
+    def first():
+        where.append((threading.get_ident(), manager._running.is_set()))
+        ran.set()
+
+    manager.start(first_call=first)
+    try:
+        assert ran.wait(WAIT)
+        assert where[0][0] == manager._ioloop_thread.ident
+        assert where[0][1]  # the loop counts as running by then
+    finally:
+        manager.stop().result(WAIT)
+        manager.join(timeout=WAIT)
+
+    async def main():
+        here = threading.get_ident()
+        unmanaged = IOLoopManager(managed_default=False)
+        calls = []
+        unmanaged.start(first_call=lambda: calls.append(threading.get_ident()))
+        assert calls == [here]  # at once, in this (the loop's) thread
+        await unmanaged.stop()
+
+        other = IOLoopManager(managed_default=False)
+        other.set_ioloop(tornado.ioloop.IOLoop.current(), managed=False)
+        done = asyncio.get_running_loop().create_future()
+        started = threading.Thread(target=other.start, kwargs={
+            "first_call": lambda: done.set_result(threading.get_ident())})
+        started.start()
+        assert await asyncio.wait_for(done, WAIT) == here
+        started.join(WAIT)
+
+    asyncio.run(main())
+
+
 def test_stop_callback_runs_in_loop_and_may_return_coroutine(managed):
     ioloop = managed.get_ioloop()
     events = []

@@ -495,14 +495,13 @@ class DeviceClient(metaclass=DeviceMetaclass):
         # After stop(), a managed manager hands out a fresh loop for the new run.
         self._ioloop = ioloop = self._ioloop_manager.get_ioloop()
         self._loop = loop = ioloop.asyncio_loop  # type: ignore[attr-defined]
-        self._loop_calls = calls = loop_calls(loop)
+        self._loop_calls = loop_calls(loop)
         if not self._state_fresh:
             self._init_state_per_run()
-        self._ioloop_manager.start(timeout)
-        if in_loop_thread(loop):
-            self._install()
-        elif not calls.post(self._install):
-            raise RuntimeError("IOLoop is closed")
+        # _install goes to the loop with the manager's start: queued before a managed
+        # thread starts, it runs in the loop's first pass, and this thread waits for one
+        # hand-off (_run_started) instead of one for the loop and one for _install.
+        self._ioloop_manager.start(first_call=self._install)
         if timeout and not in_loop_thread(loop):
             # Not wait_running(): the client may already have run and stopped.
             self._run_started.wait(timeout)
