@@ -1,7 +1,9 @@
 """Tests for katcp.resource_client.KATCPClientResource over loopback servers."""
 
 import asyncio
+from typing import Optional
 
+import aiokatcp
 import pytest
 import tornado.gen
 from test_resource_servers import AioServer, run, start_aio, start_ours, stop_server
@@ -11,6 +13,7 @@ from katcp.resource import KATCPReply, KATCPResourceInactive, KATCPSensor, Senso
 from katcp.resource_client import (
     KATCPClientResource,
     KATCPClientResourceRequest,
+    ReplyWrappedInspectingClientAsync,
     monitor_resource_sync_state,
 )
 
@@ -485,6 +488,56 @@ def test_set_sampling_strategies_goes_through_overridden_set_sampling_strategy()
             assert len(srv.sampling_requests) == 5
             assert not any("," in r for r in srv.sampling_requests)
             assert res.sensor.many_s3.sampling_strategy == ("event",)
+        finally:
+            await stop_resource(res)
+            await stop_server(srv)
+
+    run(main)
+
+
+def test_bulk_strategy_timed_out_is_not_retried_sensor_by_sensor():
+    """A bulk ?sensor-sampling that times out is not repeated one request per sensor (a
+    device too slow for one request gains nothing from twenty more); a later one works."""
+
+    class SlowOnce(AioServer):
+        slow = True
+
+        async def request_sensor_sampling(
+            self, ctx, name: str,
+            strategy: Optional[aiokatcp.SensorSampler.Strategy] = None, *args: bytes
+        ) -> tuple:
+            """Set sampling strategy (the first bulk one answers late)."""
+            if "," in name and self.slow:
+                self.slow = False
+                await asyncio.sleep(0.6)
+            return await super().request_sensor_sampling(ctx, name, strategy, *args)
+
+    class ShortTimeouts(ReplyWrappedInspectingClientAsync):
+        def inform_hook_client_factory(self, host, port, *args, **kwargs):
+            return super().inform_hook_client_factory(host, port, *args, timeout=0.2,
+                                                      **kwargs)
+
+    class Resource(KATCPClientResource):
+        def inspecting_client_factory(self, host, port, ioloop_set_to):
+            return ShortTimeouts(host, port, ioloop=ioloop_set_to, logger=self._logger)
+
+    async def main():
+        srv = SlowOnce("127.0.0.1", 0, n_sensors=20)
+        await srv.start()
+        res = Resource(dict(name="dev", address=("127.0.0.1", srv.port), controlled=True))
+        res.start()
+        try:
+            await res.until_synced(timeout=5)
+            srv.sampling_requests.clear()
+            result = await res.set_sampling_strategies(r"^many_", "event")
+            assert len(result) == 20
+            assert all(value != "event" for value in result.values())  # each failed
+            await asyncio.sleep(0.6)  # the late reply comes and goes
+            assert srv.sampling_requests and all("," in r for r in srv.sampling_requests)
+            result = await res.set_sampling_strategies(r"^many_", "event")
+            assert set(result.values()) == {"event"}
+            await until(lambda: all(res.sensor[f"many_s{i}"].value == i for i in range(20)))
+            assert all("," in r for r in srv.sampling_requests)
         finally:
             await stop_resource(res)
             await stop_server(srv)

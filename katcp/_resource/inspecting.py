@@ -687,12 +687,21 @@ class InspectingClientAsync:
 
     def _check_lookup_failure(self, name, reply):
         """Raise SyncError unless `reply` says that the named item does not exist."""
-        text = b" ".join(reply.arguments[1:]).lower()
-        if (name is None or reply.mtype != Message.REPLY or not self.katcp_client.is_connected()
-                or b"timed out" in text or b"connection closed" in text
-                or b"stopped" in text):
+        if name is None or self.failed_here(reply):
             raise SyncError(f"Error reply during sync process for "
                             f"{self.bind_address_string}: {reply}")
+
+    def failed_here(self, reply) -> bool:
+        """Whether a failed `reply` was made by the client, not sent by the device.
+
+        True for the fail replies that end a request when it times out, the connection
+        closes or the client stops (and for anything that is not a reply): the device
+        has not judged the request.
+        """
+        text = b" ".join(reply.arguments[1:]).lower()
+        return (reply.mtype != Message.REPLY or not self.katcp_client.is_connected()
+                or b"timed out" in text or b"connection closed" in text
+                or b"stopped" in text)
 
     @staticmethod
     def _update_index(index, name, data):
