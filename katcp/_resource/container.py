@@ -348,28 +348,33 @@ class KATCPClientResourceContainer(resource.KATCPResource):
 
     # -- child notifications -----------------------------------------------
     @staticmethod
-    def _key(child, key):
-        # Aggregate sensors/requests ("agg_...") keep their name unprefixed.
-        if key.startswith("agg_"):
-            return key
-        return escape_name(child.name) + "_" + key
+    def _keyer(child):
+        """Map a child's keys to the container's: ``<child>_<key>``, except aggregate
+        sensors/requests (``agg_...``), which keep their names unprefixed."""
+        prefix = escape_name(child.name) + "_"
+        return lambda key: key if key.startswith("agg_") else prefix + key
 
     def _child_add_sensors(self, child, keys):
+        to_key = self._keyer(child)
+        sensors = child.sensor
         for key in keys:
-            self._sensor[self._key(child, key)] = dict.__getitem__(child.sensor, key)
+            self._sensor[to_key(key)] = dict.__getitem__(sensors, key)
 
     def _child_remove_sensors(self, child, keys):
+        to_key = self._keyer(child)
         for key in keys:
-            self._sensor.pop(self._key(child, key), None)
+            self._sensor.pop(to_key(key), None)
 
     def _child_add_requests(self, child, keys):
+        to_key = self._keyer(child)
         for key in keys:
-            self._req[self._key(child, key)] = dict.__getitem__(child.req, key)
+            self._req[to_key(key)] = dict.__getitem__(child.req, key)
         self._update_groups(child)
 
     def _child_remove_requests(self, child, keys):
+        to_key = self._keyer(child)
         for key in keys:
-            self._req.pop(self._key(child, key), None)
+            self._req.pop(to_key(key), None)
         self._update_groups(child)
 
     def _update_groups(self, child):
