@@ -601,8 +601,15 @@ class InspectingClientAsync:
     def inspect(self):
         """Inspect requests and sensors; future resolves with the model changes or None."""
         timeout_manager = _Deadline(self.sync_timeout)
-        request_changes = yield self.inspect_requests(timeout=timeout_manager.remaining())
-        sensor_changes = yield self.inspect_sensors(timeout=timeout_manager.remaining())
+        # ?help (with ?request-timeout-hint) and ?sensor-list go out together: one round
+        # trip to the device instead of two or three.
+        requests_inspected = self.inspect_requests(timeout=timeout_manager.remaining())
+        sensors_inspected = self.inspect_sensors(timeout=timeout_manager.remaining())
+        try:
+            request_changes = yield requests_inspected
+        finally:
+            # Also when the request inspection failed: its outcome is then not wanted.
+            sensor_changes = yield sensors_inspected
         return _model_changes(request_changes.added, request_changes.removed,
                               sensor_changes.added, sensor_changes.removed)
 
@@ -617,13 +624,17 @@ class InspectingClientAsync:
         """
         deadline = _Deadline(timeout)
         args = () if name is None else (name,)
-        reply, informs = yield self.simple_request("help", *args, timeout=deadline.remaining())
+        helped = self.simple_request("help", *args, timeout=deadline.remaining())
+        # The hints are asked for at once (the flags are known by now), not a round trip later.
+        hinted = None
+        if _hints_capable(getattr(self.katcp_client, "protocol_flags", None)):
+            hinted = self._get_request_timeout_hints(name, deadline.remaining())
+        reply, informs = yield helped
+        hints = {} if hinted is None else (yield hinted)
         if not reply.reply_ok():
             self._check_lookup_failure(name, reply)
             informs = []
-        hints = {}
-        if _hints_capable(getattr(self.katcp_client, "protocol_flags", None)):
-            hints = yield self._get_request_timeout_hints(name, deadline.remaining())
+            hints = {}
         original = set(self._requests_index)
         updated = set()
         for msg in informs:
