@@ -40,7 +40,7 @@ class _Pending:
         self.reply_cb = reply_cb
         self.inform_cb = inform_cb
         self.user_data = user_data
-        self.timeout_handle: asyncio.TimerHandle | None = None
+        self.timeout_handle: asyncio.Handle | None = None
         self.start = 0.0
         self.future: asyncio.Future | None = None
         #: Informs collected for a future or a blocked thread (None: to ``inform_cb``).
@@ -191,10 +191,10 @@ class AsyncClient(DeviceClient):
         pending.mid = mid
         loop = self._loop
         assert loop is not None  # requests are registered once started
-        pending.start = loop.time()
+        pending.start = start = loop.time()
         if timeout is not None:
             # (ioloop thread only: blocked threads time out themselves)
-            pending.timeout_handle = loop.call_later(timeout, self._handle_timeout, mid)
+            pending.timeout_handle = loop.call_at(start + timeout, self._handle_timeout, mid)
         self._async_queue[mid] = pending
         name = pending.request.name
         stack = self._async_id_stack.get(name)
@@ -534,14 +534,20 @@ class AsyncClient(DeviceClient):
         return None
 
     def _handle_timeout(self, mid: bytes) -> None:
+        loop = self._loop
+        assert loop is not None  # timers run in the loop
+        conn = self._conn
         with self._request_lock:
             pending = self._async_queue.get(mid)
             if pending is None:
                 return
+            if conn is not None and conn.holding:
+                # The reply may be among the messages read in time but not handed over
+                # yet (a long burst): look again after the next lot of them.
+                pending.timeout_handle = loop.call_soon(self._handle_timeout, mid)
+                return
             pending.timeout_handle = None
             self._pop(mid)
-        loop = self._loop
-        assert loop is not None  # timers run in the loop
         elapsed = loop.time() - pending.start
         self._fail(pending, f"Request {pending.request.name} timed out after {elapsed:f} seconds.")
 

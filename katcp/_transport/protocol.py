@@ -395,6 +395,12 @@ class Connection(asyncio.BufferedProtocol):
         if self._pending and not self.closing:
             self._flush()
 
+    @property
+    def holding(self) -> bool:
+        """Whether messages already read are held back, to be handed over in the next loop
+        iteration (see :meth:`_deliver`); False while reading is paused."""
+        return self._held_handle is not None
+
     def _hold(self, items: List[Any], i: int) -> None:
         """Keep ``items[i:]`` for later and stop reading meanwhile."""
         self._held = items
