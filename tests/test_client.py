@@ -802,3 +802,19 @@ def test_timer_due_mid_burst_lets_the_reply_already_read_through():
         asyncio.run(asyncio.wait_for(main(), 2 * WAIT))
     finally:
         raw.close()
+
+
+def test_blocking_client_start_connects_before_its_thread_runs(aio_server):
+    """start() installs a managed client before its ioloop thread starts: running at once,
+    the loop thread's id noted once it runs, and connected as usual."""
+    c = BlockingClient("127.0.0.1", aio_server[1])
+    c.start()  # no timeout: nothing waited for
+    try:
+        assert c.running()
+        assert c.wait_protocol(WAIT)
+        thread_id = call_in_loop(c, threading.get_ident)
+        assert c.ioloop_thread_id == thread_id != threading.get_ident()
+        reply, _ = c.blocking_request(Message.request("echo", "x"), timeout=WAIT)
+        assert reply.reply_ok()
+    finally:
+        _stop(c)

@@ -260,9 +260,10 @@ class IOLoopManager:
         timeout : float, optional
             Seconds to wait for the loop to be running.
         first_call : callable, optional
-            Called in the loop's thread once the loop runs (at once, if this is that
-            thread).  For a managed loop it is queued before the thread starts, so it
-            runs in the loop's first pass without a wake-up of its own.
+            Called where nothing can race with the loop: for a managed loop, here, before
+            its thread starts (the loop runs nowhere yet: whoever waits for what it does
+            need not wait for the thread); otherwise in the loop's thread once the loop
+            runs (at once, if this is that thread).
 
         Returns
         -------
@@ -289,7 +290,7 @@ class IOLoopManager:
                 raise RuntimeError("Managed ioloop is closed (it was not made by this manager)")
             calls.post(self._running.set)
             if first_call is not None:
-                calls.post(first_call)
+                first_call()
             self._run_managed_ioloop()
         else:
             # The caller runs the loop; mark it as running once it gets going.
