@@ -23,7 +23,8 @@ as in ``bench/bench_server.py``, whose server processes and measurements this re
     :mod:`katcp.tools.fleetsim` in a process of its own).  aiokatcp has no resource
     container; its row is the equivalent script of ``bench/bench_resource.py`` (one
     ``aiokatcp.Client`` per device: connect, ``?help``, ``?sensor-list``, bulk
-    ``?sensor-sampling``, wait for every first reading).
+    ``?sensor-sampling``, wait for every first reading).  The two take turns on the same
+    fleet; medians of the wall time and of the client process's CPU time are reported.
 
 Usage::
 
