@@ -543,3 +543,42 @@ def test_bulk_strategy_timed_out_is_not_retried_sensor_by_sensor():
             await stop_server(srv)
 
     run(main)
+
+
+def test_sync_that_fails_half_way_reports_everything_on_the_retry():
+    """?help times out while ?sensor-list succeeds: that sync fails as a whole, and the
+    retry still reports every sensor (the index the first attempt updated is restored)."""
+
+    class SlowHelpOnce(AioServer):
+        slow = True
+
+        async def request_help(self, ctx, name: Optional[str] = None) -> None:
+            """Help (the first time only after a while)."""
+            if self.slow:
+                self.slow = False
+                await asyncio.sleep(0.5)
+            await super().request_help(ctx, name)
+
+    class QuickRetries(ReplyWrappedInspectingClientAsync):
+        sync_timeout = 0.3
+        initial_resync_timeout = 0.05
+
+    class Resource(KATCPClientResource):
+        def inspecting_client_factory(self, host, port, ioloop_set_to):
+            return QuickRetries(host, port, ioloop=ioloop_set_to, logger=self._logger)
+
+    async def main():
+        srv = SlowHelpOnce("127.0.0.1", 0, n_sensors=5)
+        await srv.start()
+        res = Resource(dict(name="dev", address=("127.0.0.1", srv.port), controlled=True))
+        res.start()
+        try:
+            await res.until_synced(timeout=5)
+            assert not srv.slow  # the first sync did meet the slow ?help
+            assert {f"many_s{i}" for i in range(5)} <= set(res.sensor)
+            assert "add" in res.req
+        finally:
+            await stop_resource(res)
+            await stop_server(srv)
+
+    run(main)

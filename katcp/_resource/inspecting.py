@@ -601,15 +601,25 @@ class InspectingClientAsync:
     def inspect(self):
         """Inspect requests and sensors; future resolves with the model changes or None."""
         timeout_manager = _Deadline(self.sync_timeout)
+        # As katcp-python: if either inspection fails, neither counts.  Otherwise the one
+        # that succeeded would have updated its index, and the retry would find no change
+        # to report there: the resource would never hear of those sensors (or requests).
+        sensors_before = {k: dict(v) for k, v in self._sensors_index.items()}
+        requests_before = {k: dict(v) for k, v in self._requests_index.items()}
         # ?help (with ?request-timeout-hint) and ?sensor-list go out together: one round
         # trip to the device instead of two or three.
         requests_inspected = self.inspect_requests(timeout=timeout_manager.remaining())
         sensors_inspected = self.inspect_sensors(timeout=timeout_manager.remaining())
         try:
-            request_changes = yield requests_inspected
-        finally:
-            # Also when the request inspection failed: its outcome is then not wanted.
-            sensor_changes = yield sensors_inspected
+            try:
+                request_changes = yield requests_inspected
+            finally:
+                # Also when the request inspection failed: its outcome is then not wanted.
+                sensor_changes = yield sensors_inspected
+        except Exception:
+            self._sensors_index = sensors_before
+            self._requests_index = requests_before
+            raise
         return _model_changes(request_changes.added, request_changes.removed,
                               sensor_changes.added, sensor_changes.removed)
 
