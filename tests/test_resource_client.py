@@ -495,6 +495,17 @@ def test_set_sampling_strategies_goes_through_overridden_set_sampling_strategy()
     run(main)
 
 
+def resource_with(inspecting_client_class, port):
+    """A controlled resource ``dev`` whose inspecting client is of the given class."""
+
+    class Resource(KATCPClientResource):
+        def inspecting_client_factory(self, host, port, ioloop_set_to):
+            return inspecting_client_class(host, port, ioloop=ioloop_set_to,
+                                           logger=self._logger)
+
+    return Resource(dict(name="dev", address=("127.0.0.1", port), controlled=True))
+
+
 def test_bulk_strategy_timed_out_is_not_retried_sensor_by_sensor():
     """A bulk ?sensor-sampling that times out is not repeated one request per sensor (a
     device too slow for one request gains nothing from twenty more); a later one works."""
@@ -517,14 +528,10 @@ def test_bulk_strategy_timed_out_is_not_retried_sensor_by_sensor():
             return super().inform_hook_client_factory(host, port, *args, timeout=0.2,
                                                       **kwargs)
 
-    class Resource(KATCPClientResource):
-        def inspecting_client_factory(self, host, port, ioloop_set_to):
-            return ShortTimeouts(host, port, ioloop=ioloop_set_to, logger=self._logger)
-
     async def main():
         srv = SlowOnce("127.0.0.1", 0, n_sensors=20)
         await srv.start()
-        res = Resource(dict(name="dev", address=("127.0.0.1", srv.port), controlled=True))
+        res = resource_with(ShortTimeouts, srv.port)
         res.start()
         try:
             await res.until_synced(timeout=5)
@@ -563,14 +570,10 @@ def test_sync_that_fails_half_way_reports_everything_on_the_retry():
         sync_timeout = 0.3
         initial_resync_timeout = 0.05
 
-    class Resource(KATCPClientResource):
-        def inspecting_client_factory(self, host, port, ioloop_set_to):
-            return QuickRetries(host, port, ioloop=ioloop_set_to, logger=self._logger)
-
     async def main():
         srv = SlowHelpOnce("127.0.0.1", 0, n_sensors=5)
         await srv.start()
-        res = Resource(dict(name="dev", address=("127.0.0.1", srv.port), controlled=True))
+        res = resource_with(QuickRetries, srv.port)
         res.start()
         try:
             await res.until_synced(timeout=5)
