@@ -1,23 +1,26 @@
 """Client benchmark: katcp clients side by side with aiokatcp's Client.
 
 Each server runs in its own process (started here, on 127.0.0.1, random port):
-ours (``--server async``: an ``AsyncDeviceServer``, handlers in its loop; ``--server
-default``: a ``DeviceServer`` as most instruments run it, managed ioloop and handler
-thread) and aiokatcp's ``DeviceServer``, both with an ``?echo`` request. Measured in the same run, own and aiokatcp interleaved so
+our ``AsyncDeviceServer`` (``--server`` picks another) and aiokatcp's
+``DeviceServer``, both with an ``?echo`` request. Measured in the same run, own and aiokatcp interleaved so
 that machine load hits both alike (medians of per-block/per-connect samples):
 
 1. sequential request RTT: our ``AsyncClient`` -> our server, and aiokatcp
-   ``Client`` -> aiokatcp server (goal: ratio <= 0.6 for ``async``, <= 0.8 for
-   ``default``);
+   ``Client`` -> aiokatcp server (goal: ratio <= 0.6 with our ``AsyncDeviceServer``,
+   ``--server async``, the default; <= 0.8 with the default ``DeviceServer`` and its
+   handler thread, ``--server thread``);
 2. ``BlockingClient.blocking_request`` RTT from a plain thread -> our server,
    against aiokatcp's async client RTT (goal: ratio <= 1.0);
-3. connect + ``#version-connect`` time (goal: ratio <= 0.75): from creating the client until
+3. connect + ``#version-connect`` time (goal: ratio <= 0.6): from creating the client until
    the server's protocol is known (its ``#version-connect katcp-protocol`` inform parsed) --
    ours: ``AsyncClient(...)``, ``start()``, ``await until_protocol()``; aiokatcp:
-   ``await Client.connect(...)`` (constructor + ``wait_connected()``). Closing is not timed.
+   ``await Client.connect(...)`` (constructor + ``wait_connected()``). Closing is not timed;
+4. the same for ``BlockingClient`` from a plain thread (goal: ratio <= 1.0): constructor,
+   ``start()`` (which starts its ioloop thread) and ``wait_protocol()``, against aiokatcp's
+   ``await Client.connect`` timed inside its event loop, in alternating turns.
 
 Usage: ``python bench/bench_client.py [--requests N] [--connects N] [--repeats N]
-[--server async|default]``
+[--server async|managed|thread]``
 """
 
 from __future__ import annotations
@@ -45,33 +48,41 @@ OWN_SERVER = r'''
 import asyncio
 import sys
 sys.path.insert(0, sys.argv[1])
+import tornado.ioloop
 from katcp.server import AsyncDeviceServer, DeviceServer
 
-def make(base):
-    class Server(base):
-        VERSION_INFO = ("bench", 1, 0)
-        BUILD_INFO = ("bench", 1, 0, "")
+kind = sys.argv[2]
+base = AsyncDeviceServer if kind == "async" else DeviceServer
 
-        def setup_sensors(self):
-            pass
+class Server(base):
+    VERSION_INFO = ("bench", 1, 0)
+    BUILD_INFO = ("bench", 1, 0, "")
 
-        def request_echo(self, req, msg):
-            """Reply with the arguments."""
-            return req.make_reply("ok", *msg.arguments)
+    def setup_sensors(self):
+        pass
 
-    return Server
+    def request_echo(self, req, msg):
+        """Reply with the arguments."""
+        return req.make_reply("ok", *msg.arguments)
 
-if sys.argv[2] == "async":  # AsyncDeviceServer in this process's own loop
-    async def main():
-        server = make(AsyncDeviceServer)("127.0.0.1", 0)
-        await server.start()
-        print(server.bind_address[1], flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        await server.stop()
+async def serve_async():
+    server = Server("127.0.0.1", 0)
+    server.set_ioloop(tornado.ioloop.IOLoop.current())
+    started = server.start()
+    if started is not None:
+        await started
+    print(server.bind_address[1], flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    stopped = server.stop()
+    if stopped is not None:
+        await stopped
 
-    asyncio.run(main())
-else:  # DeviceServer as most instruments run it: managed ioloop and handler thread
-    server = make(DeviceServer)("127.0.0.1", 0)
+if kind == "async":
+    asyncio.run(serve_async())
+else:
+    server = Server("127.0.0.1", 0)
+    if kind == "managed":
+        server.set_concurrency_options(thread_safe=False, handler_thread=False)
     server.start(timeout=10)
     print(server.bind_address[1], flush=True)
     sys.stdin.read()
@@ -102,6 +113,13 @@ async def main():
 
 asyncio.run(main())
 '''
+
+
+#: Our server kinds (``--server``) and how the report names them.
+SERVER_KINDS = {"async": "AsyncDeviceServer", "managed": "DeviceServer, managed ioloop, inline",
+                "thread": "DeviceServer (handler thread)"}
+#: Goal of the sequential RTT ratio per server kind (issue 17).
+GOAL_RTT = {"async": 0.6, "managed": 0.6, "thread": 0.8}
 
 
 class ServerProcess:
@@ -203,6 +221,37 @@ async def connect_pair(own_port: int, aio_port: int, n: int):
     return own_t, aio_t
 
 
+def blocking_connect_pair(own_port: int, aio_port: int, n: int):
+    """``BlockingClient`` start + ``wait_protocol`` (its ioloop thread included) from this
+    plain thread, against ``await aiokatcp.Client.connect`` in an event loop; alternating."""
+    own_t: list = []
+    aio_t: list = []
+    loop = asyncio.new_event_loop()
+
+    async def aio_connect() -> float:
+        t0 = time.perf_counter()
+        aio = await aiokatcp.Client.connect("127.0.0.1", aio_port)
+        elapsed = time.perf_counter() - t0
+        aio.close()
+        await aio.wait_closed()
+        return elapsed
+
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            client = BlockingClient("127.0.0.1", own_port, timeout=10)
+            client.start(timeout=10)
+            if not client.wait_protocol(10):
+                raise RuntimeError("BlockingClient did not connect")
+            own_t.append(time.perf_counter() - t0)
+            client.stop(timeout=10)
+            client.join(timeout=10)
+            aio_t.append(loop.run_until_complete(aio_connect()))
+    finally:
+        loop.close()
+    return own_t, aio_t
+
+
 def fmt(values: list) -> str:
     return (f"median {statistics.median(values) * 1e6:8.1f} us, "
             f"best {min(values) * 1e6:8.1f} us")
@@ -212,10 +261,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--connects", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--server", choices=("async", "default"), default="async",
-                        help="our server: AsyncDeviceServer (handlers in the loop) or the "
-                             "default DeviceServer (managed ioloop, handler thread)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--server", choices=SERVER_KINDS, default="async",
+                        help="our server: AsyncDeviceServer in its process's asyncio loop "
+                             "(async, the default), DeviceServer in a managed ioloop thread "
+                             "with handlers inline (managed), or the default DeviceServer "
+                             "with its handler thread (thread)")
     parser.add_argument("--json", metavar="FILE",
                         help="also write the medians to FILE, for bench/plot.py")
     args = parser.parse_args()
@@ -227,6 +278,8 @@ def main() -> None:
     blk: list = []
     own_c: list = []
     aio_c: list = []
+    own_b: list = []
+    aio_b: list = []
     try:
         for _ in range(args.repeats):
             o, a = asyncio.run(rtt_pair(own_server.port, aio_server.port, args.requests))
@@ -236,28 +289,36 @@ def main() -> None:
             o, a = asyncio.run(connect_pair(own_server.port, aio_server.port, args.connects))
             own_c += o
             aio_c += a
+            o, a = blocking_connect_pair(own_server.port, aio_server.port,
+                                         max(args.connects // 3, 1))
+            own_b += o
+            aio_b += a
     finally:
         own_server.close()
         aio_server.close()
 
     med = statistics.median
-    print(f"requests per run: {args.requests}, connects per run: {args.connects}, "
-          f"runs: {args.repeats}; each server in its own process; own and aiokatcp interleaved")
-    rtt_goal = 0.6 if args.server == "async" else 0.8
-    print(f"our server: --server {args.server}")
+    server = SERVER_KINDS[args.server]
+    print(f"requests per run: {args.requests}, connects per run: {args.connects} "
+          f"(BlockingClient: {max(args.connects // 3, 1)}), runs: {args.repeats}; "
+          f"each server in its own process; own and aiokatcp interleaved; our server: {server}")
     print(f"sequential RTT  katcp AsyncClient -> katcp server   : {fmt(own)}")
     print(f"sequential RTT  aiokatcp Client   -> aiokatcp server: {fmt(aio)}")
-    print(f"  ratio katcp/aiokatcp = {med(own) / med(aio):.2f}  (goal <= {rtt_goal:g})")
+    print(f"  ratio katcp/aiokatcp = {med(own) / med(aio):.2f}  (goal <= {GOAL_RTT[args.server]:.2f})")
     print(f"blocking RTT    katcp BlockingClient (plain thread) : {fmt(blk)}")
     print(f"  ratio BlockingClient/aiokatcp async = {med(blk) / med(aio):.2f}  (goal <= 1.00)")
     print(f"connect+version katcp AsyncClient                   : {fmt(own_c)}")
     print(f"connect+version aiokatcp Client                     : {fmt(aio_c)}")
-    print(f"  ratio katcp/aiokatcp = {med(own_c) / med(aio_c):.2f}  (goal <= 0.75)")
+    print(f"  ratio katcp/aiokatcp = {med(own_c) / med(aio_c):.2f}  (goal <= 0.60)")
+    print(f"connect+version katcp BlockingClient (with thread)  : {fmt(own_b)}")
+    print(f"connect+version aiokatcp Client (same turns)        : {fmt(aio_b)}")
+    print(f"  ratio BlockingClient/aiokatcp = {med(own_b) / med(aio_b):.2f}  (goal <= 1.00)")
     if args.json:
         write_json(args.json, "client", "aiokatcp", [
-            (f"sequential RTT ({args.server} server)", med(own), med(aio), rtt_goal),
+            ("sequential RTT", med(own), med(aio), GOAL_RTT[args.server]),
             ("BlockingClient RTT", med(blk), med(aio), 1.0),
-            ("connect + #version-connect", med(own_c), med(aio_c), 0.75),
+            ("connect + #version-connect", med(own_c), med(aio_c), 0.6),
+            ("BlockingClient connect", med(own_b), med(aio_b), 1.0),
         ])
 
 

@@ -23,7 +23,8 @@ as in ``bench/bench_server.py``, whose server processes and measurements this re
     :mod:`katcp.tools.fleetsim` in a process of its own).  aiokatcp has no resource
     container; its row is the equivalent script of ``bench/bench_resource.py`` (one
     ``aiokatcp.Client`` per device: connect, ``?help``, ``?sensor-list``, bulk
-    ``?sensor-sampling``, wait for every first reading).
+    ``?sensor-sampling``, wait for every first reading).  The two take turns on the same
+    fleet; medians of the wall time and of the client process's CPU time are reported.
 
 Usage::
 
@@ -45,6 +46,7 @@ import logging
 import multiprocessing
 import os
 import resource
+import statistics
 import sys
 import time
 from typing import Dict, List, Tuple
@@ -239,41 +241,63 @@ def _serve_fleet(devices: int, sensors: int, port_queue, stop_event) -> None:
     asyncio.run(main())
 
 
-def axis_container(device_counts: List[int], sensors: int, timeout: float) -> List[Row]:
-    """Container sync time vs devices (fleet simulator in a child process)."""
+#: Interleaved runs (ours, then aiokatcp's script) per device count on the container axis.
+CONTAINER_REPEATS = 3
+
+
+def axis_container(device_counts: List[int], sensors: int, timeout: float,
+                   repeats: int = CONTAINER_REPEATS) -> List[Row]:
+    """Container sync time vs devices (fleet simulator in a child process).
+
+    For each device count, ours and aiokatcp's script take turns ``repeats`` times on the
+    same fleet; the medians of the wall time and of this (client) process's CPU time are
+    reported.  The fleet's own process serves both alike.
+    """
     from katcp.tools.fleetsim import raise_fd_limit
 
     raise_fd_limit(max(device_counts) * 4 + 100)
     logging.getLogger("katcp").setLevel(logging.ERROR)
     ctx = multiprocessing.get_context("spawn")
     rows: List[Row] = []
+    med = statistics.median
     for devices in device_counts:
         port_queue, stop_event = ctx.Queue(), ctx.Event()
         proc = ctx.Process(target=_serve_fleet, args=(devices, sensors, port_queue, stop_event),
                            daemon=True)
         proc.start()
+        got: Dict[str, List[Tuple[float, float]]] = {"katcp": [], "aiokatcp": []}
         try:
             ports = port_queue.get(timeout=timeout + devices * 0.1)
-            _, t_all = asyncio.run(bench_resource.ours_container(ports, sensors))
-            t_aio = asyncio.run(bench_resource.aio_container(ports, sensors, bulk=True))
+            for _ in range(repeats):
+                c0 = time.process_time()
+                _, t_all = asyncio.run(bench_resource.ours_container(ports, sensors))
+                got["katcp"].append((t_all, time.process_time() - c0))
+                c0 = time.process_time()
+                t_aio = asyncio.run(bench_resource.aio_container(ports, sensors, bulk=True))
+                got["aiokatcp"].append((t_aio, time.process_time() - c0))
+                print(f"  container: {devices} devices, katcp {t_all:.2f} s "
+                      f"(CPU {got['katcp'][-1][1]:.2f} s), aiokatcp clients {t_aio:.2f} s "
+                      f"(CPU {got['aiokatcp'][-1][1]:.2f} s)", flush=True)
         finally:
             stop_event.set()
             proc.join(30)
             if proc.is_alive():
                 proc.terminate()
-        rows += [("container", devices, "katcp", "sync time", t_all, "s"),
-                 ("container", devices, "aiokatcp", "sync time", t_aio, "s")]
-        print(f"  container: {devices} devices, katcp {t_all:.2f} s, aiokatcp clients "
-              f"{t_aio:.2f} s", flush=True)
+        for impl, runs in got.items():
+            rows += [("container", devices, impl, "sync time", med(w for w, _ in runs), "s"),
+                     ("container", devices, impl, "client CPU", med(c for _, c in runs), "s")]
     table = []
     for devices in device_counts:
-        got = {i: v for a, x, i, m, v, _ in rows if x == devices}
-        table.append([f"{devices:,}", f"{devices * sensors:,}", f"{got['katcp']:.2f}",
-                      f"{got['katcp'] / devices * 1000:.1f}", f"{got['aiokatcp']:.2f}",
-                      f"{got['katcp'] / got['aiokatcp']:.2f}x"])
+        got_m = {(i, m): v for a, x, i, m, v, _ in rows if x == devices}
+        ours, theirs = got_m[("katcp", "sync time")], got_m[("aiokatcp", "sync time")]
+        ours_cpu, their_cpu = got_m[("katcp", "client CPU")], got_m[("aiokatcp", "client CPU")]
+        table.append([f"{devices:,}", f"{devices * sensors:,}", f"{ours:.2f}",
+                      f"{ours / devices * 1000:.1f}", f"{theirs:.2f}", f"{ours / theirs:.2f}x",
+                      f"{ours_cpu:.2f}", f"{their_cpu:.2f}", f"{ours_cpu / their_cpu:.2f}x"])
     _table(f"Resource container sync (all strategies set, every first reading) vs devices x "
-           f"{sensors} sensors",
-           ["devices", "sensors", "katcp s", "ms/device", "aiokatcp clients s", "ratio"], table)
+           f"{sensors} sensors (medians of {repeats} interleaved runs)",
+           ["devices", "sensors", "katcp s", "ms/device", "aiokatcp clients s", "ratio",
+            "katcp CPU s", "aiokatcp CPU s", "CPU ratio"], table)
     return rows
 
 

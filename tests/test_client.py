@@ -758,3 +758,63 @@ def test_bad_request_message_raises(bclient):
     assert call_in_loop(c, run)
     assert not c._async_queue
     assert c.blocking_request(Message.request("echo"))[0].reply_ok()
+
+
+def test_timer_due_mid_burst_lets_the_reply_already_read_through():
+    """A request timer that comes due while the reply has been read but is held back (a
+    burst longer than the connection hands over in one loop pass) does not fail the
+    request: it looks again once those messages are handed over."""
+
+    class TimerDueMidBurst(AsyncClient):
+        fired = False
+
+        def handle_inform(self, msg):
+            if msg.name == "informs" and not self.fired:
+                self.fired = True
+                # As if the request's timer came due now, with the rest of the burst held.
+                self._loop.call_soon(self._handle_timeout, msg.mid)
+            return super().handle_inform(msg)
+
+    raw = Raw(greeting=b"#version-connect katcp-protocol 5.0-MI\n")
+
+    async def main():
+        c = TimerDueMidBurst("127.0.0.1", raw.port, timeout=WAIT)
+        c.set_ioloop(tornado.ioloop.IOLoop.current())
+        c.start()
+        try:
+            await c.until_protocol(timeout=WAIT)
+            c._conn.max_burst = 1  # every message is a burst of its own
+            fut = c.future_request(Message.request("informs"))
+            loop = asyncio.get_running_loop()
+            assert await loop.run_in_executor(None, raw.wait_for, b"?informs[")
+            mid = re.search(rb"\?informs\[(\d+)\]", raw.received).group(1)
+            raw.send(b"".join(b"#informs[%s] %d\n" % (mid, i) for i in range(5))
+                     + b"!informs[%s] ok 5\n" % mid)
+            reply, informs = await asyncio.wait_for(fut, WAIT)
+            assert c.fired
+            assert reply.reply_ok(), reply
+            assert len(informs) == 5
+        finally:
+            c.stop()
+            await c.until_stopped(timeout=WAIT)
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 2 * WAIT))
+    finally:
+        raw.close()
+
+
+def test_blocking_client_start_connects_before_its_thread_runs(aio_server):
+    """start() installs a managed client before its ioloop thread starts: running at once,
+    the loop thread's id noted once it runs, and connected as usual."""
+    c = BlockingClient("127.0.0.1", aio_server[1])
+    c.start()  # no timeout: nothing waited for
+    try:
+        assert c.running()
+        assert c.wait_protocol(WAIT)
+        thread_id = call_in_loop(c, threading.get_ident)
+        assert c.ioloop_thread_id == thread_id != threading.get_ident()
+        reply, _ = c.blocking_request(Message.request("echo", "x"), timeout=WAIT)
+        assert reply.reply_ok()
+    finally:
+        _stop(c)

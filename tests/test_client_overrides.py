@@ -1,8 +1,8 @@
 """Overridable methods are the path: send_request/send_message overrides see every request.
 
-The direct write path of blocking_request (the calling thread writes on the socket) may
-skip them only in classes that override neither; both kinds of class are tested over a
-real server.
+The direct write paths (blocking_request's calling thread writes on the socket; the ioloop
+writes future and callback requests at once) may skip them only in classes that override
+neither; both kinds of class are tested over a real server.
 """
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ class PlainCounting(BlockingClient):
         self.direct = getattr(self, "direct", 0) + sent
         return sent
 
+    def _write_request_now(self, msg):
+        sent = super()._write_request_now(msg)
+        if sent:
+            self.in_loop.append(bytes(msg))
+        return sent
+
 
 @pytest.fixture(scope="module")
 def server():
@@ -80,6 +86,7 @@ def server():
 
 def _client(cls, server):
     c = cls("127.0.0.1", server.bind_address[1])
+    c.in_loop = []  # requests PlainCounting wrote from the ioloop past send_request
     c.start(timeout=WAIT)
     assert c.wait_protocol(WAIT)
     return c
@@ -159,6 +166,10 @@ def test_plain_class_takes_the_direct_path(server):
     try:
         _all_paths(c)
         assert c.direct == N  # every blocking_request went out from the calling thread
+        # ... and every future and callback request from the ioloop, past send_request.
+        kinds = _kinds(c.in_loop)
+        assert sorted(kinds[b"f"]) == list(range(N))
+        assert sorted(kinds[b"c"]) == list(range(N))
     finally:
         _stop(c)
 

@@ -266,6 +266,44 @@ def test_unmanaged_current_loop():
     asyncio.run(main())
 
 
+def test_start_first_call_runs_where_nothing_races_with_the_loop():
+    """first_call runs before a managed loop's thread starts (in the caller's thread, the
+    loop running nowhere yet); for an unmanaged loop in the loop's thread: at once from
+    that thread, or posted from another."""
+    manager = IOLoopManager(managed_default=True)
+    where = []
+
+    def first():
+        where.append((threading.get_ident(), manager.get_ioloop().asyncio_loop.is_running()))
+
+    manager.start(first_call=first)
+    try:
+        assert where == [(threading.get_ident(), False)]  # done when start() returns
+        assert manager._running.wait(WAIT)
+    finally:
+        manager.stop().result(WAIT)
+        manager.join(timeout=WAIT)
+
+    async def main():
+        here = threading.get_ident()
+        unmanaged = IOLoopManager(managed_default=False)
+        calls = []
+        unmanaged.start(first_call=lambda: calls.append(threading.get_ident()))
+        assert calls == [here]  # at once, in this (the loop's) thread
+        await unmanaged.stop()
+
+        other = IOLoopManager(managed_default=False)
+        other.set_ioloop(tornado.ioloop.IOLoop.current(), managed=False)
+        done = asyncio.get_running_loop().create_future()
+        started = threading.Thread(target=other.start, kwargs={
+            "first_call": lambda: done.set_result(threading.get_ident())})
+        started.start()
+        assert await asyncio.wait_for(done, WAIT) == here
+        started.join(WAIT)
+
+    asyncio.run(main())
+
+
 def test_stop_callback_runs_in_loop_and_may_return_coroutine(managed):
     ioloop = managed.get_ioloop()
     events = []

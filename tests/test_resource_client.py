@@ -1,7 +1,9 @@
 """Tests for katcp.resource_client.KATCPClientResource over loopback servers."""
 
 import asyncio
+from typing import Optional
 
+import aiokatcp
 import pytest
 import tornado.gen
 from test_resource_servers import AioServer, run, start_aio, start_ours, stop_server
@@ -11,6 +13,7 @@ from katcp.resource import KATCPReply, KATCPResourceInactive, KATCPSensor, Senso
 from katcp.resource_client import (
     KATCPClientResource,
     KATCPClientResourceRequest,
+    ReplyWrappedInspectingClientAsync,
     monitor_resource_sync_state,
 )
 
@@ -485,6 +488,98 @@ def test_set_sampling_strategies_goes_through_overridden_set_sampling_strategy()
             assert len(srv.sampling_requests) == 5
             assert not any("," in r for r in srv.sampling_requests)
             assert res.sensor.many_s3.sampling_strategy == ("event",)
+        finally:
+            await stop_resource(res)
+            await stop_server(srv)
+
+    run(main)
+
+
+def resource_with(inspecting_client_class, port):
+    """A controlled resource ``dev`` whose inspecting client is of the given class."""
+
+    class Resource(KATCPClientResource):
+        def inspecting_client_factory(self, host, port, ioloop_set_to):
+            return inspecting_client_class(host, port, ioloop=ioloop_set_to,
+                                           logger=self._logger)
+
+    return Resource(dict(name="dev", address=("127.0.0.1", port), controlled=True))
+
+
+def test_bulk_strategy_timed_out_is_not_retried_sensor_by_sensor():
+    """A bulk ?sensor-sampling that times out is not repeated one request per sensor (a
+    device too slow for one request gains nothing from twenty more); a later one works."""
+
+    class SlowOnce(AioServer):
+        slow = True
+
+        async def request_sensor_sampling(
+            self, ctx, name: str,
+            strategy: Optional[aiokatcp.SensorSampler.Strategy] = None, *args: bytes
+        ) -> tuple:
+            """Set sampling strategy (the first bulk one answers late)."""
+            if "," in name and self.slow:
+                self.slow = False
+                await asyncio.sleep(0.6)
+            return await super().request_sensor_sampling(ctx, name, strategy, *args)
+
+    class ShortTimeouts(ReplyWrappedInspectingClientAsync):
+        def inform_hook_client_factory(self, host, port, *args, **kwargs):
+            return super().inform_hook_client_factory(host, port, *args, timeout=0.2,
+                                                      **kwargs)
+
+    async def main():
+        srv = SlowOnce("127.0.0.1", 0, n_sensors=20)
+        await srv.start()
+        res = resource_with(ShortTimeouts, srv.port)
+        res.start()
+        try:
+            await res.until_synced(timeout=5)
+            srv.sampling_requests.clear()
+            result = await res.set_sampling_strategies(r"^many_", "event")
+            assert len(result) == 20
+            assert all(value != "event" for value in result.values())  # each failed
+            await asyncio.sleep(0.6)  # the late reply comes and goes
+            assert srv.sampling_requests and all("," in r for r in srv.sampling_requests)
+            result = await res.set_sampling_strategies(r"^many_", "event")
+            assert set(result.values()) == {"event"}
+            await until(lambda: all(res.sensor[f"many_s{i}"].value == i for i in range(20)))
+            assert all("," in r for r in srv.sampling_requests)
+        finally:
+            await stop_resource(res)
+            await stop_server(srv)
+
+    run(main)
+
+
+def test_sync_that_fails_half_way_reports_everything_on_the_retry():
+    """?help times out while ?sensor-list succeeds: that sync fails as a whole, and the
+    retry still reports every sensor (the index the first attempt updated is restored)."""
+
+    class SlowHelpOnce(AioServer):
+        slow = True
+
+        async def request_help(self, ctx, name: Optional[str] = None) -> None:
+            """Help (the first time only after a while)."""
+            if self.slow:
+                self.slow = False
+                await asyncio.sleep(0.5)
+            await super().request_help(ctx, name)
+
+    class QuickRetries(ReplyWrappedInspectingClientAsync):
+        sync_timeout = 0.3
+        initial_resync_timeout = 0.05
+
+    async def main():
+        srv = SlowHelpOnce("127.0.0.1", 0, n_sensors=5)
+        await srv.start()
+        res = resource_with(QuickRetries, srv.port)
+        res.start()
+        try:
+            await res.until_synced(timeout=5)
+            assert not srv.slow  # the first sync did meet the slow ?help
+            assert {f"many_s{i}" for i in range(5)} <= set(res.sensor)
+            assert "add" in res.req
         finally:
             await stop_resource(res)
             await stop_server(srv)

@@ -372,3 +372,30 @@ def test_container_set_sampling_strategies_both_paths(cls):
             await stop_server(s2)
 
     run(main)
+
+
+def test_group_requests_follow_members_requests():
+    """A group offers each request some member has; a member's update changes only its
+    own part (requests other members still have stay)."""
+    from types import SimpleNamespace
+
+    def member(name, *reqs):
+        return SimpleNamespace(name=name, req={r: SimpleNamespace(description=r.upper())
+                                               for r in reqs})
+
+    a, b, outsider = member("a", "x", "y"), member("b", "y", "z"), member("c", "w")
+    group = ClientGroup("g", [a, b])
+    assert set(group.req) == {"x", "y", "z"}
+    assert group.req.x.description == "X"
+    assert group.has_member(a) and group.has_member(b) and not group.has_member(outsider)
+    a.req.pop("y")
+    a.req["v"] = SimpleNamespace(description="V")
+    group.client_updated(a)
+    assert set(group.req) == {"v", "x", "y", "z"}  # b still has y
+    b.req.clear()
+    group.client_updated(b)
+    assert set(group.req) == {"v", "x"}
+    group.client_updated(b)  # no change: no harm
+    a.req.clear()
+    group.client_updated(a)
+    assert set(group.req) == set()

@@ -250,13 +250,20 @@ class IOLoopManager:
             raise RuntimeError("Cannot change daemon status after the thread has started")
         self._daemonize = bool(daemonic)
 
-    def start(self, timeout: float | None = None) -> bool | None:
+    def start(
+        self, timeout: float | None = None, *, first_call: Callable[[], Any] | None = None
+    ) -> bool | None:
         """Start the managed ioloop in a new thread (an unmanaged one is left alone).
 
         Parameters
         ----------
         timeout : float, optional
             Seconds to wait for the loop to be running.
+        first_call : callable, optional
+            Called where nothing can race with the loop: for a managed loop, here, before
+            its thread starts (the loop runs nowhere yet: whoever waits for what it does
+            need not wait for the thread); otherwise in the loop's thread once the loop
+            runs (at once, if this is that thread).
 
         Returns
         -------
@@ -266,7 +273,8 @@ class IOLoopManager:
         Raises
         ------
         RuntimeError
-            If the managed loop has already been started and not stopped since.
+            If the managed loop has already been started and not stopped since, or the
+            loop is closed.
 
         Notes
         -----
@@ -274,12 +282,15 @@ class IOLoopManager:
         loop (see :meth:`get_ioloop`) in a new thread.
         """
         ioloop = self.get_ioloop()  # a fresh managed loop if the previous one was stopped
+        calls = loop_calls(ioloop.asyncio_loop)  # type: ignore[attr-defined]
         if self._ioloop_managed:
             if self._ioloop_thread is not None:
                 raise RuntimeError("Managed ioloop has already been started")
             if _loop_is_closed(ioloop):
                 raise RuntimeError("Managed ioloop is closed (it was not made by this manager)")
-            loop_calls(ioloop.asyncio_loop).post(self._running.set)  # type: ignore[attr-defined]
+            calls.post(self._running.set)
+            if first_call is not None:
+                first_call()
             self._run_managed_ioloop()
         else:
             # The caller runs the loop; mark it as running once it gets going.
@@ -287,8 +298,12 @@ class IOLoopManager:
                 raise RuntimeError("IOLoop is closed")
             if in_loop_thread(ioloop):
                 self._running.set()  # running in this very thread: no need to wake it
+                if first_call is not None:
+                    first_call()
             else:
-                loop_calls(ioloop.asyncio_loop).post(self._running.set)  # type: ignore[attr-defined]
+                calls.post(self._running.set)
+                if first_call is not None and not calls.post(first_call):
+                    raise RuntimeError("IOLoop is closed")
         if timeout:
             return self._running.wait(timeout)
         return None

@@ -495,14 +495,13 @@ class DeviceClient(metaclass=DeviceMetaclass):
         # After stop(), a managed manager hands out a fresh loop for the new run.
         self._ioloop = ioloop = self._ioloop_manager.get_ioloop()
         self._loop = loop = ioloop.asyncio_loop  # type: ignore[attr-defined]
-        self._loop_calls = calls = loop_calls(loop)
+        self._loop_calls = loop_calls(loop)
         if not self._state_fresh:
             self._init_state_per_run()
-        self._ioloop_manager.start(timeout)
-        if in_loop_thread(loop):
-            self._install()
-        elif not calls.post(self._install):
-            raise RuntimeError("IOLoop is closed")
+        # _install goes with the manager's start: for a managed loop it runs here, before
+        # the loop's thread starts (the SYN leaves at once, and start(timeout) need not
+        # wait for the thread); otherwise in the loop's thread.
+        self._ioloop_manager.start(first_call=self._install)
         if timeout and not in_loop_thread(loop):
             # Not wait_running(): the client may already have run and stopped.
             self._run_started.wait(timeout)
@@ -1020,8 +1019,19 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._disconnect()
 
     def _install(self) -> None:
-        """Put the client on its loop (ioloop thread): running, then connect."""
-        self.ioloop_thread_id = threading.get_ident()  # katcp-python's attribute, for users
+        """Put the client on its loop: running, then connect.
+
+        Runs in the ioloop thread, or before a managed loop's thread starts (nothing can
+        race with the loop then).
+        """
+        loop = self._started_loop()
+        if in_loop_thread(loop):
+            self.ioloop_thread_id = threading.get_ident()  # katcp-python's attribute
+        else:
+            # Queued before the loop's thread starts: noted in its first pass, no wake-up.
+            calls = self._loop_calls
+            assert calls is not None  # set by start()
+            calls.post(self._note_loop_thread)
         with self._request_lock:
             # Calls scheduled into the loop of an earlier run are not counted any more.
             self._xthread_calls = 0
@@ -1032,12 +1042,14 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._run_started.set()
         # Put the SYN on the wire now rather than one task step (and the set-up of
         # create_connection) later: the server's greeting then arrives that much sooner.
-        loop = self._started_loop()
         self._early_sock = sock = start_connect(loop, *self._bindaddr)
         self._task = task = loop.create_task(self._run())
         if sock is not None:
             # Also when the task is cancelled before its first step (loop shut down).
             task.add_done_callback(lambda _task: self._close_early_sock(sock))
+
+    def _note_loop_thread(self) -> None:
+        self.ioloop_thread_id = threading.get_ident()
 
     def _started_loop(self) -> asyncio.AbstractEventLoop:
         """The client's asyncio loop; RuntimeError before :meth:`start`."""

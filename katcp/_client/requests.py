@@ -18,6 +18,8 @@ from katcp._client.base import DeviceClient, log, make_threadsafe
 from katcp._protocol.message import KatcpClientError, Message
 from katcp._security.redact import loggable
 
+_REQUEST = Message.REQUEST
+
 
 class _Pending:
     """One request awaiting its reply.
@@ -38,7 +40,7 @@ class _Pending:
         self.reply_cb = reply_cb
         self.inform_cb = inform_cb
         self.user_data = user_data
-        self.timeout_handle: asyncio.TimerHandle | None = None
+        self.timeout_handle: asyncio.Handle | None = None
         self.start = 0.0
         self.future: asyncio.Future | None = None
         #: Informs collected for a future or a blocked thread (None: to ``inform_cb``).
@@ -83,9 +85,10 @@ class AsyncClient(DeviceClient):
     >>> c.stop(); c.join()
     """
 
-    #: Whether :meth:`blocking_request` may write requests on the socket from the
-    #: calling thread, past :meth:`send_request` and :meth:`send_message`: only
-    #: while the class overrides neither (decided per class, in __init_subclass__).
+    #: Whether requests may be written past :meth:`send_request` and
+    #: :meth:`send_message` (by :meth:`blocking_request` from the calling thread, and
+    #: by the ioloop at once): only while the class overrides neither (decided per
+    #: class, in __init_subclass__).
     _direct_writes = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -188,10 +191,10 @@ class AsyncClient(DeviceClient):
         pending.mid = mid
         loop = self._loop
         assert loop is not None  # requests are registered once started
-        pending.start = loop.time()
+        pending.start = start = loop.time()
         if timeout is not None:
             # (ioloop thread only: blocked threads time out themselves)
-            pending.timeout_handle = loop.call_later(timeout, self._handle_timeout, mid)
+            pending.timeout_handle = loop.call_at(start + timeout, self._handle_timeout, mid)
         self._async_queue[mid] = pending
         name = pending.request.name
         stack = self._async_id_stack.get(name)
@@ -261,7 +264,8 @@ class AsyncClient(DeviceClient):
                     return
                 mid = self._get_mid_and_update_msg(msg, use_mid)
                 self._push(mid, pending, timeout if timer else None)
-                self.send_request(msg)
+                if not (self._direct_writes and self._write_request_now(msg)):
+                    self.send_request(msg)
         except KatcpClientError as exc:
             with self._request_lock:
                 popped = None if mid is None else self._pop(mid)
@@ -279,6 +283,30 @@ class AsyncClient(DeviceClient):
                     pending.future.set_exception(exc)
             else:
                 raise
+
+    def _write_request_now(self, msg: Message) -> bool:
+        """Write a request as :meth:`send_request` would, without its layers (ioloop thread).
+
+        For classes that override neither :meth:`send_request` nor :meth:`send_message`
+        (see :meth:`__init_subclass__`): the request is encoded and sent on the socket at
+        once. Returns False, having done nothing, for anything :meth:`send_request` must
+        handle or report (not connected, a message id the server does not support, not a
+        request).
+        """
+        conn = self._conn
+        if conn is None or conn.closing or msg.mtype != _REQUEST:
+            return False
+        if msg.mid and not self._server_supports_ids:
+            return False
+        try:
+            data = conn.codec.encode(msg)
+        except Exception:
+            return False  # send_message reports it (and drops the connection)
+        conn.write_now(data)
+        self._requests_out += 1
+        if self._logger.isEnabledFor(logging.DEBUG):
+            self._logger.debug("Sending to %s: %r", self.bind_address_string, loggable(msg))
+        return True
 
     def _start_request_direct(self, msg: Message, pending: _Pending,
                               use_mid: bool | None) -> bool:
@@ -506,14 +534,20 @@ class AsyncClient(DeviceClient):
         return None
 
     def _handle_timeout(self, mid: bytes) -> None:
+        loop = self._loop
+        assert loop is not None  # timers run in the loop
+        conn = self._conn
         with self._request_lock:
             pending = self._async_queue.get(mid)
             if pending is None:
                 return
+            if conn is not None and conn.holding:
+                # The reply may be among the messages read in time but not handed over
+                # yet (a long burst): look again after the next lot of them.
+                pending.timeout_handle = loop.call_soon(self._handle_timeout, mid)
+                return
             pending.timeout_handle = None
             self._pop(mid)
-        loop = self._loop
-        assert loop is not None  # timers run in the loop
         elapsed = loop.time() - pending.start
         self._fail(pending, f"Request {pending.request.name} timed out after {elapsed:f} seconds.")
 

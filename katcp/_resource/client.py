@@ -186,9 +186,17 @@ class KATCPClientResourceSensorsManager(resource.KATCPSensorsManager):
                 if isinstance(reply, KATCPReply) and reply.succeeded:
                     for name in chunk:
                         results[name] = (True, strategy)
-                else:
-                    # All-or-nothing failed: find out which ones work one by one.
+                elif isinstance(reply, KATCPReply) and not ic.failed_here(reply.reply):
+                    # All-or-nothing refused: find out which ones work one by one.
                     retry.extend(chunk)
+                else:
+                    # Timed out or cut off: as many single requests to a device that is
+                    # slow or gone would only add to its load (and to ours).
+                    msg = str(reply)
+                    self._logger.warning("Could not set strategy %s of %d sensors: %s",
+                                         " ".join(strategy), len(chunk), msg)
+                    for name in chunk:
+                        results[name] = (False, msg)
             names = retry
             if not names:
                 return results

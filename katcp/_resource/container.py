@@ -114,6 +114,10 @@ class ClientGroup:
         self.name = name
         self.clients = tuple(clients)
         self._req = _NameAttrDict()
+        #: Request keys each member (by id) had at its last update, and how many members
+        #: have each key: an update then costs its own requests, not the whole group's.
+        self._keys_of: Dict[int, frozenset] = {}
+        self._holders: Dict[str, int] = {}
         for client in self.clients:
             self.client_updated(client)
 
@@ -131,18 +135,28 @@ class ClientGroup:
         """AttrDict of :class:`GroupRequest` keyed by request identifier."""
         return self._req
 
+    def has_member(self, client) -> bool:
+        """Whether `client` is a member of this group."""
+        return id(client) in self._keys_of
+
     def client_updated(self, client):
-        """Refresh the group requests after `client` gained or lost requests."""
-        known = set()
-        for c in self.clients:
-            known.update(dict.keys(c.req))
-        for key in list(self._req):
-            if key not in known:
-                del self._req[key]
-        for c in self.clients:
-            for key, req in dict.items(c.req):
-                if key not in self._req:
-                    self._req[key] = GroupRequest(self, key, req.description)
+        """Refresh the group requests after `client` (a member) gained or lost requests."""
+        old = self._keys_of.get(id(client), frozenset())
+        new = frozenset(dict.keys(client.req))
+        self._keys_of[id(client)] = new
+        holders = self._holders
+        for key in old - new:
+            left = holders[key] - 1
+            if left:
+                holders[key] = left
+            else:
+                del holders[key]
+                self._req.pop(key, None)
+        for key in new - old:
+            holders[key] = holders.get(key, 0) + 1
+            if key not in self._req:
+                self._req[key] = GroupRequest(self, key, dict.__getitem__(client.req, key)
+                                              .description)
 
     def is_connected(self) -> bool:
         """True if all clients are connected."""
@@ -348,33 +362,38 @@ class KATCPClientResourceContainer(resource.KATCPResource):
 
     # -- child notifications -----------------------------------------------
     @staticmethod
-    def _key(child, key):
-        # Aggregate sensors/requests ("agg_...") keep their name unprefixed.
-        if key.startswith("agg_"):
-            return key
-        return escape_name(child.name) + "_" + key
+    def _keyer(child):
+        """Map a child's keys to the container's: ``<child>_<key>``, except aggregate
+        sensors/requests (``agg_...``), which keep their names unprefixed."""
+        prefix = escape_name(child.name) + "_"
+        return lambda key: key if key.startswith("agg_") else prefix + key
 
     def _child_add_sensors(self, child, keys):
+        to_key = self._keyer(child)
+        sensors = child.sensor
         for key in keys:
-            self._sensor[self._key(child, key)] = dict.__getitem__(child.sensor, key)
+            self._sensor[to_key(key)] = dict.__getitem__(sensors, key)
 
     def _child_remove_sensors(self, child, keys):
+        to_key = self._keyer(child)
         for key in keys:
-            self._sensor.pop(self._key(child, key), None)
+            self._sensor.pop(to_key(key), None)
 
     def _child_add_requests(self, child, keys):
+        to_key = self._keyer(child)
         for key in keys:
-            self._req[self._key(child, key)] = dict.__getitem__(child.req, key)
+            self._req[to_key(key)] = dict.__getitem__(child.req, key)
         self._update_groups(child)
 
     def _child_remove_requests(self, child, keys):
+        to_key = self._keyer(child)
         for key in keys:
-            self._req.pop(self._key(child, key), None)
+            self._req.pop(to_key(key), None)
         self._update_groups(child)
 
     def _update_groups(self, child):
         for group in self._groups.values():
-            if child in group.clients:
+            if group.has_member(child):
                 group.client_updated(child)
 
     # -- life cycle --------------------------------------------------------

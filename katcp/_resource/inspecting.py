@@ -601,8 +601,25 @@ class InspectingClientAsync:
     def inspect(self):
         """Inspect requests and sensors; future resolves with the model changes or None."""
         timeout_manager = _Deadline(self.sync_timeout)
-        request_changes = yield self.inspect_requests(timeout=timeout_manager.remaining())
-        sensor_changes = yield self.inspect_sensors(timeout=timeout_manager.remaining())
+        # As katcp-python: if either inspection fails, neither counts.  Otherwise the one
+        # that succeeded would have updated its index, and the retry would find no change
+        # to report there: the resource would never hear of those sensors (or requests).
+        sensors_before = {k: dict(v) for k, v in self._sensors_index.items()}
+        requests_before = {k: dict(v) for k, v in self._requests_index.items()}
+        # ?help (with ?request-timeout-hint) and ?sensor-list go out together: one round
+        # trip to the device instead of two or three.
+        requests_inspected = self.inspect_requests(timeout=timeout_manager.remaining())
+        sensors_inspected = self.inspect_sensors(timeout=timeout_manager.remaining())
+        try:
+            try:
+                request_changes = yield requests_inspected
+            finally:
+                # Also when the request inspection failed: its outcome is then not wanted.
+                sensor_changes = yield sensors_inspected
+        except Exception:
+            self._sensors_index = sensors_before
+            self._requests_index = requests_before
+            raise
         return _model_changes(request_changes.added, request_changes.removed,
                               sensor_changes.added, sensor_changes.removed)
 
@@ -617,13 +634,17 @@ class InspectingClientAsync:
         """
         deadline = _Deadline(timeout)
         args = () if name is None else (name,)
-        reply, informs = yield self.simple_request("help", *args, timeout=deadline.remaining())
+        helped = self.simple_request("help", *args, timeout=deadline.remaining())
+        # The hints are asked for at once (the flags are known by now), not a round trip later.
+        hinted = None
+        if _hints_capable(getattr(self.katcp_client, "protocol_flags", None)):
+            hinted = self._get_request_timeout_hints(name, deadline.remaining())
+        reply, informs = yield helped
+        hints = {} if hinted is None else (yield hinted)
         if not reply.reply_ok():
             self._check_lookup_failure(name, reply)
             informs = []
-        hints = {}
-        if _hints_capable(getattr(self.katcp_client, "protocol_flags", None)):
-            hints = yield self._get_request_timeout_hints(name, deadline.remaining())
+            hints = {}
         original = set(self._requests_index)
         updated = set()
         for msg in informs:
@@ -687,12 +708,21 @@ class InspectingClientAsync:
 
     def _check_lookup_failure(self, name, reply):
         """Raise SyncError unless `reply` says that the named item does not exist."""
-        text = b" ".join(reply.arguments[1:]).lower()
-        if (name is None or reply.mtype != Message.REPLY or not self.katcp_client.is_connected()
-                or b"timed out" in text or b"connection closed" in text
-                or b"stopped" in text):
+        if name is None or self.failed_here(reply):
             raise SyncError(f"Error reply during sync process for "
                             f"{self.bind_address_string}: {reply}")
+
+    def failed_here(self, reply) -> bool:
+        """Whether a failed `reply` was made by the client, not sent by the device.
+
+        True for the fail replies that end a request when it times out, the connection
+        closes or the client stops (and for anything that is not a reply): the device
+        has not judged the request.
+        """
+        text = b" ".join(reply.arguments[1:]).lower()
+        return (reply.mtype != Message.REPLY or not self.katcp_client.is_connected()
+                or b"timed out" in text or b"connection closed" in text
+                or b"stopped" in text)
 
     @staticmethod
     def _update_index(index, name, data):

@@ -89,21 +89,47 @@ def normalize_strategy_parameters(params) -> Tuple[str, ...]:
         For example ``("period", "0.5")``.
     """
 
-    def fixup_numbers(val):
-        if isinstance(val, bytes):
-            val = val.decode("utf-8", "replace")
+    cacheable = params.__class__ in _CACHEABLE
+    if cacheable:
+        # A container syncing a fleet normalises the same few strategies for every sensor.
         try:
-            return str(float(val))
-        except (ValueError, TypeError):
-            return str(val)
+            return _NORMALISED[params]
+        except (KeyError, TypeError):  # (TypeError: a tuple holding something unhashable)
+            pass
+    result = _normalize_strategy_parameters(params)
+    if cacheable:
+        if len(_NORMALISED) >= _NORMALISED_MAX:
+            _NORMALISED.clear()
+        try:
+            _NORMALISED[params] = result
+        except TypeError:
+            pass
+    return result
 
+
+#: Argument types whose normalised strategies are remembered (immutable ones only).
+_CACHEABLE = frozenset((str, bytes, tuple))
+_NORMALISED: Dict[Any, Tuple[str, ...]] = {}
+_NORMALISED_MAX = 256
+
+
+def _fixup_number(val) -> str:
+    if isinstance(val, bytes):
+        val = val.decode("utf-8", "replace")
+    try:
+        return str(float(val))
+    except (ValueError, TypeError):
+        return str(val)
+
+
+def _normalize_strategy_parameters(params) -> Tuple[str, ...]:
     if isinstance(params, bytes):
         params = params.decode("utf-8", "replace")
     if isinstance(params, str):
         params = params.split()
     elif not isinstance(params, collections.abc.Iterable):
         params = (params,)
-    return tuple(fixup_numbers(p) for p in params)
+    return tuple(_fixup_number(p) for p in params)
 
 
 class KATCPResourceError(Exception):

@@ -397,6 +397,12 @@ class Connection(asyncio.BufferedProtocol):
         if self._pending and not self.closing:
             self._flush()
 
+    @property
+    def holding(self) -> bool:
+        """Whether messages already read are held back, to be handed over in the next loop
+        iteration (see :meth:`_deliver`); False while reading is paused."""
+        return self._held_handle is not None
+
     def _hold(self, items: List[Any], i: int) -> None:
         """Keep ``items[i:]`` for later and stop reading meanwhile."""
         self._held = items
@@ -625,6 +631,24 @@ class Connection(asyncio.BufferedProtocol):
                 return  # a flush is already on its way
             self._xflush = True
         self._loop_calls.post(self._flush)  # type: ignore[union-attr]
+
+    def write_now(self, data: bytes) -> None:
+        """Send already-encoded bytes at once (ioloop thread), not at the end of the iteration.
+
+        With :meth:`enable_threadsafe_writes` on a connection whose socket may be written
+        directly, the bytes go to the socket as :meth:`write_threadsafe` sends them (no
+        transport call while nothing is queued); otherwise they are queued and flushed.
+
+        Parameters
+        ----------
+        data : bytes
+            Encoded data, complete messages only.
+        """
+        if self._direct_sock is not None:
+            self.write_threadsafe(data)
+            return
+        self.write_bytes(data)
+        self.flush()
 
     def flush(self) -> None:
         """Hand any queued output to the transport now instead of at the end of the iteration."""
