@@ -263,6 +263,15 @@ server.stop(timeout=5)
 server.join(timeout=5)
 '''
 
+def katcp093_env() -> dict:
+    """The environment for katcp-python 0.9.3's interpreter: ours without ``PYTHONPATH``.
+
+    A ``PYTHONPATH`` that points at this package (as when the suite runs from a worktree)
+    would make the peer's ``import katcp`` find ours instead of 0.9.3.
+    """
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 _CHECK = "import katcp, sys; sys.exit(0 if katcp.__version__.startswith('0.9.3') else 1)"
 
 
@@ -270,7 +279,7 @@ def _python_ok(python: str) -> bool:
     if not os.path.exists(python):
         return False
     try:
-        return subprocess.run([python, "-c", _CHECK], cwd="/", timeout=60,
+        return subprocess.run([python, "-c", _CHECK], cwd="/", timeout=60, env=katcp093_env(),
                               capture_output=True).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
@@ -328,7 +337,8 @@ def katcp093_server_process(v4: bool = False) -> Iterator[PeerProcess]:
         Started; ``.port`` is its port.
     """
     python = katcp093_python()
-    peer = PeerProcess([python, "-c", KATCP093_SERVER_CODE, "v4" if v4 else "v5"])
+    peer = PeerProcess([python, "-c", KATCP093_SERVER_CODE, "v4" if v4 else "v5"],
+                       env=katcp093_env())
     peer.start(0)
     try:
         yield peer

@@ -856,11 +856,11 @@ def test_matches_katcp_python_093():
     import subprocess
 
     import _kattypes_corpus
-    from peers import katcp093_python
+    from peers import katcp093_env, katcp093_python
 
     python = katcp093_python()
     proc = subprocess.run([python, os.path.abspath(_kattypes_corpus.__file__)], cwd="/",
-                          capture_output=True, timeout=60)
+                          env=katcp093_env(), capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
     theirs = json.loads(proc.stdout)
     ours = _kattypes_corpus.run()

@@ -16,7 +16,7 @@ from manager_support import (
     stop_device,
     until,
 )
-from peers import katcp093_python
+from peers import katcp093_env, katcp093_python
 
 from katcp.manager.locks import LockError, LockTable, audit_lock
 
@@ -227,7 +227,7 @@ def test_katcp_python_093_client_through_the_manager():
         async with running_manager(specs) as mgr:
             await until(lambda: mgr.has_sensor("rx1.temp"))
             proc = await asyncio.create_subprocess_exec(
-                python, "-c", KATCP093_CLIENT, str(mgr.bind_address[1]), cwd="/",
+                python, "-c", KATCP093_CLIENT, str(mgr.bind_address[1]), cwd="/", env=katcp093_env(),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             out, err = await asyncio.wait_for(proc.communicate(), 30)
             assert proc.returncode == 0, err.decode()[-2000:]
