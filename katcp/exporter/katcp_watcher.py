@@ -214,13 +214,14 @@ class KatcpWatcher(AsyncClient):
         except ValueError:
             return
         metas = self._metas
-        readings = self.state.readings
+        store = self.state.store
         stored = 0
         for i in range(2, min(2 + 3 * count, len(args) - 2), 3):
-            meta = metas.get(args[i])
+            key = args[i]
+            meta = metas.get(key)
             if meta is None:
                 continue
-            readings[args[i]] = (meta, meta.convert(args[i + 2]), status_code(args[i + 1]), ts)
+            store(key, meta, meta.convert(args[i + 2]), status_code(args[i + 1]), ts)
             stored += 1
         self.state.updates += stored
 

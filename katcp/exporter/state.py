@@ -1,29 +1,44 @@
 """What the exporter knows about each device: the state its watchers write and scrapes read.
 
+Each sensor has a reading, the tuple ``(meta, value, status, timestamp)`` in
+``DeviceState.readings``, and its lines of the exposition, ready as bytes in
+``DeviceState.lines`` (see :mod:`katcp.exporter.exposition`): one list per sensor family,
+indexed by the sensor's position.  :meth:`DeviceState.store` writes both, and rewrites only
+the lines whose part of the reading changed, so a scrape (:mod:`katcp.exporter.collector`)
+joins bytes and formats nothing per sensor.
+
 Threads: the watchers write on the event loop thread; the HTTP thread of ``/metrics`` reads.
 No lock is needed because every write is one atomic store under the GIL and every reading is
 an immutable tuple:
 
-* a sensor reading is the tuple ``(meta, value, status, timestamp)``; an update stores a new
-  tuple in ``DeviceState.readings[key]`` (one ``dict.__setitem__``), so a scrape sees a
-  reading whole, never the value of one update with the status of another;
-* a scrape copies a device's readings with ``list(readings.values())``, which runs in C
-  without releasing the GIL, so it sees one consistent set of that device's sensors even
-  while the loop adds or removes sensors (a resync);
+* an update stores a new tuple in ``readings[key]`` and a new line in each list it changes
+  (one ``__setitem__`` each), so a scrape sees each line whole;
+* a scrape joins a device's list of a family with one ``bytes.join``, which runs in C
+  without releasing the GIL for such sizes;
+* a resync (sensors added or removed) builds a new ``lines`` tuple and stores it with one
+  attribute store; a scrape takes each device's ``lines`` once, so it sees one set of the
+  device's sensors;
+* ``collect()`` (prometheus_client's own path) copies a device's readings with
+  ``list(readings.values())``, which runs in C as well;
 * the device flags and counter are single attribute stores.
 
 A scrape thus costs the loop nothing: it never waits for the loop, and the loop never waits
-for it (beyond the GIL's switch interval while the HTTP thread formats).
+for it (beyond the GIL's switch interval while the HTTP thread joins).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Hashable, Optional, Sequence, Tuple, Union
+import sys
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple, Union
 
 from katcp.core import Sensor
 
+from . import exposition
+from .exposition import value_line
+
 __all__ = [
     "DeviceState",
+    "FAMILIES",
     "SensorMeta",
     "NUMBER",
     "STATESET",
@@ -36,6 +51,12 @@ __all__ = [
 
 #: Kinds of exported sensors: a numeric gauge, a state set, or an info metric.
 NUMBER, STATESET, INFO = "number", "stateset", "info"
+
+#: Families of the sensor lines of a device, in exposition order: values of numeric
+#: sensors, of state sets, of text sensors; statuses; timestamps.
+FAMILIES = ("value", "state", "info", "status", "stamp")
+_FAMILIES = {NUMBER: 0, STATESET: 1, INFO: 2}
+_STATUS, _STAMP = 3, 4
 
 STATUS_UNKNOWN = Sensor.UNKNOWN
 STATUS_UNREACHABLE = Sensor.UNREACHABLE
@@ -84,7 +105,7 @@ def _to_text(raw: Union[bytes, str]) -> str:
 
 
 class SensorMeta:
-    """What does not change between readings of one sensor.
+    """What does not change between readings of one sensor, with its label text.
 
     Parameters
     ----------
@@ -104,26 +125,32 @@ class SensorMeta:
     ----------
     kind : str
         :data:`NUMBER`, :data:`STATESET` or :data:`INFO`.
-    labels : dict
-        ``{"device": ..., "sensor": ...}``, built once and shared by every series.
-    states : tuple of (str, dict)
-        For a state set, each allowed value and the labels of its series.
+    family : int
+        Index in ``DeviceState.lines`` of the family of its values (0 value, 1 state,
+        2 info).
+    states : tuple of str
+        For a state set, the allowed values (one series each).
     convert : callable
         Raw value (bytes or str) -> exported value (float, str, or None if unparsable).
-    text : object
-        Left None here; the scrape side (:mod:`katcp.exporter.collector`) keeps this
-        sensor's label strings in it, escaped once by prometheus_client rather than on
-        every scrape.  Only the HTTP thread writes it, with one attribute store.
+    labels : bytes
+        ``{device="...",sensor="..."}`` as prometheus_client writes it, made once here.
+    state_labels : tuple of bytes
+        For a state set, the labels of each allowed value's series.
+    index : int
+        Position of the sensor in its device's ``lines`` (set by :class:`DeviceState`).
     """
 
-    __slots__ = ("name", "kind", "labels", "states", "convert", "text")
+    __slots__ = ("device", "name", "kind", "family", "states", "convert", "labels",
+                 "state_labels", "index")
 
     def __init__(self, device: str, name: str, katcp_type: str,
                  params: Sequence[str] = (), timestamp_scale: float = 1.0) -> None:
-        self.name = name
+        # Interned: the same names repeat on every device of a kind, and in every meta.
+        self.device = sys.intern(device)
+        self.name = name = sys.intern(name)
         self.kind = _KINDS.get(katcp_type, INFO)
-        self.labels = {"device": device, "sensor": name}
-        self.states: Tuple[Tuple[str, Dict[str, str]], ...] = ()
+        self.family = _FAMILIES[self.kind]
+        self.states: Tuple[str, ...] = ()
         convert: Callable[[Union[bytes, str]], Value]
         if katcp_type == "boolean":
             convert = _to_bool
@@ -136,15 +163,26 @@ class SensorMeta:
         else:
             convert = _to_text
         self.convert = convert
-        self.text: Any = None
+        self.labels = exposition.sensor_labels(device, name)
+        self.state_labels: Tuple[bytes, ...] = ()
+        self.index = -1
         if self.kind == STATESET:
             allowed = list(params) if katcp_type == "discrete" else ["nominal", "error"]
-            self.states = tuple(
-                (value, {"device": device, "sensor": name, "katcp_sensor_state": value})
-                for value in dict.fromkeys(allowed))
+            self.states = tuple(dict.fromkeys(allowed))
+            self.state_labels = exposition.state_labels(device, name, self.states)
+
+    def value_line(self, value: Value) -> bytes:
+        """The line(s) of `value` in this sensor's family (empty for None)."""
+        kind = self.kind
+        if kind is NUMBER:
+            return exposition.value_line(self.labels, value)  # type: ignore[arg-type]
+        if kind is STATESET:
+            return exposition.state_lines(self.state_labels, self.states,
+                                          value)  # type: ignore[arg-type]
+        return exposition.info_line(self.device, self.name, value)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        return f"<SensorMeta {self.labels['device']}/{self.name} {self.kind}>"
+        return f"<SensorMeta {self.device}/{self.name} {self.kind}>"
 
 
 def sensor_meta(device: str, name: str, value: object) -> SensorMeta | None:
@@ -164,8 +202,18 @@ def sensor_meta(device: str, name: str, value: object) -> SensorMeta | None:
     return None
 
 
+#: What an absent reading is compared with: every line differs from it.
+_NO_READING: Tuple[Any, ...] = (None, object(), object(), object())
+
+Lines = Tuple[List[bytes], List[bytes], List[bytes], List[bytes], List[bytes]]
+
+
+def _no_lines() -> Lines:
+    return ([], [], [], [], [])
+
+
 class DeviceState:
-    """One watched device: connection flags, update counter and sensor readings.
+    """One watched device: connection flags, update counter, sensor readings and lines.
 
     Parameters
     ----------
@@ -182,10 +230,17 @@ class DeviceState:
         Sensor updates received since the exporter started.
     readings : dict
         Sensor key -> ``(meta, value, status, timestamp)``; value and timestamp may be None
-        (no reading yet, or a value the device sent that does not parse).
+        (no reading yet, or a value the device sent that does not parse).  Written only
+        through :meth:`store`, :meth:`replace_sensors` and :meth:`set_disconnected`.
+    lines : tuple of 5 lists of bytes
+        Per family of :data:`FAMILIES`, each sensor's lines of the exposition (empty bytes
+        where it has none), in the order of ``readings``.
+    labels : bytes
+        ``{device="..."}`` for the per-device series.
     """
 
-    __slots__ = ("name", "kind", "connected", "synced", "updates", "readings", "labels")
+    __slots__ = ("name", "kind", "connected", "synced", "updates", "readings", "lines",
+                 "labels")
 
     def __init__(self, name: str, kind: str) -> None:
         self.name = name
@@ -194,7 +249,58 @@ class DeviceState:
         self.synced = False
         self.updates = 0
         self.readings: Dict[Hashable, Reading] = {}
-        self.labels = {"device": name}
+        self.lines: Lines = _no_lines()
+        self.labels = exposition.device_labels(name)
+
+    def store(self, key: Hashable, meta: SensorMeta, value: Value, status: int,
+              ts: float | None) -> None:
+        """Store a reading of sensor `key` and rewrite the lines it changes.
+
+        A key not seen before (an NCP param) is added at the end; a key stored with
+        another meta than before starts afresh.
+
+        Parameters
+        ----------
+        key : hashable
+            The sensor's key (its raw name).
+        meta : SensorMeta
+            The sensor.
+        value : float, str or None
+            The exported value (None: none, or unparsable).
+        status : int
+            Numeric KATCP status.
+        ts : float or None
+            The reading's timestamp in seconds.
+        """
+        readings = self.readings
+        old = readings.get(key, _NO_READING)
+        lines = self.lines
+        if old[0] is not meta:
+            self._place(meta, old[0], lines)
+            old = _NO_READING
+        readings[key] = (meta, value, status, ts)
+        i = meta.index
+        # Zeros are written afresh: -0.0 == 0.0, but they are written apart.
+        if value != old[1] or not value:
+            lines[meta.family][i] = (
+                value_line(meta.labels, value) if meta.kind is NUMBER  # type: ignore[arg-type]
+                else meta.value_line(value))
+        if status != old[2]:
+            lines[_STATUS][i] = exposition.status_line(meta.labels, status)
+        if ts != old[3] or not ts:
+            lines[_STAMP][i] = exposition.stamp_line(meta.labels, ts)
+
+    @staticmethod
+    def _place(meta: SensorMeta, old: SensorMeta | None, lines: Lines) -> None:
+        """Give `meta` the slot of `old` (cleared), or a new slot at the end."""
+        if old is None:
+            meta.index = len(lines[0])
+            for family in lines:
+                family.append(b"")
+        else:
+            meta.index = old.index
+            for family in lines:
+                family[meta.index] = b""
 
     def set_disconnected(self) -> None:
         """Mark the device gone: flags off, every sensor's status ``unreachable``.
@@ -204,15 +310,16 @@ class DeviceState:
         last.
         """
         self.synced = False
-        readings = self.readings
-        for key, (meta, value, _status, ts) in list(readings.items()):
-            readings[key] = (meta, value, STATUS_UNREACHABLE, ts)
+        store = self.store
+        for key, (meta, value, _status, ts) in list(self.readings.items()):
+            store(key, meta, value, STATUS_UNREACHABLE, ts)
         self.connected = False
 
     def replace_sensors(self, metas: Dict[Hashable, SensorMeta]) -> None:
         """Keep exactly the sensors of `metas` (after a sync), keeping known readings.
 
-        A sensor whose meta changed (new type, new allowed values) starts afresh.
+        A sensor whose meta changed (new type, new allowed values) starts afresh.  The
+        lines are rebuilt aside and replace the old ones in one store.
         """
         readings = self.readings
         for key in [key for key in readings if key not in metas]:
@@ -223,6 +330,16 @@ class DeviceState:
                 readings[key] = (meta, None, STATUS_UNKNOWN, None)
             elif old[0] is not meta:
                 readings[key] = (meta,) + old[1:]
+        lines = _no_lines()
+        status, stamp = lines[_STATUS], lines[_STAMP]
+        for index, (meta, val, st, ts) in enumerate(readings.values()):
+            meta.index = index
+            for family in lines:
+                family.append(b"")
+            lines[meta.family][index] = meta.value_line(val)
+            status[index] = exposition.status_line(meta.labels, st)
+            stamp[index] = exposition.stamp_line(meta.labels, ts)
+        self.lines = lines
 
     def counts(self) -> Tuple[int, int]:
         """``(sensors, sensors with a reading)``."""
