@@ -76,21 +76,31 @@ PROMETHEUS_HEADERS = {
 }
 
 
-def fetch(url: str, headers: dict | None = None) -> bytes:
-    """GET `url`, with ``curl`` if there is one.
+def fetch(url: str, path: str, headers: dict | None = None) -> None:
+    """GET `url` into the file `path`, with ``curl`` if there is one.
 
     A scraper is another process: reading tens of MB with urllib in this one would take
-    the GIL from the exporter's threads and count in its CPU.
+    the GIL from the exporter's threads and count in its CPU.  The body goes to a file, not
+    through a pipe into this process, whose RSS would keep the buffers it took.
     """
     curl = shutil.which("curl")
     if curl is None:
         request = urllib.request.Request(url, headers=headers or {})
-        with urllib.request.urlopen(request, timeout=300) as response:
-            return response.read()
-    args = [curl, "-sS", "--fail", "--max-time", "300"]
+        with urllib.request.urlopen(request, timeout=300) as response, open(path, "wb") as f:
+            shutil.copyfileobj(response, f)
+        return
+    args = [curl, "-sS", "--fail", "--max-time", "300", "-o", path]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
-    return subprocess.run(args + [url], check=True, stdout=subprocess.PIPE).stdout
+    subprocess.run(args + [url], check=True)
+
+
+def count_series(path: str) -> int:
+    """Sample lines of the exposition in `path` (gzipped or not), read a line at a time."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+        return sum(1 for line in f if not line.startswith(b"#"))
 
 
 async def loop_lag(stop: asyncio.Event, period: float = 0.01) -> float:
@@ -150,6 +160,7 @@ class RenderTimes:
 async def bench(args: argparse.Namespace) -> None:
     workdir = tempfile.mkdtemp(prefix="bench-exporter-")
     config = os.path.join(workdir, "fleet.toml")
+    body_path = os.path.join(workdir, "scrape")
     env = {**os.environ, "PYTHONPATH": ROOT}
     sim = subprocess.Popen(
         [sys.executable, "-m", "katcp.tools.fleetsim", "--devices", str(args.devices),
@@ -209,16 +220,14 @@ async def bench(args: argparse.Namespace) -> None:
             renders.calls.clear()
             gc_pauses.take()
             c0, s0 = cpu_seconds(), time.monotonic()
-            body = await asyncio.to_thread(fetch, exporter.url, headers)
+            await asyncio.to_thread(fetch, exporter.url, body_path, headers)
             elapsed, cpu = time.monotonic() - s0, cpu_seconds() - c0
             gc_total, gc_worst = gc_pauses.take()
             render_wall, render_cpu = renders.calls[-1] if renders.calls else (0.0, 0.0)
             stop.set()
             worst_lag = await lag
-            size = len(body)
-            if body[:2] == b"\x1f\x8b":
-                body = gzip.decompress(body)
-            series = body.count(b"\n") - body.count(b"\n#")
+            size = os.path.getsize(body_path)
+            series = count_series(body_path)
             print(f"{what}: {elapsed:.2f} s, {size / 1e6:.1f} MB, {series} series, "
                   f"exporter CPU {cpu:.2f} s, worst loop delay during it "
                   f"{1e3 * worst_lag:.0f} ms")
@@ -256,6 +265,7 @@ async def bench(args: argparse.Namespace) -> None:
             sim.wait(30)
         except subprocess.TimeoutExpired:
             sim.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:

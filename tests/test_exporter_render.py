@@ -88,7 +88,8 @@ def test_render_follows_changes_of_readings_and_sensors():
     registry = registry_of(devices)
     registry.render()
     dev = devices[0]
-    for name, (meta, value, status, ts) in list(dev.readings.items()):
+    for name, meta in list(dev.sensors.items()):
+        value, status, ts = dev.readings[name]
         if meta.kind == "stateset":
             value = "on" if value != "on" else "idle"
         elif meta.kind == "info":
@@ -98,7 +99,7 @@ def test_render_follows_changes_of_readings_and_sensors():
         dev.store(name, meta, value, (status + 1) % 7, None if ts is None else ts + 1)
     assert registry.render() == generate_latest(registry)
     # A resync: one sensor gone, one new, one with a new type, the rest kept as they were.
-    metas = {name: reading[0] for name, reading in list(dev.readings.items())[1:]}
+    metas = dict(list(dev.sensors.items())[1:])
     retyped = next(name for name, meta in metas.items() if meta.kind == "number")
     metas[retyped] = SensorMeta("rx1", metas[retyped].name, "string")
     metas["added"] = SensorMeta("rx1", "added", "discrete", ["a", "b"])
@@ -201,3 +202,14 @@ def test_kept_texts_tell_zero_from_minus_zero_and_nan():
                       (float("nan"), 1.0), (1.0, 1.0)]:
         dev.store("s", meta, value, 1, ts)
         assert registry.render() == generate_latest(registry), (value, ts)
+
+
+def test_readings_leave_the_cyclic_gc_so_updates_do_not_set_off_full_collections():
+    import gc
+
+    dev = DeviceState("d", "katcp")
+    for i, (katcp_type, value) in enumerate([("float", 1.5), ("string", "text"),
+                                             ("discrete", "on"), ("float", None)]):
+        dev.store(i, SensorMeta("d", f"s{i}", katcp_type, ["on", "off"]), value, 1, 5.0)
+    gc.collect()
+    assert dev.readings and not any(gc.is_tracked(r) for r in dev.readings.values())

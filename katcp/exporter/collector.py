@@ -49,7 +49,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from .exposition import Families, number_text
-from .state import FAMILIES, INFO, NUMBER, STATESET, DeviceState, Reading
+from .state import FAMILIES, INFO, NUMBER, STATESET, DeviceState, Reading, SensorMeta
 
 __all__ = ["FleetCollector", "SENSOR_LABELS", "ScrapeRegistry"]
 
@@ -142,19 +142,21 @@ class FleetCollector:
         """The exported devices."""
         return self._devices
 
-    def _device_samples(self) -> Tuple[Tuple[Metric, ...], List[List[Reading]]]:
-        """The per-device families filled in, and each device's readings (one atomic copy)."""
+    def _device_samples(self) -> Tuple[Tuple[Metric, ...],
+                                       List[List[Tuple[SensorMeta, Reading]]]]:
+        """The per-device families filled in, and each device's sensors with their readings."""
         connected, synced, count, updates = families = _device_families()
         snapshot = []
         for dev in self._devices:
             dev_labels = {"device": dev.name}
-            readings = list(dev.readings.values())  # one atomic copy: see katcp.exporter.state
-            snapshot.append(readings)
+            # One atomic copy of each: see katcp.exporter.state.
+            sensors, readings = list(dev.sensors.items()), dict(dev.readings.items())
+            snapshot.append([(meta, readings[key]) for key, meta in sensors if key in readings])
             connected.samples.append(
                 Sample("katcp_device_connected", dev_labels, 1.0 if dev.connected else 0.0))
             synced.samples.append(
                 Sample("katcp_device_synced", dev_labels, 1.0 if dev.synced else 0.0))
-            count.samples.append(Sample("katcp_device_sensors", dev_labels, len(readings)))
+            count.samples.append(Sample("katcp_device_sensors", dev_labels, len(snapshot[-1])))
             updates.samples.append(Sample("katcp_sensor_updates_total", dev_labels, dev.updates))
         return families, snapshot
 
@@ -168,8 +170,8 @@ class FleetCollector:
         add_info = info.samples.append
         add_status = status.samples.append
         add_stamp = stamp.samples.append
-        for readings in snapshot:
-            for meta, val, st, ts in readings:
+        for device_sensors in snapshot:
+            for meta, (val, st, ts) in device_sensors:
                 lab = {"device": meta.device, "sensor": meta.name}
                 add_status(Sample("katcp_sensor_status", lab, st))
                 if ts is not None:

@@ -6,7 +6,7 @@ What :func:`prometheus_client.start_http_server` builds (its WSGI app in a threa
 * **rendering** -- a GET of the metrics from a registry with a ``render_chunks`` method
   (:class:`katcp.exporter.collector.ScrapeRegistry`) is answered with what that method
   writes, sent (and compressed) a chunk at a time: the same exposition as
-  prometheus_client's ``generate_latest``, byte for byte, several times faster (see
+  prometheus_client's ``generate_latest``, byte for byte, joined from lines kept ready (see
   :meth:`katcp.exporter.collector.FleetCollector.render`).  The content type is the one
   prometheus_client chooses for the request's ``Accept`` header; anything else (other
   methods, ``name[]`` filters, a format version we do not render) is left to

@@ -1,9 +1,12 @@
 """What the exporter knows about each device: the state its watchers write and scrapes read.
 
-Each sensor has a reading, the tuple ``(meta, value, status, timestamp)`` in
-``DeviceState.readings``, and its lines of the exposition, ready as bytes in
+Each sensor has a meta in ``DeviceState.sensors``, a reading, the tuple ``(value, status,
+timestamp)`` in ``DeviceState.readings``, and its lines of the exposition, ready as bytes in
 ``DeviceState.lines`` (see :mod:`katcp.exporter.exposition`): one list per sensor family,
-indexed by the sensor's position.  :meth:`DeviceState.store` writes both, and rewrites only
+indexed by the sensor's position.  A reading holds only numbers and text, so the cyclic
+garbage collector stops tracking it at its first pass: at 10,000 updates per second, readings
+that live a few seconds would otherwise reach the oldest generation and set off full
+collections of the whole heap (0.3 to 0.5 s each, holding the GIL).  :meth:`DeviceState.store` writes both, and rewrites only
 the lines whose part of the reading changed, so a scrape (:mod:`katcp.exporter.collector`)
 joins bytes and formats nothing per sensor.
 
@@ -18,8 +21,9 @@ an immutable tuple:
 * a resync (sensors added or removed) builds a new ``lines`` tuple and stores it with one
   attribute store; a scrape takes each device's ``lines`` once, so it sees one set of the
   device's sensors;
-* ``collect()`` (prometheus_client's own path) copies a device's readings with
-  ``list(readings.values())``, which runs in C as well;
+* a resync replaces ``sensors`` and ``readings`` with new dicts, each with one store;
+* ``collect()`` (prometheus_client's own path) copies a device's sensors and readings with
+  ``list(d.items())``, which runs in C as well, and skips a sensor without a reading;
 * the device flags and counter are single attribute stores.
 
 A scrape thus costs the loop nothing: it never waits for the loop, and the loop never waits
@@ -75,7 +79,7 @@ _KINDS = {
 }
 
 Value = Union[float, str, None]
-Reading = Tuple["SensorMeta", Value, int, Optional[float]]
+Reading = Tuple[Value, int, Optional[float]]
 
 
 def status_code(raw: bytes) -> int:
@@ -203,7 +207,7 @@ def sensor_meta(device: str, name: str, value: object) -> SensorMeta | None:
 
 
 #: What an absent reading is compared with: every line differs from it.
-_NO_READING: Tuple[Any, ...] = (None, object(), object(), object())
+_NO_READING: Tuple[Any, ...] = (object(), object(), object())
 
 Lines = Tuple[List[bytes], List[bytes], List[bytes], List[bytes], List[bytes]]
 
@@ -228,19 +232,25 @@ class DeviceState:
         Whether the device is connected, and whether its sensors are known and subscribed.
     updates : int
         Sensor updates received since the exporter started.
+    sensors : dict
+        Sensor key -> :class:`SensorMeta`, in exposition order.
     readings : dict
-        Sensor key -> ``(meta, value, status, timestamp)``; value and timestamp may be None
-        (no reading yet, or a value the device sent that does not parse).  Written only
-        through :meth:`store`, :meth:`replace_sensors` and :meth:`set_disconnected`.
+        Sensor key -> ``(value, status, timestamp)``; value and timestamp may be None (no
+        reading yet, or a value the device sent that does not parse).
     lines : tuple of 5 lists of bytes
         Per family of :data:`FAMILIES`, each sensor's lines of the exposition (empty bytes
-        where it has none), in the order of ``readings``.
+        where it has none), in the order of ``sensors``.
     labels : bytes
         ``{device="..."}`` for the per-device series.
+
+    Notes
+    -----
+    Only :meth:`store`, :meth:`replace_sensors` and :meth:`set_disconnected` write them,
+    from one thread (the loop's); any thread may read (see the module docstring).
     """
 
-    __slots__ = ("name", "kind", "connected", "synced", "updates", "readings", "lines",
-                 "labels")
+    __slots__ = ("name", "kind", "connected", "synced", "updates", "sensors", "readings",
+                 "lines", "labels")
 
     def __init__(self, name: str, kind: str) -> None:
         self.name = name
@@ -248,6 +258,7 @@ class DeviceState:
         self.connected = False
         self.synced = False
         self.updates = 0
+        self.sensors: Dict[Hashable, SensorMeta] = {}
         self.readings: Dict[Hashable, Reading] = {}
         self.lines: Lines = _no_lines()
         self.labels = exposition.device_labels(name)
@@ -257,7 +268,7 @@ class DeviceState:
         """Store a reading of sensor `key` and rewrite the lines it changes.
 
         A key not seen before (an NCP param) is added at the end; a key stored with
-        another meta than before starts afresh.
+        another meta than before starts afresh in the same place.
 
         Parameters
         ----------
@@ -272,35 +283,33 @@ class DeviceState:
         ts : float or None
             The reading's timestamp in seconds.
         """
-        readings = self.readings
-        old = readings.get(key, _NO_READING)
         lines = self.lines
-        if old[0] is not meta:
-            self._place(meta, old[0], lines)
+        sensors = self.sensors
+        if sensors.get(key) is meta:
+            old = self.readings.get(key, _NO_READING)
+        else:
+            old_meta = sensors.get(key)
+            if old_meta is None:
+                meta.index = len(lines[0])
+                for family in lines:
+                    family.append(b"")
+            else:
+                meta.index = old_meta.index
+                for family in lines:
+                    family[meta.index] = b""
+            sensors[key] = meta
             old = _NO_READING
-        readings[key] = (meta, value, status, ts)
+        self.readings[key] = (value, status, ts)
         i = meta.index
         # Zeros are written afresh: -0.0 == 0.0, but they are written apart.
-        if value != old[1] or not value:
+        if value != old[0] or not value:
             lines[meta.family][i] = (
                 value_line(meta.labels, value) if meta.kind is NUMBER  # type: ignore[arg-type]
                 else meta.value_line(value))
-        if status != old[2]:
+        if status != old[1]:
             lines[_STATUS][i] = exposition.status_line(meta.labels, status)
-        if ts != old[3] or not ts:
+        if ts != old[2] or not ts:
             lines[_STAMP][i] = exposition.stamp_line(meta.labels, ts)
-
-    @staticmethod
-    def _place(meta: SensorMeta, old: SensorMeta | None, lines: Lines) -> None:
-        """Give `meta` the slot of `old` (cleared), or a new slot at the end."""
-        if old is None:
-            meta.index = len(lines[0])
-            for family in lines:
-                family.append(b"")
-        else:
-            meta.index = old.index
-            for family in lines:
-                family[meta.index] = b""
 
     def set_disconnected(self) -> None:
         """Mark the device gone: flags off, every sensor's status ``unreachable``.
@@ -310,41 +319,46 @@ class DeviceState:
         last.
         """
         self.synced = False
-        store = self.store
-        for key, (meta, value, _status, ts) in list(self.readings.items()):
+        store, readings = self.store, self.readings
+        for key, meta in list(self.sensors.items()):
+            value, _status, ts = readings.get(key, (None, 0, None))
             store(key, meta, value, STATUS_UNREACHABLE, ts)
         self.connected = False
 
     def replace_sensors(self, metas: Dict[Hashable, SensorMeta]) -> None:
         """Keep exactly the sensors of `metas` (after a sync), keeping known readings.
 
-        A sensor whose meta changed (new type, new allowed values) starts afresh.  The
-        lines are rebuilt aside and replace the old ones in one store.
+        A sensor whose meta changed (new type, new allowed values) starts afresh.  Sensors
+        kept stay in their order, new ones come after them.  The dicts and lines are built
+        aside and each replaces the old one in one store.
         """
-        readings = self.readings
-        for key in [key for key in readings if key not in metas]:
-            del readings[key]
-        for key, meta in metas.items():
-            old = readings.get(key)
-            if old is None or not _same_meta(old[0], meta):
-                readings[key] = (meta, None, STATUS_UNKNOWN, None)
-            elif old[0] is not meta:
-                readings[key] = (meta,) + old[1:]
+        old_sensors, old_readings = self.sensors, self.readings
+        sensors: Dict[Hashable, SensorMeta] = {}
+        readings: Dict[Hashable, Reading] = {}
+        for key in [key for key in old_sensors if key in metas] + [
+                key for key in metas if key not in old_sensors]:
+            meta = metas[key]
+            sensors[key] = meta
+            old = old_sensors.get(key)
+            reading = old_readings.get(key)
+            if old is None or reading is None or not _same_meta(old, meta):
+                reading = (None, STATUS_UNKNOWN, None)
+            readings[key] = reading
         lines = _no_lines()
         status, stamp = lines[_STATUS], lines[_STAMP]
-        for index, (meta, val, st, ts) in enumerate(readings.values()):
+        for index, (meta, (val, st, ts)) in enumerate(zip(sensors.values(), readings.values())):
             meta.index = index
             for family in lines:
                 family.append(b"")
             lines[meta.family][index] = meta.value_line(val)
             status[index] = exposition.status_line(meta.labels, st)
             stamp[index] = exposition.stamp_line(meta.labels, ts)
-        self.lines = lines
+        self.sensors, self.readings, self.lines = sensors, readings, lines
 
     def counts(self) -> Tuple[int, int]:
         """``(sensors, sensors with a reading)``."""
         readings = list(self.readings.values())
-        return len(readings), sum(1 for r in readings if r[3] is not None)
+        return len(readings), sum(1 for r in readings if r[2] is not None)
 
 
 def _same_meta(a: SensorMeta, b: SensorMeta) -> bool:
