@@ -22,7 +22,7 @@ import tornado.gen
 from katcp.client import AsyncClient
 from katcp.core import Message
 
-from .state import DeviceState, SensorMeta, status_code
+from .state import DeviceState, SensorMeta, shared_key, status_code
 from .targets import Target
 
 __all__ = ["KatcpWatcher", "supported_strategy"]
@@ -144,7 +144,7 @@ class KatcpWatcher(AsyncClient):
             args = inform.arguments
             if len(args) < 4:
                 continue  # malformed: skip it, keep the rest
-            raw_name = args[0]
+            raw_name = shared_key(args[0])
             name = _text(raw_name)
             if not rules.selects(name):
                 continue
@@ -154,7 +154,9 @@ class KatcpWatcher(AsyncClient):
             strategy = supported_strategy(rules.strategy_for(name), flags)
             groups.setdefault(strategy, []).append(raw_name)
         state.replace_sensors(metas)
-        self._metas = metas  # updates for these are stored from now on
+        # Updates for these are stored from now on; the state's dict maps the same keys to
+        # the same metas, and one dict per device is enough.
+        self._metas = state.sensors
         bulk = bool(flags is not None and flags.bulk_set_sensor_sampling)
         requests = []
         for strategy, names in groups.items():
