@@ -195,7 +195,7 @@ class FleetCollector:
         """The families without samples: their names let a registry serve ``name[]`` queries."""
         return _device_families() + _sensor_families()
 
-    def render(self, openmetrics: bool = False) -> List[bytes]:
+    def render(self, openmetrics: bool = False) -> Iterator[bytes]:
         """The exposition of :meth:`collect`, byte for byte, joined from prepared lines.
 
         Every sensor's lines are kept ready by its device's state (see
@@ -210,50 +210,56 @@ class FleetCollector:
             OpenMetrics rather than the Prometheus text format (the samples are the same;
             the headers differ).  The ``# EOF`` marker is left to the caller.
 
-        Returns
-        -------
-        list of bytes
-            Chunks of some 256 kB to concatenate, families in the order of :meth:`collect`.
+        Yields
+        ------
+        bytes
+            Chunks of some 256 kB, families in the order of :meth:`collect`, each made when
+            asked for: a scrape sends one while it joins the next, and never holds the
+            whole text (28 MB at 100,000 sensors), which the allocator would keep.
         """
+        return _chunked(self._parts(openmetrics))
+
+    def _parts(self, openmetrics: bool) -> Iterator[bytes]:
         # One look at each device: its lines may be replaced (a resync) meanwhile.
         snapshot = [(dev.labels, dev.connected, dev.synced, dev.updates, dev.lines)
                     for dev in self._devices]
         number = number_text
         headers = iter(_headers(openmetrics))
-        # Joined some 256 kB at a time: one join of the whole text (~28 MB at 100,000
-        # sensors) would hold the GIL against the event loop for tens of ms.
-        chunks: List[bytes] = []
-        pending: List[bytes] = []
-        size = 0
-
-        def add(part: bytes) -> None:
-            nonlocal pending, size
-            pending.append(part)
-            size += len(part)
-            if size >= _CHUNK_BYTES:
-                chunks.append(b"".join(pending))
-                pending, size = [], 0
-
-        add(next(headers))
+        yield next(headers)
         for labels, connected, _s, _u, _l in snapshot:
-            add(b"katcp_device_connected%s %s\n" % (labels, b"1.0" if connected else b"0.0"))
-        add(next(headers))
+            yield b"katcp_device_connected%s %s\n" % (labels, b"1.0" if connected else b"0.0")
+        yield next(headers)
         for labels, _c, synced, _u, _l in snapshot:
-            add(b"katcp_device_synced%s %s\n" % (labels, b"1.0" if synced else b"0.0"))
-        add(next(headers))
+            yield b"katcp_device_synced%s %s\n" % (labels, b"1.0" if synced else b"0.0")
+        yield next(headers)
         for labels, _c, _s, _u, lines in snapshot:
-            add(b"katcp_device_sensors%s %s\n" % (labels, number(len(lines[-1]))))
-        add(next(headers))
+            yield b"katcp_device_sensors%s %s\n" % (labels, number(len(lines[-1])))
+        yield next(headers)
         for labels, _c, _s, updates, _l in snapshot:
-            add(b"katcp_sensor_updates_total%s %s\n" % (labels, number(updates)))
+            yield b"katcp_sensor_updates_total%s %s\n" % (labels, number(updates))
         join = b"".join
         for family in range(len(FAMILIES)):
-            add(next(headers))
+            yield next(headers)
             for _labels, _c, _s, _u, lines in snapshot:
-                add(join(lines[family]))
-        if pending:
-            chunks.append(join(pending))
-        return chunks
+                yield join(lines[family])
+
+
+def _chunked(parts: Iterable[bytes]) -> Iterator[bytes]:
+    """`parts` joined into chunks of some 256 kB.
+
+    Fewer, larger writes than a part each; smaller than the whole, so no join holds the
+    GIL against the event loop for long.
+    """
+    pending: List[bytes] = []
+    size = 0
+    for part in parts:
+        pending.append(part)
+        size += len(part)
+        if size >= _CHUNK_BYTES:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 class _GcPause:
@@ -334,8 +340,9 @@ class ScrapeRegistry(CollectorRegistry):
         """
         return b"".join(self.render_chunks(openmetrics))
 
-    def render_chunks(self, openmetrics: bool = False) -> List[bytes]:
-        """:meth:`render` in pieces of some 300 kB, to send (or compress) one at a time.
+    def render_chunks(self, openmetrics: bool = False) -> Iterator[bytes]:
+        """:meth:`render` in chunks of some 256 kB, each made when asked for, to send (or
+        compress) one at a time.
 
         Collectors with a ``render`` method (:class:`FleetCollector`) write their own part;
         the others (e.g. prometheus_client's process metrics) are formatted by
@@ -348,13 +355,11 @@ class ScrapeRegistry(CollectorRegistry):
         """
         with self._lock:
             collectors = list(self._ordered)
-        chunks: List[bytes] = []
         for collector in collectors:
             render = getattr(collector, "render", None)
             if render is not None:
-                chunks.extend(render(openmetrics))
+                yield from render(openmetrics)
             else:
-                chunks.append(_encode(collector, openmetrics))
+                yield _encode(collector, openmetrics)
         if openmetrics:
-            chunks.append(_EOF)
-        return chunks
+            yield _EOF
