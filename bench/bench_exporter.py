@@ -6,14 +6,14 @@ this one, so its memory and CPU are this process's.  Measured:
 1. sync: time from start until every device is synced and every sensor has a reading
    (goal < 60 s on 2 cores);
 2. memory per exported sensor (RSS growth from before the exporter starts to after sync,
-   divided by the number of sensors; and again after the scrapes, which keep each
-   sensor's label strings);
+   divided by the number of sensors; and again after the scrapes);
 3. CPU of the exporter while the fleet changes ``--rate`` sensors per second (default
    10,000), over ``--window`` seconds without scrapes, and the update rate received;
 4. scrape: wall time of a full GET /metrics (goal < 1 s), its size and series count, the
-   CPU the exporter process spent meanwhile, and the worst delay of the exporter's event
-   loop during the scrape (the loop keeps watching devices while the HTTP thread formats).
-   The first scrape also builds each sensor's label strings; the next ones come
+   CPU the exporter process spent meanwhile (its loop's too), the HTTP thread's own CPU
+   rendering and its wall time rendering and sending, the time spent in the cyclic GC,
+   and the worst delay of the exporter's event loop during the scrape (the loop keeps
+   watching devices while the HTTP thread renders).  The scrapes after the first come
    ``--scrape-interval`` seconds apart (default 10 s, the longest period of the default
    ``event-rate 1 10`` strategy, so every reading has changed since the previous scrape, as
    Prometheus sees it at its usual intervals).  For reference, the worst loop delay over
