@@ -6,14 +6,14 @@ this one, so its memory and CPU are this process's.  Measured:
 1. sync: time from start until every device is synced and every sensor has a reading
    (goal < 60 s on 2 cores);
 2. memory per exported sensor (RSS growth from before the exporter starts to after sync,
-   divided by the number of sensors; and again after the scrapes, which keep each
-   sensor's label strings);
+   divided by the number of sensors; and again after the scrapes);
 3. CPU of the exporter while the fleet changes ``--rate`` sensors per second (default
    10,000), over ``--window`` seconds without scrapes, and the update rate received;
 4. scrape: wall time of a full GET /metrics (goal < 1 s), its size and series count, the
-   CPU the exporter process spent meanwhile, and the worst delay of the exporter's event
-   loop during the scrape (the loop keeps watching devices while the HTTP thread formats).
-   The first scrape also builds each sensor's label strings; the next ones come
+   CPU the exporter process spent meanwhile (its loop's too), the HTTP thread's own CPU
+   rendering and its wall time rendering and sending, the time spent in the cyclic GC,
+   and the worst delay of the exporter's event loop during the scrape (the loop keeps
+   watching devices while the HTTP thread renders).  The scrapes after the first come
    ``--scrape-interval`` seconds apart (default 10 s, the longest period of the default
    ``event-rate 1 10`` strategy, so every reading has changed since the previous scrape, as
    Prometheus sees it at its usual intervals).  For reference, the worst loop delay over
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import gzip
 import os
 import shutil
@@ -75,21 +76,31 @@ PROMETHEUS_HEADERS = {
 }
 
 
-def fetch(url: str, headers: dict | None = None) -> bytes:
-    """GET `url`, with ``curl`` if there is one.
+def fetch(url: str, path: str, headers: dict | None = None) -> None:
+    """GET `url` into the file `path`, with ``curl`` if there is one.
 
     A scraper is another process: reading tens of MB with urllib in this one would take
-    the GIL from the exporter's threads and count in its CPU.
+    the GIL from the exporter's threads and count in its CPU.  The body goes to a file, not
+    through a pipe into this process, whose RSS would keep the buffers it took.
     """
     curl = shutil.which("curl")
     if curl is None:
         request = urllib.request.Request(url, headers=headers or {})
-        with urllib.request.urlopen(request, timeout=300) as response:
-            return response.read()
-    args = [curl, "-sS", "--fail", "--max-time", "300"]
+        with urllib.request.urlopen(request, timeout=300) as response, open(path, "wb") as f:
+            shutil.copyfileobj(response, f)
+        return
+    args = [curl, "-sS", "--fail", "--max-time", "300", "-o", path]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
-    return subprocess.run(args + [url], check=True, stdout=subprocess.PIPE).stdout
+    subprocess.run(args + [url], check=True)
+
+
+def count_series(path: str) -> int:
+    """Sample lines of the exposition in `path` (gzipped or not), read a line at a time."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+        return sum(1 for line in f if not line.startswith(b"#"))
 
 
 async def loop_lag(stop: asyncio.Event, period: float = 0.01) -> float:
@@ -103,9 +114,65 @@ async def loop_lag(stop: asyncio.Event, period: float = 0.01) -> float:
     return worst
 
 
+class GcPauses:
+    """Time spent in the cyclic garbage collector (any thread), from its callbacks."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.worst = 0.0
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._start = now
+        else:
+            self.total += now - self._start
+            self.worst = max(self.worst, now - self._start)
+
+    def take(self) -> tuple:
+        """``(total, worst)`` seconds since the last take."""
+        result = (self.total, self.worst)
+        self.total = self.worst = 0.0
+        return result
+
+
+class RenderTimes:
+    """Per response: wall time from the first chunk asked for to the last one sent, and the
+    HTTP thread's CPU time spent making the chunks (the rendering alone).
+
+    Wraps the registry's method for the benchmark only, to tell the rendering apart from
+    the sending and from waiting for the GIL or a core.
+    """
+
+    def __init__(self, registry) -> None:
+        self.calls: list = []
+        self._render = registry.render_chunks
+        registry.render_chunks = self  # benchmark instrumentation
+
+    def __call__(self, openmetrics: bool = False):
+        return self._timed(self._render(openmetrics))
+
+    def _timed(self, chunks):
+        chunks = iter(chunks)
+        w0, cpu = time.perf_counter(), 0.0
+        while True:
+            c0 = time.thread_time()
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            finally:
+                cpu += time.thread_time() - c0
+            yield chunk
+        self.calls.append((time.perf_counter() - w0, cpu))
+
+
 async def bench(args: argparse.Namespace) -> None:
     workdir = tempfile.mkdtemp(prefix="bench-exporter-")
     config = os.path.join(workdir, "fleet.toml")
+    body_path = os.path.join(workdir, "scrape")
     env = {**os.environ, "PYTHONPATH": ROOT}
     sim = subprocess.Popen(
         [sys.executable, "-m", "katcp.tools.fleetsim", "--devices", str(args.devices),
@@ -127,6 +194,8 @@ async def bench(args: argparse.Namespace) -> None:
         configure_process(args.switch_interval)  # as katcp-exporter does
         rss0 = rss_bytes()
         exporter = Exporter(targets, ("127.0.0.1", 0), process_metrics=False)
+        renders = RenderTimes(exporter.registry)
+        gc_pauses = GcPauses()
         t0 = time.monotonic()
         await exporter.start()
         if not await exporter.until_synced(args.sync_timeout, poll=0.1):
@@ -157,41 +226,49 @@ async def bench(args: argparse.Namespace) -> None:
               f"({1e6 * cpu / max(rate, 1):.1f} us CPU per update); simulator "
               f"{100 * (sim_cpu1 - sim_cpu0) / (w1 - w0):.1f} %")
 
-        async def scrape(what: str, headers: dict | None = None) -> float:
+        async def scrape(what: str, headers: dict | None = None) -> tuple:
             stop = asyncio.Event()
             lag = asyncio.ensure_future(loop_lag(stop))
+            renders.calls.clear()
+            gc_pauses.take()
             c0, s0 = cpu_seconds(), time.monotonic()
-            body = await asyncio.to_thread(fetch, exporter.url, headers)
+            await asyncio.to_thread(fetch, exporter.url, body_path, headers)
             elapsed, cpu = time.monotonic() - s0, cpu_seconds() - c0
+            gc_total, gc_worst = gc_pauses.take()
+            render_wall, render_cpu = renders.calls[-1] if renders.calls else (0.0, 0.0)
             stop.set()
             worst_lag = await lag
-            size = len(body)
-            if body[:2] == b"\x1f\x8b":
-                body = gzip.decompress(body)
-            series = body.count(b"\n") - body.count(b"\n#")
+            size = os.path.getsize(body_path)
+            series = count_series(body_path)
             print(f"{what}: {elapsed:.2f} s, {size / 1e6:.1f} MB, {series} series, "
                   f"exporter CPU {cpu:.2f} s, worst loop delay during it "
                   f"{1e3 * worst_lag:.0f} ms")
+            print(f"  HTTP thread: {1e3 * render_wall:.0f} ms wall rendering and sending, "
+                  f"{1e3 * render_cpu:.0f} ms CPU rendering; cyclic GC meanwhile "
+                  f"{1e3 * gc_total:.0f} ms "
+                  f"(worst pause {1e3 * gc_worst:.0f} ms)")
             # The loop's own worst delay over as long without a scrape, to compare with.
             stop = asyncio.Event()
             lag = asyncio.ensure_future(loop_lag(stop))
             await asyncio.sleep(max(elapsed, 0.5))
             stop.set()
             print(f"  (without a scrape: worst loop delay {1e3 * await lag:.0f} ms)")
-            return elapsed
+            return elapsed, cpu
 
-        await scrape("first scrape (builds the label strings)")
+        await scrape("first scrape")
         times = []
         for _ in range(args.scrapes):
             await asyncio.sleep(args.scrape_interval)
             times.append(await scrape(f"scrape {args.scrape_interval:g} s later"))
-        print(f"scrape: median {statistics.median(times):.2f} s over {len(times)} (goal < 1 s)")
+        print(f"scrape: median {statistics.median(t[0] for t in times):.2f} s wall, "
+              f"{statistics.median(t[1] for t in times):.2f} s exporter CPU over "
+              f"{len(times)} (goal < 1 s)")
         await asyncio.sleep(args.scrape_interval)
         await scrape("scrape with Prometheus's request headers (OpenMetrics preferred, gzip; "
                      "size compressed)", PROMETHEUS_HEADERS)
         rss2 = rss_bytes()
         print(f"memory after the scrapes: {(rss2 - rss0) / total_sensors:.0f} B per sensor "
-              f"(the label strings and last texts kept per sensor for the next scrape)")
+              f"(RSS growth)")
         print(f"machine: {os.cpu_count()} cores, load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         await exporter.stop()
@@ -201,6 +278,7 @@ async def bench(args: argparse.Namespace) -> None:
             sim.wait(30)
         except subprocess.TimeoutExpired:
             sim.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:

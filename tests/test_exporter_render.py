@@ -25,7 +25,7 @@ from katcp.exporter.collector import FleetCollector, ScrapeRegistry  # noqa: E40
 from katcp.exporter.endpoint import serve_metrics  # noqa: E402
 from katcp.exporter.state import DeviceState, SensorMeta  # noqa: E402
 
-from _exporter_helpers import parse  # noqa: E402
+from _exporter_helpers import key, parse  # noqa: E402
 
 AWKWARD = ['plain', 'sp ace', 'q"uote', 'back\\slash', 'new\nline', 'é ü 漢字', '%s %d {x}',
            '\x01ctrl', 'x",sensor="y', 'trail\\']
@@ -61,7 +61,7 @@ def fleet():
                                       ["idle", "on", 'q"', "a\\b", "é"])
                     ts = None if i % 7 == 3 else 1.7e9 + i / 8
                     value = None if i % 11 == 5 and katcp_type != "string" else value
-                    dev.readings[i] = (meta, value, i % 8, ts)
+                    dev.store(i, meta, value, i % 8, ts)
                     i += 1
         devices.append(dev)
     return devices
@@ -88,22 +88,36 @@ def test_render_follows_changes_of_readings_and_sensors():
     registry = registry_of(devices)
     registry.render()
     dev = devices[0]
-    readings = dev.readings
-    for key, (meta, value, status, ts) in list(readings.items()):
+    for name, meta in list(dev.sensors.items()):
+        value, status, ts = dev.readings[name]
         if meta.kind == "stateset":
             value = "on" if value != "on" else "idle"
         elif meta.kind == "info":
             value = f'new "{value}"'
         elif value is not None:
             value = value + 1
-        readings[key] = (meta, value, (status + 1) % 7, None if ts is None else ts + 1)
-    del readings[next(iter(readings))]
-    readings["added"] = (SensorMeta("rx1", "added", "discrete", ["a", "b"]), "b", 1, 5.0)
+        dev.store(name, meta, value, (status + 1) % 7, None if ts is None else ts + 1)
+    assert registry.render() == generate_latest(registry)
+    # A resync: one sensor gone, one new, one with a new type, the rest kept as they were.
+    metas = dict(list(dev.sensors.items())[1:])
+    retyped = next(name for name, meta in metas.items() if meta.kind == "number")
+    metas[retyped] = SensorMeta("rx1", metas[retyped].name, "string")
+    metas["added"] = SensorMeta("rx1", "added", "discrete", ["a", "b"])
+    dev.replace_sensors(metas)
+    assert registry.render() == generate_latest(registry)
+    dev.store("added", metas["added"], "b", 1, 5.0)
+    dev.store(retyped, metas[retyped], "text", 1, 5.0)
+    # An NCP param seen for the first time comes last.
+    dev.store("ncp.param", SensorMeta("rx1", "ncp.param", "float"), 2.5, 1, 6.0)
+    assert registry.render() == generate_latest(registry)
     dev.set_disconnected()
     assert registry.render() == generate_latest(registry)
     series = parse(registry.render().decode())
     assert series[("katcp_sensor_state", frozenset(
         {"device": "rx1", "sensor": "added", "katcp_sensor_state": "b"}.items()))] == 1.0
+    assert series[key("katcp_sensor_value", device="rx1", sensor="ncp.param")] == 2.5
+    assert series[key("katcp_sensor_status", device="rx1", sensor="ncp.param")] == 5.0
+    assert series[key("katcp_device_sensors", device="rx1")] == len(dev.readings)
 
 
 def test_render_parses_to_the_labels_as_given():
@@ -151,9 +165,12 @@ def test_endpoint_serves_render_and_leaves_the_rest_to_prometheus_client():
         assert ctype.startswith("application/openmetrics-text; version=1.0.0")
         assert body == generate_openmetrics(registry)
         assert calls == [False, True]
-        ctype, body = get(url + "?name[]=katcp_device_connected")
+        ctype, body = get(url + "?name[]=katcp_device_connected&name[]=katcp_sensor_value")
         assert calls == [False, True]  # a filtered scrape is prometheus_client's
-        assert body == generate_latest(registry.restricted_registry(["katcp_device_connected"]))
+        series = parse(body.decode())
+        assert {name for name, _labels in series} == {"katcp_device_connected",
+                                                      "katcp_sensor_value"}
+        assert series[key("katcp_device_connected", device="rx1")] == 1.0
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -183,5 +200,16 @@ def test_kept_texts_tell_zero_from_minus_zero_and_nan():
     registry = registry_of([dev])
     for value, ts in [(0.0, 0.0), (-0.0, -0.0), (0.0, 0.0), (float("nan"), float("nan")),
                       (float("nan"), 1.0), (1.0, 1.0)]:
-        dev.readings["s"] = (meta, value, 1, ts)
+        dev.store("s", meta, value, 1, ts)
         assert registry.render() == generate_latest(registry), (value, ts)
+
+
+def test_readings_leave_the_cyclic_gc_so_updates_do_not_set_off_full_collections():
+    import gc
+
+    dev = DeviceState("d", "katcp")
+    for i, (katcp_type, value) in enumerate([("float", 1.5), ("string", "text"),
+                                             ("discrete", "on"), ("float", None)]):
+        dev.store(i, SensorMeta("d", f"s{i}", katcp_type, ["on", "off"]), value, 1, 5.0)
+    gc.collect()
+    assert dev.readings and not any(gc.is_tracked(r) for r in dev.readings.values())

@@ -1,7 +1,7 @@
-"""The ``prometheus_client`` collector: metric families built at scrape time from device state.
+"""The ``prometheus_client`` collector of the devices' sensors, and the registry it serves from.
 
-Nothing is done per sensor update on the prometheus_client side: a scrape walks the devices'
-readings (see :mod:`katcp.exporter.state` for why that needs no lock) and yields
+A scrape reads the devices' state (see :mod:`katcp.exporter.state` for why that needs no
+lock) and yields
 
 =====================================  ======================================================
 ``katcp_sensor_value``                 gauge: integer, float, boolean (0/1) and timestamp
@@ -24,15 +24,15 @@ values may hold any text (prometheus_client escapes them), so no sensor name can
 exposition invalid.
 
 Two ways to the same text: :meth:`FleetCollector.collect` is the standard collector
-interface, and :meth:`FleetCollector.render` (what the endpoint serves, through
-:meth:`ScrapeRegistry.render_chunks`) writes the same bytes several times faster by keeping
-each sensor's label strings between scrapes.
+interface (prometheus_client formats a sample per series, 10 to 30 µs each), and
+:meth:`FleetCollector.render` (what the endpoint serves, through
+:meth:`ScrapeRegistry.render_chunks`) joins the lines that the device state keeps ready,
+some hundred times faster at 100,000 sensors.
 """
 
 from __future__ import annotations
 
 import gc
-import re
 import threading
 from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
 
@@ -47,9 +47,9 @@ from prometheus_client.core import (
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
 
-from .state import INFO, NUMBER, STATESET, DeviceState, Reading, SensorMeta
+from .exposition import Families, number_text
+from .state import FAMILIES, INFO, NUMBER, STATESET, DeviceState, Reading, SensorMeta
 
 __all__ = ["FleetCollector", "SENSOR_LABELS", "ScrapeRegistry"]
 
@@ -93,16 +93,6 @@ def _sensor_families() -> Tuple[Metric, ...]:
     )
 
 
-class _Families:
-    """The smallest prometheus_client collector: yields the given families."""
-
-    def __init__(self, *families: Metric) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self._families
-
-
 def _encode(collector: Any, openmetrics: bool) -> bytes:
     """`collector` in one of prometheus_client's formats, without OpenMetrics' end marker."""
     if not openmetrics:
@@ -114,179 +104,20 @@ def _encode(collector: Any, openmetrics: bool) -> bytes:
 #: Per format (OpenMetrics or not), the ``# HELP``/``# TYPE`` lines of each family (device
 #: families, then sensor families), as prometheus_client writes them for a family without
 #: samples.
-_HEADERS: Dict[bool, Tuple[str, ...]] = {}
+_HEADERS: Dict[bool, Tuple[bytes, ...]] = {}
 
 
-def _headers(openmetrics: bool) -> Tuple[str, ...]:
+def _headers(openmetrics: bool) -> Tuple[bytes, ...]:
     headers = _HEADERS.get(openmetrics)
     if headers is None:
         headers = _HEADERS[openmetrics] = tuple(
-            _encode(_Families(family), openmetrics).decode("utf-8")
+            _encode(Families(family), openmetrics)
             for family in _device_families() + _sensor_families())
     return headers
 
 
-_TEMPLATE = "t"
-
-
-def _label_texts(label_sets: Sequence[Dict[str, str]]) -> List[str]:
-    """The label part (``{a="x",b="y"}``) of each label set, written by prometheus_client.
-
-    One ``generate_latest`` call formats a sample per label set; escaped label values hold
-    no newline, so a line is a sample.  It costs what a scrape used to cost per series
-    (10 to 30 µs), so it is used for shapes and for the rare values that need escaping.
-    """
-    family = Metric(_TEMPLATE, "", "gauge")
-    family.samples = [Sample(_TEMPLATE, labels, 0.0) for labels in label_sets]
-    lines = [line for line in generate_latest(_Families(family)).decode("utf-8").split("\n")
-             if line and not line.startswith("#")]
-    if len(lines) != len(label_sets):  # pragma: no cover - a prometheus_client we don't know
-        raise RuntimeError("unexpected prometheus_client output for label templates")
-    return [line[len(_TEMPLATE):line.rindex(" ")] for line in lines]
-
-
-#: A label value needs escaping in the exposition formats only if it holds one of these
-#: (backslash, newline, double quote: the formats escape nothing else in label values).
-_NEEDS_ESCAPE = re.compile(r'[\\\n"]').search
-#: Values that needed escaping, escaped (awkward sensor names repeat on every device of
-#: a kind); cleared when it grows past _ESCAPED_MAX, so NCP nodes cannot grow it forever.
-_ESCAPED: Dict[str, str] = {}
-_ESCAPED_MAX = 10000
-
-
-def _escape_value(value: str) -> str:
-    """`value` escaped as a label value: by prometheus_client, if there is anything to do."""
-    if _NEEDS_ESCAPE(value) is None:
-        return value
-    escaped = _ESCAPED.get(value)
-    if escaped is None:
-        escaped = _label_texts([{"v": value}])[0][len('{v="'):-len('"}')]
-        if len(_ESCAPED) >= _ESCAPED_MAX:
-            _ESCAPED.clear()
-        _ESCAPED[value] = escaped
-    return escaped
-
-
-class _Shape:
-    """The label part of a sample for one set of label names, as prometheus_client writes it.
-
-    prometheus_client formats a template sample whose label values are markers (control
-    characters, which label values pass through unescaped); the text around the markers
-    (label order, names, quotes, commas) is kept, and :meth:`text` puts each label's
-    escaped value where its marker was.  So the layout is prometheus_client's, and a
-    sensor's label strings cost a few string joins instead of a ``generate_latest``.
-
-    Parameters
-    ----------
-    names : sequence of str
-        The label names (at most 8).
-    """
-
-    def __init__(self, names: Sequence[str]) -> None:
-        markers = {name: chr(1 + i) for i, name in enumerate(names)}
-        parts = re.split("([\x01-\x08])", _label_texts([markers])[0])
-        self._order = tuple(names[ord(marker) - 1] for marker in parts[1::2])
-        if sorted(self._order) != sorted(names):  # pragma: no cover - unknown formatting
-            raise RuntimeError("unexpected prometheus_client output for a label template")
-        # The literal text with a %s per marker: one C-level % per label set.
-        self._format = "%s".join(part.replace("%", "%%") for part in parts[0::2])
-        self._positions = tuple(list(names).index(name) for name in self._order)
-        self._in_order = self._positions == tuple(range(len(names)))
-
-    def text(self, labels: Dict[str, str]) -> str:
-        """The label part of a sample with `labels` (which has exactly this shape's names)."""
-        return self._format % tuple(_escape_value(labels[name]) for name in self._order)
-
-    def fill(self, *escaped: str) -> str:
-        """The label part of a sample whose label values, escaped, are `escaped`.
-
-        Parameters
-        ----------
-        *escaped : str
-            The values in the order of the names the shape was made with.
-        """
-        if self._in_order:
-            return self._format % escaped
-        return self._format % tuple([escaped[i] for i in self._positions])
-
-
-#: Shapes by label names, built on first use.
-_SHAPES: Dict[Tuple[str, ...], _Shape] = {}
-
-
-def _shape(*names: str) -> _Shape:
-    shape = _SHAPES.get(names)
-    if shape is None:
-        shape = _SHAPES[names] = _Shape(names)
-    return shape
-
-
-class _SensorText:
-    """A sensor's label strings, kept in ``SensorMeta.text`` by the first scrape that needs them.
-
-    Attributes
-    ----------
-    labels : str
-        ``{device="...",sensor="..."}``.
-    states : tuple of (str, str)
-        For a state set, each allowed value and the labels of its series.
-    last : tuple
-        ``(value, text)`` of the last value rendered: the formatted number, the state set's
-        lines, or the info line.
-    stamp : tuple
-        ``(timestamp, text)`` of the last timestamp rendered.
-
-    Notes
-    -----
-    A device's periodic reports (``event-rate``'s) repeat the reading's value and
-    timestamp, so a scrape reuses these unless the sensor changed; formatting a
-    timestamp is the costliest part of a series (the exponent form).  Each cache is one
-    tuple, so two concurrent scrapes can both store it.
-    """
-
-    __slots__ = ("labels", "states", "last", "stamp")
-
-    def __init__(self, meta: SensorMeta) -> None:
-        device = _escape_value(meta.labels["device"])
-        sensor = _escape_value(meta.labels["sensor"])
-        self.labels = _shape(*SENSOR_LABELS).fill(device, sensor)
-        if meta.states:
-            fill = _shape("device", "katcp_sensor_state", "sensor").fill
-            self.states = tuple((value, fill(device, _escape_value(value), sensor))
-                                for value, _labels in meta.states)
-        else:
-            self.states = ()
-        self.last: Tuple[Any, str] = (_NOTHING, "")
-        self.stamp: Tuple[Any, str] = (_NOTHING, "")
-
-
-#: Equal to nothing: what the caches of _SensorText start with.
-_NOTHING = object()
-
-
-def _state_lines(text: _SensorText, value: Any) -> str:
-    last_value, lines = text.last
-    if last_value != value:
-        lines = "".join(f"katcp_sensor_state{labels} {'1.0' if allowed == value else '0.0'}\n"
-                        for allowed, labels in text.states)
-        text.last = (value, lines)
-    return lines
-
-
-def _info_line(meta: SensorMeta, text: _SensorText, value: Any) -> str:
-    last_value, line = text.last
-    if last_value != value:
-        labels = _shape("device", "sensor", "value").text({**meta.labels, "value": str(value)})
-        line = f"katcp_sensor_info{labels} 1.0\n"
-        text.last = (value, line)
-    return line
-
-
-#: Characters per chunk of rendered text.
-_CHUNK_CHARS = 256 * 1024
-
-#: The text of each KATCP status (as prometheus_client formats the float).
-_STATUS_TEXT = {code: floatToGoString(code) for code in range(7)}
+#: Bytes per chunk of rendered text.
+_CHUNK_BYTES = 256 * 1024
 
 
 class FleetCollector:
@@ -305,26 +136,27 @@ class FleetCollector:
 
     def __init__(self, devices: Sequence[DeviceState]) -> None:
         self._devices = tuple(devices)
-        self._device_labels: Tuple[str, ...] = ()  # label strings, made by the first render
 
     @property
     def devices(self) -> Sequence[DeviceState]:
         """The exported devices."""
         return self._devices
 
-    def _device_samples(self) -> Tuple[Tuple[Metric, ...], List[List[Reading]]]:
-        """The per-device families filled in, and each device's readings (one atomic copy)."""
+    def _device_samples(self) -> Tuple[Tuple[Metric, ...],
+                                       List[List[Tuple[SensorMeta, Reading]]]]:
+        """The per-device families filled in, and each device's sensors with their readings."""
         connected, synced, count, updates = families = _device_families()
         snapshot = []
         for dev in self._devices:
-            dev_labels = dev.labels
-            readings = list(dev.readings.values())  # one atomic copy: see katcp.exporter.state
-            snapshot.append(readings)
+            dev_labels = {"device": dev.name}
+            # One atomic copy of each: see katcp.exporter.state.
+            sensors, readings = list(dev.sensors.items()), dict(dev.readings.items())
+            snapshot.append([(meta, readings[key]) for key, meta in sensors if key in readings])
             connected.samples.append(
                 Sample("katcp_device_connected", dev_labels, 1.0 if dev.connected else 0.0))
             synced.samples.append(
                 Sample("katcp_device_synced", dev_labels, 1.0 if dev.synced else 0.0))
-            count.samples.append(Sample("katcp_device_sensors", dev_labels, len(readings)))
+            count.samples.append(Sample("katcp_device_sensors", dev_labels, len(snapshot[-1])))
             updates.samples.append(Sample("katcp_sensor_updates_total", dev_labels, dev.updates))
         return families, snapshot
 
@@ -332,16 +164,15 @@ class FleetCollector:
         """Build and yield the metric families (called by prometheus_client per scrape)."""
         device_families, snapshot = self._device_samples()
         value, state, info, status, stamp = sensor_families = _sensor_families()
-        # Samples are appended directly: add_metric() would rebuild each label dict, and
-        # the metas hold them ready-made.
+        # Samples are appended directly: add_metric() would rebuild each label dict.
         add_value = value.samples.append
         add_state = state.samples.append
         add_info = info.samples.append
         add_status = status.samples.append
         add_stamp = stamp.samples.append
-        for readings in snapshot:
-            for meta, val, st, ts in readings:
-                lab = meta.labels
+        for device_sensors in snapshot:
+            for meta, (val, st, ts) in device_sensors:
+                lab = {"device": meta.device, "sensor": meta.name}
                 add_status(Sample("katcp_sensor_status", lab, st))
                 if ts is not None:
                     add_stamp(Sample("katcp_sensor_timestamp_seconds", lab, ts))
@@ -351,27 +182,27 @@ class FleetCollector:
                 if kind is NUMBER:
                     add_value(Sample("katcp_sensor_value", lab, float(val)))
                 elif kind is STATESET:
-                    for allowed, state_labels in meta.states:
-                        add_state(Sample("katcp_sensor_state", state_labels,
+                    for allowed in meta.states:
+                        add_state(Sample("katcp_sensor_state",
+                                         {**lab, "katcp_sensor_state": allowed},
                                          1.0 if allowed == val else 0.0))
                 elif kind is INFO:
-                    add_info(Sample("katcp_sensor_info",
-                                    {"device": lab["device"], "sensor": lab["sensor"],
-                                     "value": str(val)}, 1.0))
+                    add_info(Sample("katcp_sensor_info", {**lab, "value": str(val)}, 1.0))
         yield from device_families
         yield from sensor_families
 
-    def render(self, openmetrics: bool = False) -> List[bytes]:
-        """The exposition of :meth:`collect`, byte for byte, written several times faster.
+    def describe(self) -> Iterable[Metric]:
+        """The families without samples: their names let a registry serve ``name[]`` queries."""
+        return _device_families() + _sensor_families()
 
-        ``generate_latest`` spends 10 to 30 µs per series (building a sample, sorting and
-        escaping its labels, formatting the value), seconds per scrape at 100,000
-        sensors.  Here prometheus_client still writes everything that follows its rules:
-        each family's ``# HELP``/``# TYPE`` lines, the layout of each set of label names
-        (:class:`_Shape`), the escaping of label values that need it, and every number
-        (``floatToGoString``).  Each sensor's label strings are built once and kept in its
-        meta until its next sync, with the text of its last value and timestamp (see
-        :class:`_SensorText`); a scrape pastes each reading's values after them.
+    def render(self, openmetrics: bool = False) -> Iterator[bytes]:
+        """The exposition of :meth:`collect`, byte for byte, joined from prepared lines.
+
+        Every sensor's lines are kept ready by its device's state (see
+        :mod:`katcp.exporter.state` and :mod:`katcp.exporter.exposition`), rewritten when
+        its reading changes; a scrape joins each device's lines of each family and writes
+        four lines per device.  prometheus_client still writes each family's
+        ``# HELP``/``# TYPE`` lines.
 
         Parameters
         ----------
@@ -379,101 +210,62 @@ class FleetCollector:
             OpenMetrics rather than the Prometheus text format (the samples are the same;
             the headers differ).  The ``# EOF`` marker is left to the caller.
 
-        Returns
-        -------
-        list of bytes
-            Chunks to concatenate, families in the order of :meth:`collect`.
+        Yields
+        ------
+        bytes
+            Chunks of some 256 kB, families in the order of :meth:`collect`, each made when
+            asked for: a scrape sends one while it joins the next, and never holds the
+            whole text (28 MB at 100,000 sensors), which the allocator would keep.
         """
-        fmt = floatToGoString
-        if len(self._device_labels) != len(self._devices):
-            shape = _shape("device")
-            self._device_labels = tuple(shape.text(dev.labels) for dev in self._devices)
-        connected: List[str] = []
-        synced: List[str] = []
-        count: List[str] = []
-        updates: List[str] = []
-        snapshot = []
-        for dev, labels in zip(self._devices, self._device_labels):
-            readings = list(dev.readings.values())  # one atomic copy: see katcp.exporter.state
-            snapshot.append(readings)
-            connected.append(f"katcp_device_connected{labels} {'1.0' if dev.connected else '0.0'}\n")
-            synced.append(f"katcp_device_synced{labels} {'1.0' if dev.synced else '0.0'}\n")
-            count.append(f"katcp_device_sensors{labels} {fmt(len(readings))}\n")
-            updates.append(f"katcp_sensor_updates_total{labels} {fmt(dev.updates)}\n")
-        # Each device's lines of a family are joined as soon as the device is done, so
-        # the 355,000 line strings of a full scrape never live at once: as many small
-        # objects would be kept by the allocator afterwards (~0.5 kB per sensor of RSS),
-        # where a device's joined text is one block, freed whole.
-        value: List[str] = []
-        state: List[str] = []
-        info: List[str] = []
-        status: List[str] = []
-        stamp: List[str] = []
-        join = "".join
-        status_text = _STATUS_TEXT
-        for readings in snapshot:
-            dev_value: List[str] = []
-            dev_state: List[str] = []
-            dev_info: List[str] = []
-            dev_status: List[str] = []
-            dev_stamp: List[str] = []
-            add_value, add_state, add_info = dev_value.append, dev_state.append, dev_info.append
-            add_status, add_stamp = dev_status.append, dev_stamp.append
-            for meta, val, st, ts in readings:
-                text = meta.text
-                if text is None:
-                    text = meta.text = _SensorText(meta)
-                labels = text.labels
-                add_status(f"katcp_sensor_status{labels} {status_text.get(st) or fmt(st)}\n")
-                if ts is not None:
-                    # Zeros are formatted afresh: -0.0 == 0.0, but they are written apart.
-                    cached = text.stamp
-                    if cached[0] != ts or not ts:
-                        cached = text.stamp = (ts, fmt(ts))
-                    add_stamp(f"katcp_sensor_timestamp_seconds{labels} {cached[1]}\n")
-                if val is None:
-                    continue
-                kind = meta.kind
-                if kind is NUMBER:
-                    cached = text.last
-                    if cached[0] != val or not val:
-                        cached = text.last = (val, fmt(val))
-                    add_value(f"katcp_sensor_value{labels} {cached[1]}\n")
-                elif kind is STATESET:
-                    add_state(_state_lines(text, val))
-                elif kind is INFO:
-                    add_info(_info_line(meta, text, val))
-            value.append(join(dev_value))
-            state.append(join(dev_state))
-            info.append(join(dev_info))
-            status.append(join(dev_status))
-            stamp.append(join(dev_stamp))
-        text_parts: List[str] = []
-        for header, parts in zip(_headers(openmetrics), (connected, synced, count, updates,
-                                                          value, state, info, status, stamp)):
-            text_parts.append(header)
-            text_parts.extend(parts)
-        # Joined and encoded some 256 kB at a time: one join and one encoding of the whole
-        # text (~28 MB at 100,000 sensors) would each hold the GIL for tens of ms against
-        # the event loop.
-        chunks = []
-        pending: List[str] = []
-        size = 0
-        for part in text_parts:
-            pending.append(part)
-            size += len(part)
-            if size >= _CHUNK_CHARS:
-                chunks.append(join(pending).encode("utf-8"))
-                pending, size = [], 0
-        if pending:
-            chunks.append(join(pending).encode("utf-8"))
-        return chunks
+        return _chunked(self._parts(openmetrics))
+
+    def _parts(self, openmetrics: bool) -> Iterator[bytes]:
+        # One look at each device: its lines may be replaced (a resync) meanwhile.
+        snapshot = [(dev.labels, dev.connected, dev.synced, dev.updates, dev.lines)
+                    for dev in self._devices]
+        number = number_text
+        headers = iter(_headers(openmetrics))
+        yield next(headers)
+        for labels, connected, _s, _u, _l in snapshot:
+            yield b"katcp_device_connected%s %s\n" % (labels, b"1.0" if connected else b"0.0")
+        yield next(headers)
+        for labels, _c, synced, _u, _l in snapshot:
+            yield b"katcp_device_synced%s %s\n" % (labels, b"1.0" if synced else b"0.0")
+        yield next(headers)
+        for labels, _c, _s, _u, lines in snapshot:
+            yield b"katcp_device_sensors%s %s\n" % (labels, number(len(lines[-1])))
+        yield next(headers)
+        for labels, _c, _s, updates, _l in snapshot:
+            yield b"katcp_sensor_updates_total%s %s\n" % (labels, number(updates))
+        join = b"".join
+        for family in range(len(FAMILIES)):
+            yield next(headers)
+            for _labels, _c, _s, _u, lines in snapshot:
+                yield join(lines[family])
+
+
+def _chunked(parts: Iterable[bytes]) -> Iterator[bytes]:
+    """`parts` joined into chunks of some 256 kB.
+
+    Fewer, larger writes than a part each; smaller than the whole, so no join holds the
+    GIL against the event loop for long.
+    """
+    pending: List[bytes] = []
+    size = 0
+    for part in parts:
+        pending.append(part)
+        size += len(part)
+        if size >= _CHUNK_BYTES:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 class _GcPause:
     """Pauses the cyclic garbage collector while at least one scrape is being formatted.
 
-    A scrape of 100,000 sensors allocates some 400,000 samples that all survive until the
+    A :meth:`FleetCollector.collect` of 100,000 sensors allocates some 400,000 samples that all survive until the
     text is built, so the collector would run full collections over the whole heap during
     it: seconds of CPU, all holding the GIL, during which the event loop is frozen too.
     Samples hold no reference cycles and are freed by reference counting, so nothing is
@@ -503,18 +295,20 @@ _GC_PAUSE = _GcPause()
 
 
 class ScrapeRegistry(CollectorRegistry):
-    """A :class:`prometheus_client.CollectorRegistry` that pauses the cyclic GC per scrape.
+    """A :class:`prometheus_client.CollectorRegistry` with a fast way to the whole exposition.
 
-    prometheus_client formats each family as :meth:`collect` yields it, so the pause covers
-    the whole scrape: it starts with the first family and ends when the last has been
-    formatted (or the scrape fails).  Concurrent scrapes share one pause.
-
-    :meth:`render` is the fast way to the whole exposition (what the endpoint serves); the
-    registry also works as any other, e.g. with ``generate_latest``.
+    :meth:`render` (what the endpoint serves) joins what :meth:`FleetCollector.render`
+    writes with what prometheus_client writes for the other collectors.  The registry also
+    works as any other, e.g. with ``generate_latest`` or for ``name[]`` queries; then it
+    pauses the cyclic GC during :meth:`collect` (prometheus_client formats each family as
+    it is yielded, so the pause covers the whole scrape; concurrent scrapes share it).
     """
 
     def __init__(self) -> None:
-        super().__init__(auto_describe=False)
+        # auto_describe: the names of collectors without describe() (prometheus_client's
+        # process metrics) are learnt from one collect() at registration, so that
+        # ``name[]`` queries find them; FleetCollector describes itself.
+        super().__init__(auto_describe=True)
         # Registration order, which is the order of the exposition (the base class keeps
         # it too, but privately).
         self._ordered: List[Collector] = []
@@ -546,8 +340,9 @@ class ScrapeRegistry(CollectorRegistry):
         """
         return b"".join(self.render_chunks(openmetrics))
 
-    def render_chunks(self, openmetrics: bool = False) -> List[bytes]:
-        """:meth:`render` in pieces of some 300 kB, to send (or compress) one at a time.
+    def render_chunks(self, openmetrics: bool = False) -> Iterator[bytes]:
+        """:meth:`render` in chunks of some 256 kB, each made when asked for, to send (or
+        compress) one at a time.
 
         Collectors with a ``render`` method (:class:`FleetCollector`) write their own part;
         the others (e.g. prometheus_client's process metrics) are formatted by
@@ -560,14 +355,11 @@ class ScrapeRegistry(CollectorRegistry):
         """
         with self._lock:
             collectors = list(self._ordered)
-        chunks: List[bytes] = []
-        with _GC_PAUSE:
-            for collector in collectors:
-                render = getattr(collector, "render", None)
-                if render is not None:
-                    chunks.extend(render(openmetrics))
-                else:
-                    chunks.append(_encode(collector, openmetrics))
+        for collector in collectors:
+            render = getattr(collector, "render", None)
+            if render is not None:
+                yield from render(openmetrics)
+            else:
+                yield _encode(collector, openmetrics)
         if openmetrics:
-            chunks.append(_EOF)
-        return chunks
+            yield _EOF

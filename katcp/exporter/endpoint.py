@@ -6,7 +6,7 @@ What :func:`prometheus_client.start_http_server` builds (its WSGI app in a threa
 * **rendering** -- a GET of the metrics from a registry with a ``render_chunks`` method
   (:class:`katcp.exporter.collector.ScrapeRegistry`) is answered with what that method
   writes, sent (and compressed) a chunk at a time: the same exposition as
-  prometheus_client's ``generate_latest``, byte for byte, several times faster (see
+  prometheus_client's ``generate_latest``, byte for byte, joined from lines kept ready (see
   :meth:`katcp.exporter.collector.FleetCollector.render`).  The content type is the one
   prometheus_client chooses for the request's ``Accept`` header; anything else (other
   methods, ``name[]`` filters, a format version we do not render) is left to
@@ -30,7 +30,7 @@ import socket
 import threading
 import zlib
 from socketserver import ThreadingMixIn
-from typing import Any, Callable, Iterable, List, Tuple
+from typing import Any, Callable, Iterable, Iterator, Tuple
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -68,7 +68,7 @@ class _QuietHandler(WSGIRequestHandler):
 _OPENMETRICS_1 = "application/openmetrics-text; version=1.0.0;"
 
 
-def _rendering(app: Callable, render: Callable[[bool], List[bytes]]) -> Callable:
+def _rendering(app: Callable, render: Callable[[bool], Iterable[bytes]]) -> Callable:
     """`app` (prometheus_client's), with the usual scrapes answered by `render` instead."""
     def render_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if (environ.get("REQUEST_METHOD") != "GET"
@@ -82,8 +82,9 @@ def _rendering(app: Callable, render: Callable[[bool], List[bytes]]) -> Callable
             chunks = render(True)
         else:
             return app(environ, start_response)
-        start_response("200 OK", [("Content-Type", content_type),
-                                  ("Content-Length", str(sum(map(len, chunks))))])
+        # No Content-Length: the chunks are made as they are sent, and the body ends when
+        # the connection closes (the server answers HTTP/1.0, one request a connection).
+        start_response("200 OK", [("Content-Type", content_type)])
         return chunks
     return render_app
 
@@ -99,22 +100,33 @@ def _gzipped(app: Callable) -> Callable:
     def gzip_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if "gzip" not in environ.get("HTTP_ACCEPT_ENCODING", "").lower():
             return app(environ, start_response)
-        reply: dict = {}
 
-        def keep(status: str, headers: list, exc_info: Any = None) -> None:
-            reply["status"], reply["headers"] = status, headers
+        def gzip_start(status: str, headers: list, exc_info: Any = None) -> Any:
+            headers = [(name, value) for name, value in headers
+                       if name.lower() != "content-length"]
+            return start_response(status, headers + [("Content-Encoding", "gzip")], exc_info)
 
-        # Chunk by chunk, so no call holds the GIL for long (zlib releases it while it
-        # compresses a large buffer, but the buffer need not be joined first).
-        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        body = [compressor.compress(chunk) for chunk in app(environ, keep)]
-        body.append(compressor.flush())
-        headers = [(name, value) for name, value in reply["headers"]
-                   if name.lower() != "content-length"]
-        start_response(reply["status"], headers + [
-            ("Content-Encoding", "gzip"), ("Content-Length", str(sum(map(len, body))))])
-        return body
+        return _compressed(app(environ, gzip_start))
     return gzip_app
+
+
+def _compressed(body: Iterable[bytes]) -> Iterator[bytes]:
+    """`body` gzipped chunk by chunk, as it is sent.
+
+    No call holds the GIL for long (zlib releases it while it compresses a chunk), and the
+    whole text is never held.
+    """
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    try:
+        for chunk in body:
+            data = compressor.compress(chunk)
+            if data:
+                yield data
+        yield compressor.flush()
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
 
 
 def _family(host: str, port: int) -> socket.AddressFamily:

@@ -117,7 +117,7 @@ class NcpWatcher:
         except (AttributeError, ValueError, OverflowError):
             ts = None
         metas = self._metas
-        readings = self.state.readings
+        store = self.state.store
         rules = self.target.rules
         stored = 0
         for param, value in field.items():
@@ -138,7 +138,7 @@ class NcpWatcher:
                 converted = value if meta.kind is INFO else None
             else:
                 converted = None
-            readings[name] = (meta, converted, status, ts)
+            store(name, meta, converted, status, ts)
             stored += 1
         self.state.updates += stored
 

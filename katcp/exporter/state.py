@@ -1,29 +1,48 @@
 """What the exporter knows about each device: the state its watchers write and scrapes read.
 
+Each sensor has a meta in ``DeviceState.sensors``, a reading, the tuple ``(value, status,
+timestamp)`` in ``DeviceState.readings``, and its lines of the exposition, ready as bytes in
+``DeviceState.lines`` (see :mod:`katcp.exporter.exposition`): one list per sensor family,
+indexed by the sensor's position.  A reading holds only numbers and text, so the cyclic
+garbage collector stops tracking it at its first pass: at 10,000 updates per second, readings
+that live a few seconds would otherwise reach the oldest generation and set off full
+collections of the whole heap (0.3 to 0.5 s each, holding the GIL).  :meth:`DeviceState.store` writes both, and rewrites only
+the lines whose part of the reading changed, so a scrape (:mod:`katcp.exporter.collector`)
+joins bytes and formats nothing per sensor.
+
 Threads: the watchers write on the event loop thread; the HTTP thread of ``/metrics`` reads.
 No lock is needed because every write is one atomic store under the GIL and every reading is
 an immutable tuple:
 
-* a sensor reading is the tuple ``(meta, value, status, timestamp)``; an update stores a new
-  tuple in ``DeviceState.readings[key]`` (one ``dict.__setitem__``), so a scrape sees a
-  reading whole, never the value of one update with the status of another;
-* a scrape copies a device's readings with ``list(readings.values())``, which runs in C
-  without releasing the GIL, so it sees one consistent set of that device's sensors even
-  while the loop adds or removes sensors (a resync);
+* an update stores a new tuple in ``readings[key]`` and a new line in each list it changes
+  (one ``__setitem__`` each), so a scrape sees each line whole;
+* a scrape joins a device's list of a family with one ``bytes.join``, which runs in C
+  without releasing the GIL for such sizes;
+* a resync (sensors added or removed) builds a new ``lines`` tuple and stores it with one
+  attribute store; a scrape takes each device's ``lines`` once, so it sees one set of the
+  device's sensors;
+* a resync replaces ``sensors`` and ``readings`` with new dicts, each with one store;
+* ``collect()`` (prometheus_client's own path) copies a device's sensors and readings with
+  ``list(d.items())``, which runs in C as well, and skips a sensor without a reading;
 * the device flags and counter are single attribute stores.
 
 A scrape thus costs the loop nothing: it never waits for the loop, and the loop never waits
-for it (beyond the GIL's switch interval while the HTTP thread formats).
+for it (beyond the GIL's switch interval while the HTTP thread joins).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Hashable, Optional, Sequence, Tuple, Union
+import sys
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple, Union
 
 from katcp.core import Sensor
 
+from . import exposition
+from .exposition import value_line
+
 __all__ = [
     "DeviceState",
+    "FAMILIES",
     "SensorMeta",
     "NUMBER",
     "STATESET",
@@ -31,11 +50,18 @@ __all__ = [
     "STATUS_UNKNOWN",
     "STATUS_UNREACHABLE",
     "sensor_meta",
+    "shared_key",
     "status_code",
 ]
 
 #: Kinds of exported sensors: a numeric gauge, a state set, or an info metric.
 NUMBER, STATESET, INFO = "number", "stateset", "info"
+
+#: Families of the sensor lines of a device, in exposition order: values of numeric
+#: sensors, of state sets, of text sensors; statuses; timestamps.
+FAMILIES = ("value", "state", "info", "status", "stamp")
+_FAMILIES = {NUMBER: 0, STATESET: 1, INFO: 2}
+_STATUS, _STAMP = 3, 4
 
 STATUS_UNKNOWN = Sensor.UNKNOWN
 STATUS_UNREACHABLE = Sensor.UNREACHABLE
@@ -54,7 +80,24 @@ _KINDS = {
 }
 
 Value = Union[float, str, None]
-Reading = Tuple["SensorMeta", Value, int, Optional[float]]
+Reading = Tuple[Value, int, Optional[float]]
+
+
+#: One bytes object per sensor name: a fleet's devices of one kind name their sensors alike,
+#: and each device's key would otherwise be a copy (45 B per sensor at 100,000 sensors).
+#: Cleared when it grows past _KEYS_MAX, so devices renaming sensors cannot grow it forever.
+_KEYS: Dict[bytes, bytes] = {}
+_KEYS_MAX = 100000
+
+
+def shared_key(raw: bytes) -> bytes:
+    """`raw` (a sensor's raw name), or the equal bytes object already in use as a key."""
+    key = _KEYS.get(raw)
+    if key is None:
+        if len(_KEYS) >= _KEYS_MAX:
+            _KEYS.clear()
+        key = _KEYS[raw] = raw
+    return key
 
 
 def status_code(raw: bytes) -> int:
@@ -84,7 +127,7 @@ def _to_text(raw: Union[bytes, str]) -> str:
 
 
 class SensorMeta:
-    """What does not change between readings of one sensor.
+    """What does not change between readings of one sensor, with its label text.
 
     Parameters
     ----------
@@ -104,26 +147,32 @@ class SensorMeta:
     ----------
     kind : str
         :data:`NUMBER`, :data:`STATESET` or :data:`INFO`.
-    labels : dict
-        ``{"device": ..., "sensor": ...}``, built once and shared by every series.
-    states : tuple of (str, dict)
-        For a state set, each allowed value and the labels of its series.
+    family : int
+        Index in ``DeviceState.lines`` of the family of its values (0 value, 1 state,
+        2 info).
+    states : tuple of str
+        For a state set, the allowed values (one series each).
     convert : callable
         Raw value (bytes or str) -> exported value (float, str, or None if unparsable).
-    text : object
-        Left None here; the scrape side (:mod:`katcp.exporter.collector`) keeps this
-        sensor's label strings in it, escaped once by prometheus_client rather than on
-        every scrape.  Only the HTTP thread writes it, with one attribute store.
+    labels : bytes
+        ``{device="...",sensor="..."}`` as prometheus_client writes it, made once here.
+    state_labels : tuple of bytes
+        For a state set, the labels of each allowed value's series.
+    index : int
+        Position of the sensor in its device's ``lines`` (set by :class:`DeviceState`).
     """
 
-    __slots__ = ("name", "kind", "labels", "states", "convert", "text")
+    __slots__ = ("device", "name", "kind", "family", "states", "convert", "labels",
+                 "state_labels", "index")
 
     def __init__(self, device: str, name: str, katcp_type: str,
                  params: Sequence[str] = (), timestamp_scale: float = 1.0) -> None:
-        self.name = name
+        # Interned: the same names repeat on every device of a kind, and in every meta.
+        self.device = sys.intern(device)
+        self.name = name = sys.intern(name)
         self.kind = _KINDS.get(katcp_type, INFO)
-        self.labels = {"device": device, "sensor": name}
-        self.states: Tuple[Tuple[str, Dict[str, str]], ...] = ()
+        self.family = _FAMILIES[self.kind]
+        self.states: Tuple[str, ...] = ()
         convert: Callable[[Union[bytes, str]], Value]
         if katcp_type == "boolean":
             convert = _to_bool
@@ -136,15 +185,26 @@ class SensorMeta:
         else:
             convert = _to_text
         self.convert = convert
-        self.text: Any = None
+        self.labels = exposition.sensor_labels(device, name)
+        self.state_labels: Tuple[bytes, ...] = ()
+        self.index = -1
         if self.kind == STATESET:
             allowed = list(params) if katcp_type == "discrete" else ["nominal", "error"]
-            self.states = tuple(
-                (value, {"device": device, "sensor": name, "katcp_sensor_state": value})
-                for value in dict.fromkeys(allowed))
+            self.states = tuple(dict.fromkeys(allowed))
+            self.state_labels = exposition.state_labels(device, name, self.states)
+
+    def value_line(self, value: Value) -> bytes:
+        """The line(s) of `value` in this sensor's family (empty for None)."""
+        kind = self.kind
+        if kind is NUMBER:
+            return exposition.value_line(self.labels, value)  # type: ignore[arg-type]
+        if kind is STATESET:
+            return exposition.state_lines(self.state_labels, self.states,
+                                          value)  # type: ignore[arg-type]
+        return exposition.info_line(self.device, self.name, value)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        return f"<SensorMeta {self.labels['device']}/{self.name} {self.kind}>"
+        return f"<SensorMeta {self.device}/{self.name} {self.kind}>"
 
 
 def sensor_meta(device: str, name: str, value: object) -> SensorMeta | None:
@@ -164,8 +224,18 @@ def sensor_meta(device: str, name: str, value: object) -> SensorMeta | None:
     return None
 
 
+#: What an absent reading is compared with: every line differs from it.
+_NO_READING: Tuple[Any, ...] = (object(), object(), object())
+
+Lines = Tuple[List[bytes], List[bytes], List[bytes], List[bytes], List[bytes]]
+
+
+def _no_lines() -> Lines:
+    return ([], [], [], [], [])
+
+
 class DeviceState:
-    """One watched device: connection flags, update counter and sensor readings.
+    """One watched device: connection flags, update counter, sensor readings and lines.
 
     Parameters
     ----------
@@ -180,12 +250,25 @@ class DeviceState:
         Whether the device is connected, and whether its sensors are known and subscribed.
     updates : int
         Sensor updates received since the exporter started.
+    sensors : dict
+        Sensor key -> :class:`SensorMeta`, in exposition order.
     readings : dict
-        Sensor key -> ``(meta, value, status, timestamp)``; value and timestamp may be None
-        (no reading yet, or a value the device sent that does not parse).
+        Sensor key -> ``(value, status, timestamp)``; value and timestamp may be None (no
+        reading yet, or a value the device sent that does not parse).
+    lines : tuple of 5 lists of bytes
+        Per family of :data:`FAMILIES`, each sensor's lines of the exposition (empty bytes
+        where it has none), in the order of ``sensors``.
+    labels : bytes
+        ``{device="..."}`` for the per-device series.
+
+    Notes
+    -----
+    Only :meth:`store`, :meth:`replace_sensors` and :meth:`set_disconnected` write them,
+    from one thread (the loop's); any thread may read (see the module docstring).
     """
 
-    __slots__ = ("name", "kind", "connected", "synced", "updates", "readings", "labels")
+    __slots__ = ("name", "kind", "connected", "synced", "updates", "sensors", "readings",
+                 "lines", "labels")
 
     def __init__(self, name: str, kind: str) -> None:
         self.name = name
@@ -193,8 +276,58 @@ class DeviceState:
         self.connected = False
         self.synced = False
         self.updates = 0
+        self.sensors: Dict[Hashable, SensorMeta] = {}
         self.readings: Dict[Hashable, Reading] = {}
-        self.labels = {"device": name}
+        self.lines: Lines = _no_lines()
+        self.labels = exposition.device_labels(name)
+
+    def store(self, key: Hashable, meta: SensorMeta, value: Value, status: int,
+              ts: float | None) -> None:
+        """Store a reading of sensor `key` and rewrite the lines it changes.
+
+        A key not seen before (an NCP param) is added at the end; a key stored with
+        another meta than before starts afresh in the same place.
+
+        Parameters
+        ----------
+        key : hashable
+            The sensor's key (its raw name).
+        meta : SensorMeta
+            The sensor.
+        value : float, str or None
+            The exported value (None: none, or unparsable).
+        status : int
+            Numeric KATCP status.
+        ts : float or None
+            The reading's timestamp in seconds.
+        """
+        lines = self.lines
+        sensors = self.sensors
+        if sensors.get(key) is meta:
+            old = self.readings.get(key, _NO_READING)
+        else:
+            old_meta = sensors.get(key)
+            if old_meta is None:
+                meta.index = len(lines[0])
+                for family in lines:
+                    family.append(b"")
+            else:
+                meta.index = old_meta.index
+                for family in lines:
+                    family[meta.index] = b""
+            sensors[key] = meta
+            old = _NO_READING
+        self.readings[key] = (value, status, ts)
+        i = meta.index
+        # Zeros are written afresh: -0.0 == 0.0, but they are written apart.
+        if value != old[0] or not value:
+            lines[meta.family][i] = (
+                value_line(meta.labels, value) if meta.kind is NUMBER  # type: ignore[arg-type]
+                else meta.value_line(value))
+        if status != old[1]:
+            lines[_STATUS][i] = exposition.status_line(meta.labels, status)
+        if ts != old[2] or not ts:
+            lines[_STAMP][i] = exposition.stamp_line(meta.labels, ts)
 
     def set_disconnected(self) -> None:
         """Mark the device gone: flags off, every sensor's status ``unreachable``.
@@ -204,30 +337,46 @@ class DeviceState:
         last.
         """
         self.synced = False
-        readings = self.readings
-        for key, (meta, value, _status, ts) in list(readings.items()):
-            readings[key] = (meta, value, STATUS_UNREACHABLE, ts)
+        store, readings = self.store, self.readings
+        for key, meta in list(self.sensors.items()):
+            value, _status, ts = readings.get(key, (None, 0, None))
+            store(key, meta, value, STATUS_UNREACHABLE, ts)
         self.connected = False
 
     def replace_sensors(self, metas: Dict[Hashable, SensorMeta]) -> None:
         """Keep exactly the sensors of `metas` (after a sync), keeping known readings.
 
-        A sensor whose meta changed (new type, new allowed values) starts afresh.
+        A sensor whose meta changed (new type, new allowed values) starts afresh.  Sensors
+        kept stay in their order, new ones come after them.  The dicts and lines are built
+        aside and each replaces the old one in one store.
         """
-        readings = self.readings
-        for key in [key for key in readings if key not in metas]:
-            del readings[key]
-        for key, meta in metas.items():
-            old = readings.get(key)
-            if old is None or not _same_meta(old[0], meta):
-                readings[key] = (meta, None, STATUS_UNKNOWN, None)
-            elif old[0] is not meta:
-                readings[key] = (meta,) + old[1:]
+        old_sensors, old_readings = self.sensors, self.readings
+        sensors: Dict[Hashable, SensorMeta] = {}
+        readings: Dict[Hashable, Reading] = {}
+        for key in [key for key in old_sensors if key in metas] + [
+                key for key in metas if key not in old_sensors]:
+            meta = metas[key]
+            sensors[key] = meta
+            old = old_sensors.get(key)
+            reading = old_readings.get(key)
+            if old is None or reading is None or not _same_meta(old, meta):
+                reading = (None, STATUS_UNKNOWN, None)
+            readings[key] = reading
+        lines = _no_lines()
+        status, stamp = lines[_STATUS], lines[_STAMP]
+        for index, (meta, (val, st, ts)) in enumerate(zip(sensors.values(), readings.values())):
+            meta.index = index
+            for family in lines:
+                family.append(b"")
+            lines[meta.family][index] = meta.value_line(val)
+            status[index] = exposition.status_line(meta.labels, st)
+            stamp[index] = exposition.stamp_line(meta.labels, ts)
+        self.sensors, self.readings, self.lines = sensors, readings, lines
 
     def counts(self) -> Tuple[int, int]:
         """``(sensors, sensors with a reading)``."""
         readings = list(self.readings.values())
-        return len(readings), sum(1 for r in readings if r[3] is not None)
+        return len(readings), sum(1 for r in readings if r[2] is not None)
 
 
 def _same_meta(a: SensorMeta, b: SensorMeta) -> bool:
