@@ -13,12 +13,13 @@ import logging
 import threading
 
 import pytest
-from test_sampling import NOMINAL, WARN, FakeClockLoop, int_sensor, make, run
+from test_sampling import NOMINAL, WARN, FakeClockLoop, Recorder, int_sensor, make, run
 from test_server_support import TIMEOUT, ExampleServer, RawClient, running
 
 from katcp._aio.loopcalls import LoopCalls, loop_calls
 from katcp.kattypes import Int, request, return_reply
-from katcp.sampling import SampleStrategy
+from katcp.core import Reading
+from katcp.sampling import SampleAuto, SampleStrategy
 
 
 class WakeCountingLoop(FakeClockLoop):
@@ -366,3 +367,187 @@ def test_return_reply_of_a_loop_future_from_the_handler_thread():
             assert client.request(b"?later 21")[-1] == b"!later ok 42"
         finally:
             client.close()
+
+
+# ------------------------------------------------------------- the sensor's relay
+
+
+def test_one_handoff_per_thread_update_whatever_the_number_of_strategies():
+    """Ten strategies of one sensor: one queued call per burst, one observer of the sensor."""
+    loop = WakeCountingLoop()
+
+    async def body(loop):
+        sensor = int_sensor(0)
+        made = [make(name, sensor, loop, *params) for name, params in
+                [("auto", ()), ("event", ()), ("differential", ("1",))] * 3
+                + [("event-rate", ("0", "100"))]]
+        for strat, _ in made:
+            strat.start()
+        assert len(sensor._observers) == 1  # the relay, for all ten
+        calls = loop_calls(loop)
+        t = threading.Thread(target=sensor.set, args=(2.0, WARN, 5))
+        t.start()
+        t.join(TIMEOUT)
+        assert len(calls._calls) == 3  # one call (fn, a, b) for the ten strategies
+        await loop.settle()
+        assert loop.wakeups == 1
+        for strat, rec in made:
+            assert rec.values == [0, 5], strat
+        for strat, _ in made:
+            strat.cancel()
+        assert sensor._observers == ()  # the last one out detaches the relay
+
+    try:
+        loop.run_until_complete(body(loop))
+    finally:
+        loop.close()
+
+
+def test_strategy_joining_while_readings_are_queued_gets_none_older_than_its_first():
+    async def body(loop):
+        sensor = int_sensor(0)
+        early, early_rec = make("auto", sensor, loop)
+        early.start()
+        t = threading.Thread(target=lambda: [sensor.set(float(v), NOMINAL, v)
+                                             for v in (1, 2, 3)])
+        t.start()
+        t.join(TIMEOUT)  # queued for the loop, which has not run yet
+        late, late_rec = make("auto", sensor, loop)
+        late.start()  # reports the current reading (3) at once
+        await loop.settle()
+        assert early_rec.values == [0, 1, 2, 3]
+        assert late_rec.values == [3]
+        t = threading.Thread(target=sensor.set, args=(4.0, NOMINAL, 4))
+        t.start()
+        t.join(TIMEOUT)
+        await loop.settle()
+        assert early_rec.values == [0, 1, 2, 3, 4] and late_rec.values == [3, 4]
+        early.cancel()
+        late.cancel()
+
+    run(body)
+
+
+def test_loop_thread_update_waits_behind_queued_ones():
+    """A reading set in the loop thread while others wait to be drained goes after them."""
+    async def body(loop):
+        sensor = int_sensor(0)
+        strat, rec = make("auto", sensor, loop)
+        strat.start()
+        t = threading.Thread(target=lambda: [sensor.set(float(v), NOMINAL, v) for v in (1, 2)])
+        t.start()
+        t.join(TIMEOUT)
+        sensor.set(3.0, NOMINAL, 3)  # loop thread, before the queued drain runs
+        assert rec.values == [0]
+        await loop.settle()
+        assert rec.values == [0, 1, 2, 3]
+        sensor.set(4.0, NOMINAL, 4)  # nothing queued: at once
+        assert rec.values == [0, 1, 2, 3, 4]
+        strat.cancel()
+
+    run(body)
+
+
+class RecordingAuto(SampleAuto):
+    """A strategy class that overrides ``update``: the relay must call it."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
+    def update(self, sensor, reading) -> None:
+        self.seen.append((threading.get_ident(), reading.value))
+        super().update(sensor, reading)
+
+
+def test_overridden_update_is_called_in_the_loop_thread():
+    async def body(loop):
+        sensor = int_sensor(0)
+        rec = Recorder(loop)
+        strat = RecordingAuto(rec, sensor, ioloop=loop)
+        plain, plain_rec = make("auto", sensor, loop)
+        strat.start()
+        plain.start()
+        here = threading.get_ident()
+        t = threading.Thread(target=lambda: [sensor.set(float(v), NOMINAL, v) for v in (1, 2)])
+        t.start()
+        t.join(TIMEOUT)
+        sensor.set(3.0, NOMINAL, 3)
+        await loop.settle()
+        sensor.set(4.0, NOMINAL, 4)
+        assert strat.seen == [(here, v) for v in (0, 1, 2, 3, 4)]
+        assert rec.values == plain_rec.values == [0, 1, 2, 3, 4]
+        strat.cancel()
+        plain.cancel()
+
+    run(body)
+
+
+class LookAlike:
+    """A sensor look-alike that compares equal to any other of the same name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.observers = []
+        self.reading = Reading(1.0, NOMINAL, 0)
+
+    def __eq__(self, other):
+        return isinstance(other, LookAlike) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def attach(self, observer) -> None:
+        self.observers.append(observer)
+
+    def detach(self, observer) -> None:
+        self.observers.remove(observer)
+
+    def read(self):
+        return self.reading
+
+    def set(self, value) -> None:
+        self.reading = Reading(1.0, NOMINAL, value)
+        for observer in list(self.observers):
+            observer.update(self, self.reading)
+
+
+def test_look_alike_sensors_equal_to_each_other_keep_relays_of_their_own():
+    async def body(loop):
+        a, b = LookAlike("same"), LookAlike("same")
+        sa, rec_a = make("auto", a, loop)
+        sb, rec_b = make("auto", b, loop)
+        sa.start()
+        sb.start()
+        assert len(a.observers) == len(b.observers) == 1
+        assert a.observers[0] is not b.observers[0]
+        t = threading.Thread(target=a.set, args=(7,))
+        t.start()
+        t.join(TIMEOUT)
+        b.set(9)
+        await loop.settle()
+        assert rec_a.values == [0, 7] and rec_b.values == [0, 9]
+        sa.cancel()
+        sb.cancel()
+        assert a.observers == [] and b.observers == []
+
+    run(body)
+
+
+def test_strategy_attached_directly_to_a_sensor_is_still_handed_to_the_loop():
+    """``sensor.attach(strategy)`` (katcp-python style, not via start()) still works."""
+    async def body(loop):
+        sensor = int_sensor(0)
+        strat, rec = make("auto", sensor, loop)
+        sensor.attach(strat)
+        t = threading.Thread(target=lambda: [sensor.set(float(v), NOMINAL, v) for v in (1, 2)])
+        t.start()
+        t.join(TIMEOUT)
+        await loop.settle()
+        assert rec.values == [1, 2]
+        strat.cancel()
+        assert sensor._observers == ()
+
+    run(body)
