@@ -19,7 +19,7 @@ from test_server_support import TIMEOUT, ExampleServer, RawClient, running
 from katcp._aio.loopcalls import LoopCalls, loop_calls
 from katcp.kattypes import Int, request, return_reply
 from katcp.core import Reading
-from katcp.sampling import SampleAuto, SampleStrategy
+from katcp.sampling import SampleAuto, SampleEvent, SampleStrategy
 
 
 class WakeCountingLoop(FakeClockLoop):
@@ -549,5 +549,47 @@ def test_strategy_attached_directly_to_a_sensor_is_still_handed_to_the_loop():
         assert rec.values == [1, 2]
         strat.cancel()
         assert sensor._observers == ()
+
+    run(body)
+
+
+class CountingEvent(SampleEvent):
+    """A strategy class that overrides ``inform``: every report must go through it."""
+
+    __slots__ = ("informed",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.informed = []
+
+    def inform(self, reading) -> None:
+        self.informed.append(reading.value)
+        super().inform(reading)
+
+
+def test_overridden_inform_sees_every_report_on_both_paths():
+    """Our classes call the inform callback directly; a class overriding inform is called."""
+    assert SampleEvent._inform_inline and SampleEvent._relay_skips_update
+    assert not CountingEvent._inform_inline and CountingEvent._relay_skips_update
+    assert not RecordingAuto._relay_skips_update and RecordingAuto._inform_inline
+
+    async def body(loop):
+        sensor = int_sensor(0)
+        rec = Recorder(loop)
+        strat = CountingEvent(rec, sensor, ioloop=loop)
+        plain, plain_rec = make("event", sensor, loop)
+        strat.start()
+        plain.start()
+        sensor.set(2.0, NOMINAL, 1)  # loop thread
+        sensor.set(3.0, NOMINAL, 1)  # no change: no report
+        t = threading.Thread(target=lambda: [sensor.set(float(v), NOMINAL, v) for v in (2, 3)])
+        t.start()
+        t.join(TIMEOUT)
+        await loop.settle()
+        strat.update(sensor, sensor.read())  # called directly, as a user may
+        assert strat.informed == [0, 1, 2, 3]
+        assert rec.values == plain_rec.values == [0, 1, 2, 3]
+        strat.cancel()
+        plain.cancel()
 
     run(body)

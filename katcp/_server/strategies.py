@@ -113,6 +113,18 @@ def format_inform_v4(sensor, *reading):
     return Message.inform("sensor-status", timestamp, "1", sensor.name, status, value)
 
 
+def _relay_may_skip(update: Callable) -> Callable:
+    """Mark an ``update`` of ours: the relay may call ``_deliver`` in its place.
+
+    A class whose ``update`` is so marked (decided once per class, in
+    `SampleStrategy.__init_subclass__`) gets the sensor's readings in the loop thread
+    through ``_deliver``, the same work without the loop-thread test; a class that
+    overrides ``update`` gets them through its ``update``.
+    """
+    update._relay_may_skip = True  # type: ignore[attr-defined]
+    return update
+
+
 def _resolve_loop(ioloop) -> asyncio.AbstractEventLoop:
     """Return the asyncio loop underneath a tornado IOLoop or an asyncio loop."""
     return getattr(ioloop, "asyncio_loop", ioloop)
@@ -207,6 +219,17 @@ class SampleStrategy:
     # Strategy constant reported by get_sampling (set by each subclass).
     _SAMPLING_TYPE: int | None = None
 
+    #: True if the class keeps :meth:`inform`: a report may call the inform callback
+    #: directly.  Decided once per class, as is ``_relay_skips_update``.
+    _inform_inline = True
+    #: True if the class keeps our ``update``: the relay calls ``_deliver`` instead.
+    _relay_skips_update = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._inform_inline = cls.inform is SampleStrategy.inform
+        cls._relay_skips_update = getattr(cls.update, "_relay_may_skip", False)
+
     __slots__ = ("_inform_callback", "_sensor", "_params", "_ioloop", "_loop", "_uloop",
                  "_calls", "_last", "_relay", "_since", "__weakref__")
 
@@ -299,6 +322,7 @@ class SampleStrategy:
 
     # -- observer side -------------------------------------------------------
 
+    @_relay_may_skip
     def update(self, sensor: SampledSensor, reading) -> None:
         """Sensor observer callback: the sensor was set to ``reading``.
 
@@ -313,6 +337,11 @@ class SampleStrategy:
             self._process(reading)
         else:
             self._update_elsewhere(sensor, reading)
+
+    def _deliver(self, sensor: SampledSensor, reading) -> None:
+        """:meth:`update` as called by the relay, in the loop thread (see `_relay_may_skip`)."""
+        if self._uloop is not _CANCELLED:
+            self._process(reading)
 
     def _update_elsewhere(self, sensor: SampledSensor, reading) -> None:
         """Slow path of update(): cancelled, or called outside the loop thread.
@@ -490,15 +519,24 @@ class SampleAuto(SampleStrategy):
             raise ValueError("The 'auto' strategy takes no parameters.")
         super().__init__(inform_callback, sensor, **kwargs)
 
+    @_relay_may_skip
     def update(self, sensor: SampledSensor, reading) -> None:
         """Report every reading (sensor observer callback)."""
-        if _get_running_loop() is self._uloop:  # fast path: inform() inlined (no state)
+        if _get_running_loop() is self._uloop:
+            self._deliver(sensor, reading)
+        else:
+            self._update_elsewhere(sensor, reading)
+
+    def _deliver(self, sensor: SampledSensor, reading) -> None:
+        if self._uloop is _CANCELLED:
+            return
+        if self._inform_inline:  # inform() inlined (auto keeps no state)
             try:
                 self._inform_callback(self._sensor, reading)
             except Exception:
                 self._log_inform_error(reading)
         else:
-            self._update_elsewhere(sensor, reading)
+            self.inform(reading)
 
     def _process(self, reading) -> None:
         self.inform(reading)
@@ -658,17 +696,25 @@ class _ReportEachChange(SampleStrategy):
 
     __slots__ = ()
 
+    @_relay_may_skip
     def update(self, sensor: SampledSensor, reading) -> None:
         """Report ``reading`` if it counts as a change (sensor observer callback)."""
-        if _get_running_loop() is self._uloop:  # fast path: inform() inlined, one report
-            if self._changed(reading):
-                self._last = reading
-                try:
-                    self._inform_callback(self._sensor, reading)
-                except Exception:
-                    self._log_inform_error(reading)
+        if _get_running_loop() is self._uloop:
+            self._deliver(sensor, reading)
         else:
             self._update_elsewhere(sensor, reading)
+
+    def _deliver(self, sensor: SampledSensor, reading) -> None:
+        if self._uloop is _CANCELLED or not self._changed(reading):
+            return
+        if self._inform_inline:  # inform() inlined: one report, no timer
+            self._last = reading
+            try:
+                self._inform_callback(self._sensor, reading)
+            except Exception:
+                self._log_inform_error(reading)
+        else:
+            self.inform(reading)
 
     def _process(self, reading) -> None:
         if self._changed(reading):
@@ -694,6 +740,21 @@ class SampleEvent(_ReportEachChange, SampleEventRate):
             raise ValueError("The 'event' strategy takes no parameters.")
         SampleStrategy.__init__(self, inform_callback, sensor, **kwargs)
         self._init_rate(0.0, AGE_OF_UNIVERSE)
+
+    def _deliver(self, sensor: SampledSensor, reading) -> None:
+        # The most used strategy: _changed() inlined (value or status differs).
+        last = self._last
+        if (self._uloop is _CANCELLED
+                or last is not None and reading[2] == last[2] and reading[1] == last[1]):
+            return
+        if self._inform_inline:
+            self._last = reading
+            try:
+                self._inform_callback(self._sensor, reading)
+            except Exception:
+                self._log_inform_error(reading)
+        else:
+            self.inform(reading)
 
 
 class SampleDifferential(_ReportEachChange):
@@ -780,13 +841,17 @@ class _Relay:
     weakly); each strategy knows its own.
     """
 
-    __slots__ = ("_loop", "_calls", "_members", "_pending", "_lock", "_scheduled", "_last",
-                 "_seq")
+    __slots__ = ("_loop", "_calls", "_members", "_targets", "_pending", "_lock", "_scheduled",
+                 "_last", "_seq")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, maxlen: int) -> None:
         self._loop = loop
         self._calls: LoopCalls | None = None
-        self._members: Tuple[SampleStrategy, ...] = ()
+        # The strategies, each with what to call for it: its _deliver, or its update if its
+        # class overrides update (see _relay_may_skip); and the latter alone, for the loop
+        # thread's path.  Each is replaced whole (under the lock), never changed.
+        self._members: Tuple[Tuple[SampleStrategy, Callable[[Any, Any], None]], ...] = ()
+        self._targets: Tuple[Callable[[Any, Any], None], ...] = ()
         self._pending: Deque[Any] = deque(maxlen=max(1, maxlen))
         self._lock = threading.Lock()
         self._scheduled = False  # a _drain_relay call is posted or running
@@ -802,8 +867,8 @@ class _Relay:
             return
         self._last = reading
         lock.release()
-        for member in self._members:
-            member.update(sensor, reading)
+        for target in self._targets:
+            target(sensor, reading)
 
     def _queue(self, sensor: SampledSensor) -> None:
         # Called with the lock held; releases it.
@@ -826,13 +891,16 @@ class _Relay:
             log.debug("Dropping update of %r: event loop is closed", sensor)
 
     def _join(self, strategy: SampleStrategy) -> None:
+        target = strategy._deliver if strategy._relay_skips_update else strategy.update
         with self._lock:
             strategy._since = self._seq
-            self._members = self._members + (strategy,)
+            self._members = self._members + ((strategy, target),)
+            self._targets = self._targets + (target,)
 
     def _leave(self, strategy: SampleStrategy) -> None:
         with self._lock:
-            self._members = tuple(m for m in self._members if m is not strategy)
+            self._members = tuple(m for m in self._members if m[0] is not strategy)
+            self._targets = tuple(target for _, target in self._members)
 
 
 def _drain_relay(relay: _Relay, _: Any) -> None:
@@ -845,10 +913,10 @@ def _drain_relay(relay: _Relay, _: Any) -> None:
     try:
         for reading in batch:
             seq += 1
-            for member in relay._members:
+            for member, target in relay._members:
                 # (a strategy that joined after the reading was queued reported a newer one)
                 if member._since < seq and member._uloop is not _CANCELLED:
-                    member.update(member._sensor, reading)
+                    target(member._sensor, reading)
     finally:
         with lock:
             again = bool(relay._pending)
