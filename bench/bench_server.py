@@ -7,7 +7,8 @@ another process.  For every server, in the same run, this prints:
 * server CPU microseconds per ``?watchdog`` request (pipelined, 100 in flight, one
   connection) and requests/s;
 * ``#sensor-status`` informs/s (and server CPU microseconds per inform) with the ``event``
-  strategy on 1000 sensors for 10 clients;
+  strategy on 1000 sensors for 10 clients: the fan-out, measured last, with every server
+  running at once and the servers taking turns (``--fanout-repeat`` rounds, medians);
 * resident memory per idle connection (1000 idle connections, VmRSS difference);
 * resident memory per sensor (10000 sensors added, VmRSS difference);
 
@@ -21,7 +22,7 @@ is not counted.
 
 Usage::
 
-    python bench/bench_server.py [--requests 50000] [--repeat 3]
+    python bench/bench_server.py [--requests 50000] [--repeat 3] [--fanout-repeat 5]
                                  [--servers async,default,async-py,aiokatcp,transport]
                                  [--steps kb_per_sensor,kb_per_conn,watchdog,informs]
 
@@ -497,8 +498,6 @@ def run_one(kind: str, args: argparse.Namespace) -> Dict[str, Optional[float]]:
             ("kb_per_conn", lambda: measure_idle_memory(server, args.idle, args.timeout)),
             ("watchdog", lambda: measure_watchdog(server, args.requests, args.repeat,
                                                   args.timeout)),
-            ("informs", lambda: measure_informs(server, args.clients, args.rounds,
-                                                args.timeout)),
         ]
         wanted = KIND_STEPS.get(kind)
         for name, step in steps:
@@ -521,6 +520,54 @@ def run_one(kind: str, args: argparse.Namespace) -> Dict[str, Optional[float]]:
     finally:
         server.stop()
     return result
+
+
+def run_fanout(kinds: List[str], args: argparse.Namespace,
+               results: Dict[str, Dict[str, Optional[float]]]) -> None:
+    """The fan-out, interleaved: every server runs, each takes its turn in every round.
+
+    Load from the other processes on the machine then weighs on all servers alike; the
+    medians over ``--fanout-repeat`` rounds go into ``results``, with the spread.
+    """
+    kinds = [k for k in kinds if "informs" in KIND_STEPS.get(k, STEPS)]
+    servers: Dict[str, ServerProcess] = {}
+    samples: Dict[str, List[dict]] = {k: [] for k in kinds}
+    try:
+        for kind in kinds:
+            servers[kind] = ServerProcess(kind, args.timeout)
+        for i in range(args.fanout_repeat):
+            load = os.getloadavg()[0]
+            print(f"fan-out round {i + 1}/{args.fanout_repeat} (load average {load:.2f})",
+                  flush=True)
+            for kind in kinds:
+                try:
+                    samples[kind].append(measure_informs(servers[kind], args.clients,
+                                                         args.rounds, args.timeout))
+                except Exception as exc:
+                    print(f"  {kind}: informs failed: {exc}", file=sys.stderr)
+    finally:
+        for server in servers.values():
+            server.stop()
+    for kind, runs in samples.items():
+        if not runs:
+            continue
+        res = results.setdefault(kind, {})
+        for key in ("informs_per_s", "cpu_us_per_inform"):
+            values = sorted(r[key] for r in runs)
+            res[key] = statistics.median(values)
+        print(f"  {KINDS[kind]}: informs/s " + " ".join(f"{r['informs_per_s']:.0f}" for r in runs)
+              + "; CPU us/inform " + " ".join(f"{r['cpu_us_per_inform']:.2f}" for r in runs))
+    peer = samples.get("aiokatcp")
+    if peer and len(peer) == len(samples.get("async", [])):
+        # Ratios per round (the same moment's load), then their median.
+        for kind in kinds:
+            if kind == "aiokatcp" or len(samples[kind]) != len(peer):
+                continue
+            rates = [o["informs_per_s"] / p["informs_per_s"] for o, p in zip(samples[kind], peer)]
+            cpu = [p["cpu_us_per_inform"] / o["cpu_us_per_inform"]
+                   for o, p in zip(samples[kind], peer)]
+            results[kind]["fanout_rate_ratio"] = statistics.median(rates)
+            results[kind]["fanout_cpu_ratio"] = statistics.median(cpu)
 
 
 def _fmt(value: Optional[float], spec: str) -> str:
@@ -555,7 +602,7 @@ def report(results: Dict[str, Dict[str, Optional[float]]]) -> None:
         ("async", "req_per_s", False, None, "AsyncDeviceServer requests/s (ours/aiokatcp)"),
         ("default", "cpu_us_per_req", True, 1.0, "DeviceServer CPU efficiency (aiokatcp/ours)"),
         ("default", "req_per_s", False, None, "DeviceServer requests/s (ours/aiokatcp)"),
-        ("async", "informs_per_s", False, 4.0, "AsyncDeviceServer informs/s (ours/aiokatcp)"),
+        ("async", "informs_per_s", False, 15.0, "AsyncDeviceServer informs/s (ours/aiokatcp)"),
         ("async", "cpu_us_per_inform", True, None, "AsyncDeviceServer CPU per inform (aiokatcp/ours)"),
         ("default", "informs_per_s", False, None, "DeviceServer informs/s (ours/aiokatcp)"),
         ("default", "cpu_us_per_inform", True, None, "DeviceServer CPU per inform (aiokatcp/ours)"),
@@ -569,6 +616,12 @@ def report(results: Dict[str, Dict[str, Optional[float]]]) -> None:
         verdict = "" if goal is None or r is None else (
             f"  goal >= {goal:g}x: {'met' if r >= goal else 'NOT met'}")
         print(f"  {text:58} {_fmt(r, '.2f')}x{verdict}")
+    for kind in ("async", "default", "async-py"):
+        res = results.get(kind, {})
+        if res.get("fanout_rate_ratio") is not None:
+            print(f"  {KINDS[kind]}: fan-out, median of per-round ratios: informs/s "
+                  f"{res['fanout_rate_ratio']:.2f}x, CPU per inform "
+                  f"{res['fanout_cpu_ratio']:.2f}x (aiokatcp/ours)")
     for kind in ("async", "default", "async-py"):
         res = results.get(kind)
         if not res:
@@ -591,6 +644,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--fanout-repeat", type=int, default=5,
+                        help="fan-out rounds (every server takes a turn in each)")
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--add-sensors", type=int, default=10000)
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -613,12 +668,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     for kind in kinds:
         if kind not in KINDS:
             parser.error(f"unknown server {kind!r}")
+    others = [s for s in STEPS if s != "informs" and (args.steps is None or s in args.steps)]
+    for kind in kinds:
+        results[kind] = {}
+        if not [s for s in others if s in KIND_STEPS.get(kind, STEPS)]:
+            continue
         print(f"benchmarking {KINDS[kind]} ...", flush=True)
         try:
             results[kind] = run_one(kind, args)
         except Exception as exc:
             print(f"  {kind}: failed: {exc}", file=sys.stderr)
-            results[kind] = {}
+    if args.steps is None or "informs" in args.steps:
+        run_fanout(kinds, args, results)
     report(results)
     return 0
 
