@@ -225,7 +225,7 @@ def test_flood_of_thread_updates_coalesces(kind):
                 for st in list(strategies.values()):
                     relay = st._relay
                     if relay is not None:
-                        biggest_backlog = max(biggest_backlog, len(relay._pending))
+                        biggest_backlog = max(biggest_backlog, len(relay._pending or ()))
             time.sleep(0.01)
         setting.clear()
         for t in threads:

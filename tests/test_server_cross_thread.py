@@ -384,6 +384,8 @@ def test_one_handoff_per_thread_update_whatever_the_number_of_strategies():
         for strat, _ in made:
             strat.start()
         assert len(sensor._observers) == 1  # the relay, for all ten
+        sensor.set(1.5, NOMINAL, 4)  # loop thread: no queue needed, none made
+        assert made[0][0]._relay._pending is None
         calls = loop_calls(loop)
         t = threading.Thread(target=sensor.set, args=(2.0, WARN, 5))
         t.start()
@@ -392,7 +394,7 @@ def test_one_handoff_per_thread_update_whatever_the_number_of_strategies():
         await loop.settle()
         assert loop.wakeups == 1
         for strat, rec in made:
-            assert rec.values == [0, 5], strat
+            assert rec.values == [0, 4, 5], strat
         for strat, _ in made:
             strat.cancel()
         assert sensor._observers == ()  # the last one out detaches the relay

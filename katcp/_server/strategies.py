@@ -229,6 +229,7 @@ class SampleStrategy:
         super().__init_subclass__(**kwargs)
         cls._inform_inline = cls.inform is SampleStrategy.inform
         cls._relay_skips_update = getattr(cls.update, "_relay_may_skip", False)
+        cls._relayed = cls._deliver if cls._relay_skips_update else cls.update
 
     __slots__ = ("_inform_callback", "_sensor", "_params", "_ioloop", "_loop", "_uloop",
                  "_calls", "_last", "_relay", "_since", "__weakref__")
@@ -342,6 +343,10 @@ class SampleStrategy:
         """:meth:`update` as called by the relay, in the loop thread (see `_relay_may_skip`)."""
         if self._uloop is not _CANCELLED:
             self._process(reading)
+
+    #: What the relay calls in the loop thread: ``_deliver``, or ``update`` for a class
+    #: that overrides it (set per class in ``__init_subclass__``).
+    _relayed = _deliver
 
     def _update_elsewhere(self, sensor: SampledSensor, reading) -> None:
         """Slow path of update(): cancelled, or called outside the loop thread.
@@ -828,31 +833,33 @@ class _Relay:
     """The strategies of one sensor on one loop: the sensor's one observer for all of them.
 
     A sensor update costs one call here however many clients sample the sensor.  In the
-    loop thread the reading goes to each strategy's :meth:`~SampleStrategy.update` at
-    once.  From any other thread the sensor's current reading joins a deque (under this
-    relay's own lock, so readings queue in the order the sensor stored them, and a
-    reading another thread overtook is left out rather than sent after a newer one), and
-    the first reading of a burst posts one call of :func:`_drain_relay` to the loop's
-    `LoopCalls`.  While a drain is due, updates in the loop thread queue too, so nothing
-    overtakes a queued reading.  The deque keeps the newest ``maxlen`` readings: setters
-    that outrun the loop cost bounded memory, and the loop is never far behind.
+    loop thread the reading goes to each strategy at once.  From any other thread the
+    sensor's current reading joins a deque (under this relay's own lock, so readings
+    queue in the order the sensor stored them, and a reading another thread overtook is
+    left out rather than sent after a newer one), and the first reading of a burst posts
+    one call of :func:`_drain_relay` to the loop's `LoopCalls`.  While a drain is due,
+    updates in the loop thread queue too, so nothing overtakes a queued reading.  The
+    deque keeps the newest ``maxlen`` readings: setters that outrun the loop cost bounded
+    memory, and the loop is never far behind.
 
-    The relay holds no reference to its sensor (the registry maps sensors to relays
-    weakly); each strategy knows its own.
+    Each strategy is called through its class's ``_relayed``: ``_deliver`` (our
+    ``update`` without the loop-thread test) or, if its class overrides ``update``, that
+    (see `_relay_may_skip`).  The relay holds no reference to its sensor (the registry
+    maps sensors to relays weakly); each strategy knows its own.  A relay is made for
+    every sampled sensor, so it keeps small: the deque is made on the first update from
+    another thread.
     """
 
-    __slots__ = ("_loop", "_calls", "_members", "_targets", "_pending", "_lock", "_scheduled",
+    __slots__ = ("_loop", "_calls", "_members", "_pending", "_maxlen", "_lock", "_scheduled",
                  "_last", "_seq")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, maxlen: int) -> None:
         self._loop = loop
         self._calls: LoopCalls | None = None
-        # The strategies, each with what to call for it: its _deliver, or its update if its
-        # class overrides update (see _relay_may_skip); and the latter alone, for the loop
-        # thread's path.  Each is replaced whole (under the lock), never changed.
-        self._members: Tuple[Tuple[SampleStrategy, Callable[[Any, Any], None]], ...] = ()
-        self._targets: Tuple[Callable[[Any, Any], None], ...] = ()
-        self._pending: Deque[Any] = deque(maxlen=max(1, maxlen))
+        # The strategies: replaced whole, under the lock.
+        self._members: Tuple[SampleStrategy, ...] = ()
+        self._pending: Deque[Any] | None = None  # made on the first update from a thread
+        self._maxlen = max(1, maxlen)
         self._lock = threading.Lock()
         self._scheduled = False  # a _drain_relay call is posted or running
         self._last: Any = None  # the last reading queued or passed on at once
@@ -867,8 +874,8 @@ class _Relay:
             return
         self._last = reading
         lock.release()
-        for target in self._targets:
-            target(sensor, reading)
+        for strategy in self._members:
+            strategy._relayed(sensor, reading)
 
     def _queue(self, sensor: SampledSensor) -> None:
         # Called with the lock held; releases it.
@@ -878,7 +885,10 @@ class _Relay:
             return
         self._last = current
         self._seq += 1
-        self._pending.append(current)
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = deque(maxlen=self._maxlen)
+        pending.append(current)
         if self._scheduled:
             self._lock.release()
             return
@@ -891,32 +901,31 @@ class _Relay:
             log.debug("Dropping update of %r: event loop is closed", sensor)
 
     def _join(self, strategy: SampleStrategy) -> None:
-        target = strategy._deliver if strategy._relay_skips_update else strategy.update
         with self._lock:
             strategy._since = self._seq
-            self._members = self._members + ((strategy, target),)
-            self._targets = self._targets + (target,)
+            self._members = self._members + (strategy,)
 
     def _leave(self, strategy: SampleStrategy) -> None:
         with self._lock:
-            self._members = tuple(m for m in self._members if m[0] is not strategy)
-            self._targets = tuple(target for _, target in self._members)
+            self._members = tuple(s for s in self._members if s is not strategy)
 
 
 def _drain_relay(relay: _Relay, _: Any) -> None:
     """Loop thread: pass the readings queued by other threads to the relay's strategies."""
     lock = relay._lock
     with lock:
-        batch = tuple(relay._pending)
-        relay._pending.clear()
+        pending = relay._pending
+        batch = tuple(pending) if pending else ()
+        if pending:
+            pending.clear()
         seq = relay._seq - len(batch)
     try:
         for reading in batch:
             seq += 1
-            for member, target in relay._members:
+            for strategy in relay._members:
                 # (a strategy that joined after the reading was queued reported a newer one)
-                if member._since < seq and member._uloop is not _CANCELLED:
-                    target(member._sensor, reading)
+                if strategy._since < seq and strategy._uloop is not _CANCELLED:
+                    strategy._relayed(strategy._sensor, reading)
     finally:
         with lock:
             again = bool(relay._pending)
@@ -927,28 +936,43 @@ def _drain_relay(relay: _Relay, _: Any) -> None:
             relay._calls.post_pair(_drain_relay, relay, None)
 
 
-# sensor -> {loop: relay}; weak, so the registry never keeps a sensor alive.
-_RELAYS: weakref.WeakKeyDictionary[Any, Dict[Any, _Relay]] = weakref.WeakKeyDictionary()
+# sensor -> its relay, or a tuple of its relays on several loops; weak, so the registry
+# never keeps a sensor alive.
+_RELAYS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 # Guards the registry and the relays' attachment to their sensors (strategies joining and
 # leaving; never taken on a sensor update's path).
 _RELAYS_LOCK = threading.Lock()
+
+
+def _registered(sensor: SampledSensor) -> Tuple[bool, Tuple[_Relay, ...]]:
+    """Whether ``sensor`` may be in the registry, and its relays there (lock held).
+
+    Only sensors hashed by identity share relays (a look-alike that compares equal to
+    another must not share its relay), and only those that take weak references.
+    """
+    if type(sensor).__hash__ is not object.__hash__:
+        return False, ()
+    try:
+        found = _RELAYS.get(sensor)
+    except TypeError:
+        return False, ()
+    if found is None:
+        return True, ()
+    return True, found if isinstance(found, tuple) else (found,)
 
 
 def _join_relay(sensor: SampledSensor, loop: asyncio.AbstractEventLoop,
                 strategy: SampleStrategy) -> _Relay:
     """Add ``strategy`` to the relay of ``sensor`` on ``loop`` (made and attached if new)."""
     with _RELAYS_LOCK:
-        by_loop: Dict[Any, _Relay] = {}
-        # Shared only by sensors hashed by identity (a look-alike that compares equal to
-        # another must not share its relay) that take weak references.
-        if type(sensor).__hash__ is object.__hash__:
-            try:
-                by_loop = _RELAYS.setdefault(sensor, by_loop)
-            except TypeError:
-                pass
-        relay = by_loop.get(loop)
-        if relay is None:
-            relay = by_loop[loop] = _Relay(loop, strategy.MAX_THREAD_BACKLOG)
+        shared, relays = _registered(sensor)
+        for relay in relays:
+            if relay._loop is loop:
+                break
+        else:
+            relay = _Relay(loop, strategy.MAX_THREAD_BACKLOG)
+            if shared:
+                _RELAYS[sensor] = relays + (relay,) if relays else relay
             sensor.attach(relay)
         relay._join(strategy)
     return relay
@@ -964,16 +988,13 @@ def _leave_relay(sensor: SampledSensor, relay: _Relay, strategy: SampleStrategy)
             sensor.detach(relay)
         except (KeyError, ValueError):
             pass
-        by_loop = None
-        if type(sensor).__hash__ is object.__hash__:
-            try:
-                by_loop = _RELAYS.get(sensor)
-            except TypeError:  # takes no weak references: the relay was its own
-                pass
-        if by_loop is not None and by_loop.get(relay._loop) is relay:
-            del by_loop[relay._loop]
-            if not by_loop:
+        shared, relays = _registered(sensor)
+        if relay in relays:
+            rest = tuple(r for r in relays if r is not relay)
+            if not rest:
                 del _RELAYS[sensor]
+            else:
+                _RELAYS[sensor] = rest if len(rest) > 1 else rest[0]
 
 
 _STRATEGY_CLASSES = {
