@@ -372,6 +372,18 @@ def test_return_reply_of_a_loop_future_from_the_handler_thread():
 # ------------------------------------------------------------- the sensor's relay
 
 
+def set_in_thread(sensor, *values, status=NOMINAL, ts=None) -> None:
+    """Set ``sensor`` to each of ``values`` from another thread (timestamps 1.0, 2.0, ...)."""
+    def setter() -> None:
+        for v in values:
+            sensor.set(float(v) if ts is None else ts, status, v)
+
+    t = threading.Thread(target=setter)
+    t.start()
+    t.join(TIMEOUT)
+    assert not t.is_alive()
+
+
 def test_one_handoff_per_thread_update_whatever_the_number_of_strategies():
     """Ten strategies of one sensor: one queued call per burst, one observer of the sensor."""
     loop = WakeCountingLoop()
@@ -387,9 +399,7 @@ def test_one_handoff_per_thread_update_whatever_the_number_of_strategies():
         sensor.set(1.5, NOMINAL, 4)  # loop thread: no queue needed, none made
         assert made[0][0]._relay._pending is None
         calls = loop_calls(loop)
-        t = threading.Thread(target=sensor.set, args=(2.0, WARN, 5))
-        t.start()
-        t.join(TIMEOUT)
+        set_in_thread(sensor, 5, status=WARN, ts=2.0)
         assert len(calls._calls) == 3  # one call (fn, a, b) for the ten strategies
         await loop.settle()
         assert loop.wakeups == 1
@@ -410,18 +420,13 @@ def test_strategy_joining_while_readings_are_queued_gets_none_older_than_its_fir
         sensor = int_sensor(0)
         early, early_rec = make("auto", sensor, loop)
         early.start()
-        t = threading.Thread(target=lambda: [sensor.set(float(v), NOMINAL, v)
-                                             for v in (1, 2, 3)])
-        t.start()
-        t.join(TIMEOUT)  # queued for the loop, which has not run yet
+        set_in_thread(sensor, 1, 2, 3)  # queued for the loop, which has not run yet
         late, late_rec = make("auto", sensor, loop)
         late.start()  # reports the current reading (3) at once
         await loop.settle()
         assert early_rec.values == [0, 1, 2, 3]
         assert late_rec.values == [3]
-        t = threading.Thread(target=sensor.set, args=(4.0, NOMINAL, 4))
-        t.start()
-        t.join(TIMEOUT)
+        set_in_thread(sensor, 4)
         await loop.settle()
         assert early_rec.values == [0, 1, 2, 3, 4] and late_rec.values == [3, 4]
         early.cancel()
@@ -436,9 +441,7 @@ def test_loop_thread_update_waits_behind_queued_ones():
         sensor = int_sensor(0)
         strat, rec = make("auto", sensor, loop)
         strat.start()
-        t = threading.Thread(target=lambda: [sensor.set(float(v), NOMINAL, v) for v in (1, 2)])
-        t.start()
-        t.join(TIMEOUT)
+        set_in_thread(sensor, 1, 2)
         sensor.set(3.0, NOMINAL, 3)  # loop thread, before the queued drain runs
         assert rec.values == [0]
         await loop.settle()
@@ -473,9 +476,7 @@ def test_overridden_update_is_called_in_the_loop_thread():
         strat.start()
         plain.start()
         here = threading.get_ident()
-        t = threading.Thread(target=lambda: [sensor.set(float(v), NOMINAL, v) for v in (1, 2)])
-        t.start()
-        t.join(TIMEOUT)
+        set_in_thread(sensor, 1, 2)
         sensor.set(3.0, NOMINAL, 3)
         await loop.settle()
         sensor.set(4.0, NOMINAL, 4)
@@ -544,9 +545,7 @@ def test_strategy_attached_directly_to_a_sensor_is_still_handed_to_the_loop():
         sensor = int_sensor(0)
         strat, rec = make("auto", sensor, loop)
         sensor.attach(strat)
-        t = threading.Thread(target=lambda: [sensor.set(float(v), NOMINAL, v) for v in (1, 2)])
-        t.start()
-        t.join(TIMEOUT)
+        set_in_thread(sensor, 1, 2)
         await loop.settle()
         assert rec.values == [1, 2]
         strat.cancel()
@@ -584,9 +583,7 @@ def test_overridden_inform_sees_every_report_on_both_paths():
         plain.start()
         sensor.set(2.0, NOMINAL, 1)  # loop thread
         sensor.set(3.0, NOMINAL, 1)  # no change: no report
-        t = threading.Thread(target=lambda: [sensor.set(float(v), NOMINAL, v) for v in (2, 3)])
-        t.start()
-        t.join(TIMEOUT)
+        set_in_thread(sensor, 2, 3)
         await loop.settle()
         strat.update(sensor, sensor.read())  # called directly, as a user may
         assert strat.informed == [0, 1, 2, 3]

@@ -484,6 +484,21 @@ class SampleStrategy:
     def _reported(self, reading, when: float | None) -> None:
         """Hook: ``reading`` is being reported (due at loop time ``when``; None: now)."""
 
+    def _report_now(self, reading) -> None:
+        """:meth:`inform` for the strategies with no timers (``auto``, ``event``, ...).
+
+        Their report only records the reading, so while the class keeps :meth:`inform`
+        this calls the inform callback itself (the hot path of every sensor update).
+        """
+        if self._inform_inline:
+            self._last = reading
+            try:
+                self._inform_callback(self._sensor, reading)
+            except Exception:
+                self._log_inform_error(reading)
+        else:
+            self.inform(reading)
+
     def _log_inform_error(self, reading) -> None:
         log.exception("Unhandled exception trying to send %r for sensor %r",
                       reading, getattr(self._sensor, "name", self._sensor))
@@ -533,15 +548,8 @@ class SampleAuto(SampleStrategy):
             self._update_elsewhere(sensor, reading)
 
     def _deliver(self, sensor: SampledSensor, reading) -> None:
-        if self._uloop is _CANCELLED:
-            return
-        if self._inform_inline:  # inform() inlined (auto keeps no state)
-            try:
-                self._inform_callback(self._sensor, reading)
-            except Exception:
-                self._log_inform_error(reading)
-        else:
-            self.inform(reading)
+        if self._uloop is not _CANCELLED:
+            self._report_now(reading)
 
     def _process(self, reading) -> None:
         self.inform(reading)
@@ -710,16 +718,8 @@ class _ReportEachChange(SampleStrategy):
             self._update_elsewhere(sensor, reading)
 
     def _deliver(self, sensor: SampledSensor, reading) -> None:
-        if self._uloop is _CANCELLED or not self._changed(reading):
-            return
-        if self._inform_inline:  # inform() inlined: one report, no timer
-            self._last = reading
-            try:
-                self._inform_callback(self._sensor, reading)
-            except Exception:
-                self._log_inform_error(reading)
-        else:
-            self.inform(reading)
+        if self._uloop is not _CANCELLED and self._changed(reading):
+            self._report_now(reading)
 
     def _process(self, reading) -> None:
         if self._changed(reading):
@@ -749,17 +749,9 @@ class SampleEvent(_ReportEachChange, SampleEventRate):
     def _deliver(self, sensor: SampledSensor, reading) -> None:
         # The most used strategy: _changed() inlined (value or status differs).
         last = self._last
-        if (self._uloop is _CANCELLED
-                or last is not None and reading[2] == last[2] and reading[1] == last[1]):
-            return
-        if self._inform_inline:
-            self._last = reading
-            try:
-                self._inform_callback(self._sensor, reading)
-            except Exception:
-                self._log_inform_error(reading)
-        else:
-            self.inform(reading)
+        if (self._uloop is not _CANCELLED
+                and (last is None or reading[2] != last[2] or reading[1] != last[1])):
+            self._report_now(reading)
 
 
 class SampleDifferential(_ReportEachChange):
