@@ -592,3 +592,33 @@ def test_overridden_inform_sees_every_report_on_both_paths():
         plain.cancel()
 
     run(body)
+
+
+def test_strategies_of_one_sensor_on_two_loops_each_get_their_loops_relay():
+    from katcp._server.strategies import _RELAYS
+
+    other = asyncio.new_event_loop()
+    try:
+        async def body(loop):
+            sensor = int_sensor(0)
+            here, here_rec = make("auto", sensor, loop)
+            there, there_rec = make("auto", sensor, other)
+            here.start()
+            there.attach()  # (its loop is not running: joins that loop's relay from here)
+            assert len(sensor._observers) == 2 and len(_RELAYS[sensor]) == 2
+            sensor.set(2.0, NOMINAL, 5)  # in this loop's thread: at once here only
+            assert here_rec.values == [0, 5]
+            await asyncio.sleep(0)
+            # the other loop, run in a thread of its own, drains its queue
+            t = threading.Thread(target=other.run_until_complete, args=(settle(),))
+            t.start()
+            t.join(TIMEOUT)
+            assert there_rec.values == [0, 5]
+            there.cancel()
+            assert len(sensor._observers) == 1 and _RELAYS[sensor] is here._relay
+            here.cancel()
+            assert sensor._observers == () and sensor not in _RELAYS
+
+        run(body)
+    finally:
+        other.close()

@@ -963,9 +963,9 @@ def _join_relay(sensor: SampledSensor, loop: asyncio.AbstractEventLoop,
                 break
         else:
             relay = _Relay(loop, strategy.MAX_THREAD_BACKLOG)
+            sensor.attach(relay)  # (first: if it raises, nothing is registered)
             if shared:
                 _RELAYS[sensor] = relays + (relay,) if relays else relay
-            sensor.attach(relay)
         relay._join(strategy)
     return relay
 
