@@ -34,7 +34,9 @@ strategy's :meth:`~SampleStrategy.update`; a burst of updates (of any number of 
 costs the loop a single wake-up.  What joins the queue is the sensor's reading *at that
 moment*, taken under the relay's own lock, so the loop sees readings in the order the
 sensor stored them even when several threads set it at once (a reading overtaken before
-its setter got there is left out, never sent after a newer one).  The queue holds at most
+its setter got there is left out, never sent after a newer one; so is a reading whose
+timestamp is older than the last one, set by another thread: ``set_value`` takes the
+time before it stores the reading, and clients must never see a sensor's time go back).  The queue holds at most
 :attr:`SampleStrategy.MAX_THREAD_BACKLOG` readings per sensor: setters that outrun the
 loop make it drop the oldest, so memory stays flat and the loop is never far behind.
 """

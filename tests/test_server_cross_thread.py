@@ -581,8 +581,8 @@ def test_overridden_inform_sees_every_report_on_both_paths():
         plain, plain_rec = make("event", sensor, loop)
         strat.start()
         plain.start()
-        sensor.set(2.0, NOMINAL, 1)  # loop thread
-        sensor.set(3.0, NOMINAL, 1)  # no change: no report
+        sensor.set(1.2, NOMINAL, 1)  # loop thread
+        sensor.set(1.4, NOMINAL, 1)  # no change: no report
         set_in_thread(sensor, 2, 3)
         await loop.settle()
         strat.update(sensor, sensor.read())  # called directly, as a user may
@@ -622,3 +622,44 @@ def test_strategies_of_one_sensor_on_two_loops_each_get_their_loops_relay():
         run(body)
     finally:
         other.close()
+
+
+def test_reading_overtaken_by_another_threads_newer_one_is_left_out():
+    """Several setters: one holding an older timestamp is left out; one thread's own go on.
+
+    ``set_value`` takes the time before it stores the reading, so a setter held in between
+    stores a reading older than one another thread stored meanwhile.
+    """
+    async def body(loop):
+        sensor = int_sensor(0)
+        strat, rec = make("auto", sensor, loop)
+        strat.start()
+        release = threading.Event()
+
+        def first() -> None:
+            sensor.set(20.0, NOMINAL, 2)
+            assert release.wait(TIMEOUT)  # alive meanwhile: the other thread differs
+
+        holder = threading.Thread(target=first)
+        holder.start()
+        set_in_thread(sensor, 1, ts=10.0)  # another thread, older: left out
+        release.set()
+        holder.join(TIMEOUT)
+        set_in_thread(sensor, 3, ts=30.0)
+        await loop.settle()
+        assert rec.values == [0, 2, 3]
+        # One thread's own readings all go on, in order, whatever their timestamps.
+        t = threading.Thread(target=lambda: [sensor.set(t, NOMINAL, v)
+                                             for t, v in ((60.0, 6), (55.0, 7))])
+        t.start()
+        t.join(TIMEOUT)
+        await loop.settle()
+        assert rec.values == [0, 2, 3, 6, 7]
+        sensor.set(50.0, NOMINAL, 8)  # the loop thread, older than another's: left out
+        assert rec.values == [0, 2, 3, 6, 7]
+        sensor.set(70.0, NOMINAL, 9)
+        sensor.set(65.0, NOMINAL, 10)  # its own: goes on
+        assert rec.values == [0, 2, 3, 6, 7, 9, 10]
+        strat.cancel()
+
+    run(body)

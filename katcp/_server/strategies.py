@@ -45,6 +45,7 @@ _CANCELLED = object()
 
 # The loop running in this thread (asyncio's fast private accessor; see _aio.lowlevel).
 _get_running_loop = running_loop
+_get_ident = threading.get_ident
 
 
 class SampledSensor(Protocol):
@@ -830,7 +831,10 @@ class _Relay:
     queue in the order the sensor stored them, and a reading another thread overtook is
     left out rather than sent after a newer one), and the first reading of a burst posts
     one call of :func:`_drain_relay` to the loop's `LoopCalls`.  While a drain is due,
-    updates in the loop thread queue too, so nothing overtakes a queued reading.  The
+    updates in the loop thread queue too, so nothing overtakes a queued reading.  A
+    reading older (by timestamp) than the last one, which another thread queued or passed
+    on, was overtaken in the sensor itself and is left out: clients never see a sensor's
+    time go back.  (One thread's own readings always go on, whatever their timestamps.) The
     deque keeps the newest ``maxlen`` readings: setters that outrun the loop cost bounded
     memory, and the loop is never far behind.
 
@@ -843,7 +847,7 @@ class _Relay:
     """
 
     __slots__ = ("_loop", "_calls", "_members", "_pending", "_maxlen", "_lock", "_scheduled",
-                 "_last", "_seq")
+                 "_last", "_setter", "_seq")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, maxlen: int) -> None:
         self._loop = loop
@@ -855,6 +859,7 @@ class _Relay:
         self._lock = threading.Lock()
         self._scheduled = False  # a _drain_relay call is posted or running
         self._last: Any = None  # the last reading queued or passed on at once
+        self._setter = 0  # the thread that queued or passed it on
         self._seq = 0  # readings queued so far
 
     def update(self, sensor: SampledSensor, reading: Any) -> None:
@@ -864,7 +869,13 @@ class _Relay:
         if self._scheduled or _get_running_loop() is not self._loop:
             self._queue(sensor)
             return
+        last = self._last
+        me = _get_ident()
+        if last is not None and reading[0] < last[0] and me != self._setter:
+            lock.release()  # overtaken by another thread (see _queue)
+            return
         self._last = reading
+        self._setter = me
         lock.release()
         for strategy in self._members:
             strategy._relayed(sensor, reading)
@@ -872,10 +883,19 @@ class _Relay:
     def _queue(self, sensor: SampledSensor) -> None:
         # Called with the lock held; releases it.
         current = sensor.read()
-        if current is self._last:  # queued already, by the thread that overtook us
+        last = self._last
+        if current is last:  # queued already, by the thread that overtook us
+            self._lock.release()
+            return
+        me = _get_ident()
+        if last is not None and current[0] < last[0] and me != self._setter:
+            # Overtaken by another thread: set_value takes the time before it stores the
+            # reading, so a thread held in between stores an older one after a newer one.
+            # (One thread's own readings always go on, whatever their timestamps.)
             self._lock.release()
             return
         self._last = current
+        self._setter = me
         self._seq += 1
         pending = self._pending
         if pending is None:
