@@ -9,7 +9,8 @@ another process.  For every server, in the same run, this prints:
 * throughput: requests/s with 10 connections, each keeping 100 ``?watchdog`` requests in
   flight (``--connections``, ``--inflight``);
 * ``#sensor-status`` informs/s (and server CPU microseconds per inform) with the ``event``
-  strategy on 1000 sensors for 10 clients;
+  strategy on 1000 sensors for 10 clients: the fan-out, measured last, with every server
+  running at once and the servers taking turns (``--fanout-repeat`` rounds, medians);
 * resident memory per idle connection (1000 idle connections, VmRSS difference);
 * resident memory per sensor (10000 sensors added, VmRSS difference);
 
@@ -26,7 +27,7 @@ is not counted.
 
 Usage::
 
-    python bench/bench_server.py [--requests 50000] [--repeat 3]
+    python bench/bench_server.py [--requests 50000] [--repeat 3] [--fanout-repeat 5]
                                  [--servers async,default,async-py,aiokatcp,transport]
                                  [--steps kb_per_sensor,kb_per_conn,watchdog,throughput,informs]
 
@@ -498,14 +499,12 @@ def measure_sensor_memory(server: ServerProcess, n: int, timeout: float) -> floa
 
 
 def run_one(server: ServerProcess, args: argparse.Namespace) -> Dict[str, Optional[float]]:
-    """The measurements taken server by server (memory, informs)."""
+    """The measurements taken server by server (memory)."""
     result: Dict[str, Optional[float]] = {}
     steps = [
         ("kb_per_sensor", lambda: measure_sensor_memory(server, args.add_sensors,
                                                         args.timeout)),
         ("kb_per_conn", lambda: measure_idle_memory(server, args.idle, args.timeout)),
-        ("informs", lambda: measure_informs(server, args.clients, args.rounds,
-                                            args.timeout)),
     ]
     for name, step in steps:
         if not _wanted(server.kind, name, args):
@@ -569,6 +568,50 @@ def run_rounds(servers: List[ServerProcess], args: argparse.Namespace
             for kind, got in samples.items()}
 
 
+def run_fanout(servers: List[ServerProcess], args: argparse.Namespace,
+               results: Dict[str, Dict[str, Optional[float]]]) -> None:
+    """The fan-out, interleaved: every server runs, each takes its turn in every round.
+
+    Load from the other processes on the machine then weighs on all servers alike; the
+    medians over ``--fanout-repeat`` rounds go into ``results``, with the spread.
+    """
+    live = [s for s in servers if _wanted(s.kind, "informs", args)]
+    kinds = [s.kind for s in live]
+    samples: Dict[str, List[dict]] = {k: [] for k in kinds}
+    for i in range(args.fanout_repeat):
+        load = os.getloadavg()[0]
+        print(f"fan-out round {i + 1}/{args.fanout_repeat} (load average {load:.2f})",
+              flush=True)
+        for server in live:
+            if server.proc.poll() is not None:
+                continue
+            try:
+                samples[server.kind].append(measure_informs(server, args.clients,
+                                                            args.rounds, args.timeout))
+            except Exception as exc:
+                print(f"  {server.kind}: informs failed: {exc}", file=sys.stderr)
+    for kind, runs in samples.items():
+        if not runs:
+            continue
+        res = results.setdefault(kind, {})
+        for key in ("informs_per_s", "cpu_us_per_inform"):
+            values = sorted(r[key] for r in runs)
+            res[key] = statistics.median(values)
+        print(f"  {KINDS[kind]}: informs/s " + " ".join(f"{r['informs_per_s']:.0f}" for r in runs)
+              + "; CPU us/inform " + " ".join(f"{r['cpu_us_per_inform']:.2f}" for r in runs))
+    peer = samples.get("aiokatcp")
+    if peer and len(peer) == len(samples.get("async", [])):
+        # Ratios per round (the same moment's load), then their median.
+        for kind in kinds:
+            if kind == "aiokatcp" or len(samples[kind]) != len(peer):
+                continue
+            rates = [o["informs_per_s"] / p["informs_per_s"] for o, p in zip(samples[kind], peer)]
+            cpu = [p["cpu_us_per_inform"] / o["cpu_us_per_inform"]
+                   for o, p in zip(samples[kind], peer)]
+            results[kind]["fanout_rate_ratio"] = statistics.median(rates)
+            results[kind]["fanout_cpu_ratio"] = statistics.median(cpu)
+
+
 def _fmt(value: Optional[float], spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -608,7 +651,7 @@ def report(results: Dict[str, Dict[str, Optional[float]]]) -> None:
         ("default", "req_per_s", False, None, "DeviceServer requests/s (ours/aiokatcp)"),
         ("default", "thr_req_per_s", False, None,
          "DeviceServer requests/s, 10 conn x 100 (ours/aiokatcp)"),
-        ("async", "informs_per_s", False, 4.0, "AsyncDeviceServer informs/s (ours/aiokatcp)"),
+        ("async", "informs_per_s", False, 15.0, "AsyncDeviceServer informs/s (ours/aiokatcp)"),
         ("async", "cpu_us_per_inform", True, None, "AsyncDeviceServer CPU per inform (aiokatcp/ours)"),
         ("default", "informs_per_s", False, None, "DeviceServer informs/s (ours/aiokatcp)"),
         ("default", "cpu_us_per_inform", True, None, "DeviceServer CPU per inform (aiokatcp/ours)"),
@@ -630,6 +673,10 @@ def report(results: Dict[str, Dict[str, Optional[float]]]) -> None:
         res = results.get(kind)
         if not res:
             continue
+        if res.get("fanout_rate_ratio") is not None:
+            print(f"  {KINDS[kind]}: fan-out, median of per-round ratios: informs/s "
+                  f"{res['fanout_rate_ratio']:.2f}x, CPU per inform "
+                  f"{res['fanout_cpu_ratio']:.2f}x (aiokatcp/ours)")
         conn, sensor = res.get("kb_per_conn"), res.get("kb_per_sensor")
         if conn is not None:
             print(f"  {KINDS[kind]}: {conn:.2f} KB per idle connection "
@@ -651,6 +698,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--inflight", type=int, default=100,
                         help="throughput: requests in flight per connection")
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--fanout-repeat", type=int, default=5,
+                        help="fan-out rounds (every server takes a turn in each)")
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--add-sensors", type=int, default=10000)
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -687,6 +736,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"request rounds ({args.repeat}, interleaved) ...", flush=True)
             for kind, res in run_rounds(servers, args).items():
                 results[kind].update(res)
+        if args.steps is None or "informs" in args.steps:
+            run_fanout(servers, args, results)
     finally:
         for server in servers:
             server.stop()

@@ -25,16 +25,20 @@ with the semantics of the reference implementations:
 
 All timing uses the event loop's monotonic clock (``loop.time()`` and
 ``loop.call_at``), never the wall clock, so tests can drive a fake clock.
-Sensor updates may come from any thread.  An update that arrives outside the loop's
-thread joins the strategy's backlog, and the first one since the loop last looked
-queues one call for the loop, which processes the backlog in order; a burst of
-updates (for any number of strategies) costs the loop a single wake-up.  What joins
-the backlog is the sensor's reading *at that moment*, taken under one lock, so the
-loop sees readings in the order the sensor stored them even when several threads set
-it at once (a reading overtaken before its setter got there is left out, never sent
-after a newer one).  The backlog holds at most
-:attr:`SampleStrategy.MAX_THREAD_BACKLOG` readings: a setter that outruns the loop
-makes it drop the oldest, so memory stays flat and the loop is never far behind.
+Sensor updates may come from any thread.  The strategies that sample one sensor on one
+loop share one observer of the sensor (a relay, attached by :meth:`SampleStrategy.attach`),
+so an update costs one call whatever the number of clients.  An update that arrives
+outside the loop's thread joins the relay's queue, and the first one since the loop last
+looked posts one call to the loop, which passes the queued readings, in order, to every
+strategy's :meth:`~SampleStrategy.update`; a burst of updates (of any number of sensors)
+costs the loop a single wake-up.  What joins the queue is the sensor's reading *at that
+moment*, taken under the relay's own lock, so the loop sees readings in the order the
+sensor stored them even when several threads set it at once (a reading overtaken before
+its setter got there is left out, never sent after a newer one; so is a reading whose
+timestamp is older than the last one, set by another thread: ``set_value`` takes the
+time before it stores the reading, and clients must never see a sensor's time go back).  The queue holds at most
+:attr:`SampleStrategy.MAX_THREAD_BACKLOG` readings per sensor: setters that outrun the
+loop make it drop the oldest, so memory stays flat and the loop is never far behind.
 """
 
 from __future__ import annotations

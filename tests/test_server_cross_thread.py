@@ -13,14 +13,15 @@ import logging
 import threading
 
 import pytest
-from test_sampling import NOMINAL, WARN, FakeClockLoop, int_sensor, make, run
+from test_sampling import NOMINAL, WARN, FakeClockLoop, Recorder, int_sensor, make, run
 from test_server_support import TIMEOUT, ExampleServer, RawClient, running
 
 from katcp._aio import lowlevel
 from katcp._aio.loopcalls import LoopCalls, loop_calls
 from katcp._server.connections import KATCPServer
 from katcp.kattypes import Int, request, return_reply
-from katcp.sampling import SampleStrategy
+from katcp.core import Reading
+from katcp.sampling import SampleAuto, SampleEvent, SampleStrategy
 
 
 class WakeCountingLoop(FakeClockLoop):
@@ -442,3 +443,299 @@ def test_handler_thread_replies_pass_an_overridden_send_message():
             client.close()
     assert [line for line in server.sent if line.startswith(b"!watchdog")] == [
         b"!watchdog[%d] ok" % i for i in range(1, 11)]
+
+
+# ------------------------------------------------------------- the sensor's relay
+
+
+def set_in_thread(sensor, *values, status=NOMINAL, ts=None) -> None:
+    """Set ``sensor`` to each of ``values`` from another thread (timestamps 1.0, 2.0, ...)."""
+    def setter() -> None:
+        for v in values:
+            sensor.set(float(v) if ts is None else ts, status, v)
+
+    t = threading.Thread(target=setter)
+    t.start()
+    t.join(TIMEOUT)
+    assert not t.is_alive()
+
+
+def test_one_handoff_per_thread_update_whatever_the_number_of_strategies():
+    """Ten strategies of one sensor: one queued call per burst, one observer of the sensor."""
+    loop = WakeCountingLoop()
+
+    async def body(loop):
+        sensor = int_sensor(0)
+        made = [make(name, sensor, loop, *params) for name, params in
+                [("auto", ()), ("event", ()), ("differential", ("1",))] * 3
+                + [("event-rate", ("0", "100"))]]
+        for strat, _ in made:
+            strat.start()
+        assert len(sensor._observers) == 1  # the relay, for all ten
+        sensor.set(1.5, NOMINAL, 4)  # loop thread: no queue needed, none made
+        assert made[0][0]._relay._pending is None
+        calls = loop_calls(loop)
+        set_in_thread(sensor, 5, status=WARN, ts=2.0)
+        assert len(calls._calls) == 3  # one call (fn, a, b) for the ten strategies
+        await loop.settle()
+        assert loop.wakeups == 1
+        for strat, rec in made:
+            assert rec.values == [0, 4, 5], strat
+        for strat, _ in made:
+            strat.cancel()
+        assert sensor._observers == ()  # the last one out detaches the relay
+
+    try:
+        loop.run_until_complete(body(loop))
+    finally:
+        loop.close()
+
+
+def test_strategy_joining_while_readings_are_queued_gets_none_older_than_its_first():
+    async def body(loop):
+        sensor = int_sensor(0)
+        early, early_rec = make("auto", sensor, loop)
+        early.start()
+        set_in_thread(sensor, 1, 2, 3)  # queued for the loop, which has not run yet
+        late, late_rec = make("auto", sensor, loop)
+        late.start()  # reports the current reading (3) at once
+        await loop.settle()
+        assert early_rec.values == [0, 1, 2, 3]
+        assert late_rec.values == [3]
+        set_in_thread(sensor, 4)
+        await loop.settle()
+        assert early_rec.values == [0, 1, 2, 3, 4] and late_rec.values == [3, 4]
+        early.cancel()
+        late.cancel()
+
+    run(body)
+
+
+def test_loop_thread_update_waits_behind_queued_ones():
+    """A reading set in the loop thread while others wait to be drained goes after them."""
+    async def body(loop):
+        sensor = int_sensor(0)
+        strat, rec = make("auto", sensor, loop)
+        strat.start()
+        set_in_thread(sensor, 1, 2)
+        sensor.set(3.0, NOMINAL, 3)  # loop thread, before the queued drain runs
+        assert rec.values == [0]
+        await loop.settle()
+        assert rec.values == [0, 1, 2, 3]
+        sensor.set(4.0, NOMINAL, 4)  # nothing queued: at once
+        assert rec.values == [0, 1, 2, 3, 4]
+        strat.cancel()
+
+    run(body)
+
+
+class RecordingAuto(SampleAuto):
+    """A strategy class that overrides ``update``: the relay must call it."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
+    def update(self, sensor, reading) -> None:
+        self.seen.append((threading.get_ident(), reading.value))
+        super().update(sensor, reading)
+
+
+def test_overridden_update_is_called_in_the_loop_thread():
+    async def body(loop):
+        sensor = int_sensor(0)
+        rec = Recorder(loop)
+        strat = RecordingAuto(rec, sensor, ioloop=loop)
+        plain, plain_rec = make("auto", sensor, loop)
+        strat.start()
+        plain.start()
+        here = threading.get_ident()
+        set_in_thread(sensor, 1, 2)
+        sensor.set(3.0, NOMINAL, 3)
+        await loop.settle()
+        sensor.set(4.0, NOMINAL, 4)
+        assert strat.seen == [(here, v) for v in (0, 1, 2, 3, 4)]
+        assert rec.values == plain_rec.values == [0, 1, 2, 3, 4]
+        strat.cancel()
+        plain.cancel()
+
+    run(body)
+
+
+class LookAlike:
+    """A sensor look-alike that compares equal to any other of the same name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.observers = []
+        self.reading = Reading(1.0, NOMINAL, 0)
+
+    def __eq__(self, other):
+        return isinstance(other, LookAlike) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def attach(self, observer) -> None:
+        self.observers.append(observer)
+
+    def detach(self, observer) -> None:
+        self.observers.remove(observer)
+
+    def read(self):
+        return self.reading
+
+    def set(self, value) -> None:
+        self.reading = Reading(1.0, NOMINAL, value)
+        for observer in list(self.observers):
+            observer.update(self, self.reading)
+
+
+def test_look_alike_sensors_equal_to_each_other_keep_relays_of_their_own():
+    async def body(loop):
+        a, b = LookAlike("same"), LookAlike("same")
+        sa, rec_a = make("auto", a, loop)
+        sb, rec_b = make("auto", b, loop)
+        sa.start()
+        sb.start()
+        assert len(a.observers) == len(b.observers) == 1
+        assert a.observers[0] is not b.observers[0]
+        t = threading.Thread(target=a.set, args=(7,))
+        t.start()
+        t.join(TIMEOUT)
+        b.set(9)
+        await loop.settle()
+        assert rec_a.values == [0, 7] and rec_b.values == [0, 9]
+        sa.cancel()
+        sb.cancel()
+        assert a.observers == [] and b.observers == []
+
+    run(body)
+
+
+def test_strategy_attached_directly_to_a_sensor_is_still_handed_to_the_loop():
+    """``sensor.attach(strategy)`` (katcp-python style, not via start()) still works."""
+    async def body(loop):
+        sensor = int_sensor(0)
+        strat, rec = make("auto", sensor, loop)
+        sensor.attach(strat)
+        set_in_thread(sensor, 1, 2)
+        await loop.settle()
+        assert rec.values == [1, 2]
+        strat.cancel()
+        assert sensor._observers == ()
+
+    run(body)
+
+
+class CountingEvent(SampleEvent):
+    """A strategy class that overrides ``inform``: every report must go through it."""
+
+    __slots__ = ("informed",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.informed = []
+
+    def inform(self, reading) -> None:
+        self.informed.append(reading.value)
+        super().inform(reading)
+
+
+def test_overridden_inform_sees_every_report_on_both_paths():
+    """Our classes call the inform callback directly; a class overriding inform is called."""
+    assert SampleEvent._inform_inline and SampleEvent._relay_skips_update
+    assert not CountingEvent._inform_inline and CountingEvent._relay_skips_update
+    assert not RecordingAuto._relay_skips_update and RecordingAuto._inform_inline
+
+    async def body(loop):
+        sensor = int_sensor(0)
+        rec = Recorder(loop)
+        strat = CountingEvent(rec, sensor, ioloop=loop)
+        plain, plain_rec = make("event", sensor, loop)
+        strat.start()
+        plain.start()
+        sensor.set(1.2, NOMINAL, 1)  # loop thread
+        sensor.set(1.4, NOMINAL, 1)  # no change: no report
+        set_in_thread(sensor, 2, 3)
+        await loop.settle()
+        strat.update(sensor, sensor.read())  # called directly, as a user may
+        assert strat.informed == [0, 1, 2, 3]
+        assert rec.values == plain_rec.values == [0, 1, 2, 3]
+        strat.cancel()
+        plain.cancel()
+
+    run(body)
+
+
+def test_strategies_of_one_sensor_on_two_loops_each_get_their_loops_relay():
+    from katcp._server.strategies import _RELAYS
+
+    other = asyncio.new_event_loop()
+    try:
+        async def body(loop):
+            sensor = int_sensor(0)
+            here, here_rec = make("auto", sensor, loop)
+            there, there_rec = make("auto", sensor, other)
+            here.start()
+            there.attach()  # (its loop is not running: joins that loop's relay from here)
+            assert len(sensor._observers) == 2 and len(_RELAYS[sensor]) == 2
+            sensor.set(2.0, NOMINAL, 5)  # in this loop's thread: at once here only
+            assert here_rec.values == [0, 5]
+            await asyncio.sleep(0)
+            # the other loop, run in a thread of its own, drains its queue
+            t = threading.Thread(target=other.run_until_complete, args=(settle(),))
+            t.start()
+            t.join(TIMEOUT)
+            assert there_rec.values == [0, 5]
+            there.cancel()
+            assert len(sensor._observers) == 1 and _RELAYS[sensor] is here._relay
+            here.cancel()
+            assert sensor._observers == () and sensor not in _RELAYS
+
+        run(body)
+    finally:
+        other.close()
+
+
+def test_reading_overtaken_by_another_threads_newer_one_is_left_out():
+    """Several setters: one holding an older timestamp is left out; one thread's own go on.
+
+    ``set_value`` takes the time before it stores the reading, so a setter held in between
+    stores a reading older than one another thread stored meanwhile.
+    """
+    async def body(loop):
+        sensor = int_sensor(0)
+        strat, rec = make("auto", sensor, loop)
+        strat.start()
+        release = threading.Event()
+
+        def first() -> None:
+            sensor.set(20.0, NOMINAL, 2)
+            assert release.wait(TIMEOUT)  # alive meanwhile: the other thread differs
+
+        holder = threading.Thread(target=first)
+        holder.start()
+        set_in_thread(sensor, 1, ts=10.0)  # another thread, older: left out
+        release.set()
+        holder.join(TIMEOUT)
+        set_in_thread(sensor, 3, ts=30.0)
+        await loop.settle()
+        assert rec.values == [0, 2, 3]
+        # One thread's own readings all go on, in order, whatever their timestamps.
+        t = threading.Thread(target=lambda: [sensor.set(t, NOMINAL, v)
+                                             for t, v in ((60.0, 6), (55.0, 7))])
+        t.start()
+        t.join(TIMEOUT)
+        await loop.settle()
+        assert rec.values == [0, 2, 3, 6, 7]
+        sensor.set(50.0, NOMINAL, 8)  # the loop thread, older than another's: left out
+        assert rec.values == [0, 2, 3, 6, 7]
+        sensor.set(70.0, NOMINAL, 9)
+        sensor.set(65.0, NOMINAL, 10)  # its own: goes on
+        assert rec.values == [0, 2, 3, 6, 7, 9, 10]
+        strat.cancel()
+
+    run(body)

@@ -359,10 +359,15 @@ class SensorServerBase(DeviceServerBase):
         """
         status_bytes = self._status_bytes
         if client_conn._direct_bytes:
-            conn = client_conn._conn
+            write_bytes = client_conn._conn.write_bytes
 
             def write_status(sensor: Any, reading: Any) -> None:
-                conn.write_bytes(status_bytes(sensor, reading))
+                # (the cache look-up of _status_bytes inlined: this runs once per inform)
+                cached = self._status_cache
+                if cached[1] is reading and cached[0] is sensor:
+                    write_bytes(cached[2])
+                else:
+                    write_bytes(status_bytes(sensor, reading))
 
             return write_status
 

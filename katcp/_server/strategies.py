@@ -7,8 +7,10 @@ import asyncio
 import logging
 import math
 import threading
+import weakref
+from collections import deque
 from functools import wraps
-from typing import Any, Callable, Dict, List, Protocol, Tuple
+from typing import Any, Callable, Deque, Dict, List, Protocol, Tuple
 
 from katcp._aio.lowlevel import running_loop
 from katcp._aio.loopcalls import LoopCalls, loop_calls
@@ -40,20 +42,10 @@ _EPS = 1e-6
 # Stored in ``_uloop`` once a strategy is cancelled: never the running loop, so
 # the fast path of ``update`` falls through to the checking (slow) path.
 _CANCELLED = object()
-# Stored in ``_uloop`` while a strategy has a backlog of updates queued for the loop
-# (`_deliver_backlog`): updates meanwhile, from any thread, join the backlog.
-_QUEUED = object()
-# Guards the backlogs and the changes of ``_uloop`` that race: loop -> _QUEUED (a
-# setter thread), _QUEUED -> loop (the loop), anything -> _CANCELLED (any thread).
-# Never taken on the loop's fast path.
-_STATE_LOCK = threading.Lock()
-# (Bound once: on the setters' path ``with`` costs about twice as much.)
-_lock_state = _STATE_LOCK.acquire
-_unlock_state = _STATE_LOCK.release
 
 # The loop running in this thread (asyncio's fast private accessor; see _aio.lowlevel).
 _get_running_loop = running_loop
-
+_get_ident = threading.get_ident
 
 
 class SampledSensor(Protocol):
@@ -120,6 +112,18 @@ def format_inform_v4(sensor, *reading):
     timestamp, status, value = _unpack_reading(reading)
     timestamp = int(float(timestamp) * _SEC_TO_MS_FAC)
     return Message.inform("sensor-status", timestamp, "1", sensor.name, status, value)
+
+
+def _relay_may_skip(update: Callable) -> Callable:
+    """Mark an ``update`` of ours: the relay may call ``_deliver`` in its place.
+
+    A class whose ``update`` is so marked (decided once per class, in
+    `SampleStrategy.__init_subclass__`) gets the sensor's readings in the loop thread
+    through ``_deliver``, the same work without the loop-thread test; a class that
+    overrides ``update`` gets them through its ``update``.
+    """
+    update._relay_may_skip = True  # type: ignore[attr-defined]
+    return update
 
 
 def _resolve_loop(ioloop) -> asyncio.AbstractEventLoop:
@@ -202,8 +206,10 @@ class SampleStrategy:
     #: True if the strategy observes the sensor's updates.
     OBSERVE_UPDATES = False
 
-    #: Most readings set outside the loop's thread that wait for the loop, per strategy;
-    #: when a setter outruns the loop the oldest are dropped (the newest always stays).
+    #: Most readings set outside the loop's thread that wait for the loop, per sensor (and
+    #: loop: the strategies of one sensor on one loop share them); when setters outrun the
+    #: loop the oldest are dropped (the newest always stays).  The value of the first
+    #: strategy that samples a sensor on a loop counts.
     MAX_THREAD_BACKLOG: int = 16
 
     #: Shortest ``period`` (and ``longest-period`` of the ``*-rate`` strategies) accepted,
@@ -214,8 +220,20 @@ class SampleStrategy:
     # Strategy constant reported by get_sampling (set by each subclass).
     _SAMPLING_TYPE: int | None = None
 
+    #: True if the class keeps :meth:`inform`: a report may call the inform callback
+    #: directly.  Decided once per class, as is ``_relay_skips_update``.
+    _inform_inline = True
+    #: True if the class keeps our ``update``: the relay calls ``_deliver`` instead.
+    _relay_skips_update = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._inform_inline = cls.inform is SampleStrategy.inform
+        cls._relay_skips_update = getattr(cls.update, "_relay_may_skip", False)
+        cls._relayed = cls._deliver if cls._relay_skips_update else cls.update
+
     __slots__ = ("_inform_callback", "_sensor", "_params", "_ioloop", "_loop", "_uloop",
-                 "_calls", "_last", "_backlog", "_queued_last", "__weakref__")
+                 "_calls", "_last", "_relay", "_since", "__weakref__")
 
     def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
         ioloop = kwargs.pop("ioloop", None)
@@ -239,10 +257,10 @@ class SampleStrategy:
         self._calls: LoopCalls | None = None  # the loop's cross-thread queue, fetched when needed
         # The last reading reported, for strategies that report changes.
         self._last = None
-        # Readings set outside the loop thread, waiting for the loop (None: none), and
-        # the last reading that joined a backlog (a late setter finds it again: skip it).
-        self._backlog: List[Any] | None = None
-        self._queued_last: Any = None
+        # The sensor's relay while attached (see attach()), and how many readings it had
+        # queued when this strategy joined: those are older than its first report.
+        self._relay: _Relay | None = None
+        self._since = 0
 
     @property
     def ioloop(self):
@@ -306,6 +324,7 @@ class SampleStrategy:
 
     # -- observer side -------------------------------------------------------
 
+    @_relay_may_skip
     def update(self, sensor: SampledSensor, reading) -> None:
         """Sensor observer callback: the sensor was set to ``reading``.
 
@@ -321,35 +340,26 @@ class SampleStrategy:
         else:
             self._update_elsewhere(sensor, reading)
 
-    def _update_elsewhere(self, sensor: SampledSensor, reading) -> None:
-        """Slow path of update(): cancelled, a backlog queued, or outside the loop thread.
+    def _deliver(self, sensor: SampledSensor, reading) -> None:
+        """:meth:`update` as called by the relay, in the loop thread (see `_relay_may_skip`)."""
+        if self._uloop is not _CANCELLED:
+            self._process(reading)
 
-        The sensor's current reading (not ``reading``, which another thread may have
-        overtaken meanwhile) joins the backlog under the lock, so the backlog follows the
-        order in which the sensor stored its readings.  The first update of a backlog
-        queues one call of `_deliver_backlog`.
+    #: What the relay calls in the loop thread: ``_deliver``, or ``update`` for a class
+    #: that overrides it (set per class in ``__init_subclass__``).
+    _relayed = _deliver
+
+    def _update_elsewhere(self, sensor: SampledSensor, reading) -> None:
+        """Slow path of update(): cancelled, or called outside the loop thread.
+
+        Only a strategy attached to its sensor by other means than :meth:`attach` is
+        called so (:meth:`attach` hands the sensor's updates to the loop through the
+        sensor's `_Relay`, which calls :meth:`update` in the loop thread): the call is
+        posted to the loop as it is.
         """
         if self._uloop is _CANCELLED:
             return
-        _lock_state()
-        try:
-            if self._uloop is _CANCELLED:
-                return
-            current = sensor.read()
-            if current is self._queued_last:
-                return
-            self._queued_last = current
-            backlog = self._backlog
-            if backlog is not None:
-                if len(backlog) >= self.MAX_THREAD_BACKLOG:
-                    del backlog[0]  # the loop is behind: drop the oldest
-                backlog.append(current)
-                return
-            self._backlog = [current]
-            self._uloop = _QUEUED
-        finally:
-            _unlock_state()
-        if not (self._calls or self._loop_calls()).post_pair(_deliver_backlog, self, None):
+        if not (self._calls or self._loop_calls()).post_pair(_update_in_loop, self, reading):
             log.debug("Dropping update of %r: event loop is closed", sensor)
 
     def _loop_calls(self) -> LoopCalls:
@@ -391,13 +401,23 @@ class SampleStrategy:
     # -- life cycle ----------------------------------------------------------
 
     def attach(self) -> None:
-        """Observe the sensor and report (via :meth:`update`) its current reading."""
-        self._sensor.attach(self)
-        self.update(self._sensor, self._sensor.read())
+        """Observe the sensor and report (via :meth:`update`) its current reading.
+
+        The strategy joins the sensor's relay for its loop, the one observer of the sensor
+        for all the strategies on that loop, which calls :meth:`update` in the loop thread.
+        """
+        sensor = self._sensor
+        if self._relay is None:
+            self._relay = _join_relay(sensor, self._loop, self)
+        self.update(sensor, sensor.read())
 
     def detach(self) -> None:
         """Stop observing the sensor."""
-        try:
+        relay = self._relay
+        if relay is not None:
+            self._relay = None
+            _leave_relay(self._sensor, relay, self)
+        try:  # attached by other means than attach()
             self._sensor.detach(self)
         except (KeyError, ValueError):  # was never attached
             pass
@@ -426,10 +446,9 @@ class SampleStrategy:
         No callback is made after ``cancel`` returns (when called in the loop
         thread).  Calling it twice is harmless.
         """
-        with _STATE_LOCK:
-            if self._uloop is _CANCELLED:
-                return
-            self._uloop = _CANCELLED
+        if self._uloop is _CANCELLED:
+            return
+        self._uloop = _CANCELLED  # (a relay delivering meanwhile checks it: no more reports)
         if self.OBSERVE_UPDATES:
             self.detach()
         if _get_running_loop() is self._loop:
@@ -465,6 +484,21 @@ class SampleStrategy:
 
     def _reported(self, reading, when: float | None) -> None:
         """Hook: ``reading`` is being reported (due at loop time ``when``; None: now)."""
+
+    def _report_now(self, reading) -> None:
+        """:meth:`inform` for the strategies with no timers (``auto``, ``event``, ...).
+
+        Their report only records the reading, so while the class keeps :meth:`inform`
+        this calls the inform callback itself (the hot path of every sensor update).
+        """
+        if self._inform_inline:
+            self._last = reading
+            try:
+                self._inform_callback(self._sensor, reading)
+            except Exception:
+                self._log_inform_error(reading)
+        else:
+            self.inform(reading)
 
     def _log_inform_error(self, reading) -> None:
         log.exception("Unhandled exception trying to send %r for sensor %r",
@@ -506,15 +540,17 @@ class SampleAuto(SampleStrategy):
             raise ValueError("The 'auto' strategy takes no parameters.")
         super().__init__(inform_callback, sensor, **kwargs)
 
+    @_relay_may_skip
     def update(self, sensor: SampledSensor, reading) -> None:
         """Report every reading (sensor observer callback)."""
-        if _get_running_loop() is self._uloop:  # fast path: inform() inlined (no state)
-            try:
-                self._inform_callback(self._sensor, reading)
-            except Exception:
-                self._log_inform_error(reading)
+        if _get_running_loop() is self._uloop:
+            self._deliver(sensor, reading)
         else:
             self._update_elsewhere(sensor, reading)
+
+    def _deliver(self, sensor: SampledSensor, reading) -> None:
+        if self._uloop is not _CANCELLED:
+            self._report_now(reading)
 
     def _process(self, reading) -> None:
         self.inform(reading)
@@ -674,17 +710,17 @@ class _ReportEachChange(SampleStrategy):
 
     __slots__ = ()
 
+    @_relay_may_skip
     def update(self, sensor: SampledSensor, reading) -> None:
         """Report ``reading`` if it counts as a change (sensor observer callback)."""
-        if _get_running_loop() is self._uloop:  # fast path: inform() inlined, one report
-            if self._changed(reading):
-                self._last = reading
-                try:
-                    self._inform_callback(self._sensor, reading)
-                except Exception:
-                    self._log_inform_error(reading)
+        if _get_running_loop() is self._uloop:
+            self._deliver(sensor, reading)
         else:
             self._update_elsewhere(sensor, reading)
+
+    def _deliver(self, sensor: SampledSensor, reading) -> None:
+        if self._uloop is not _CANCELLED and self._changed(reading):
+            self._report_now(reading)
 
     def _process(self, reading) -> None:
         if self._changed(reading):
@@ -710,6 +746,13 @@ class SampleEvent(_ReportEachChange, SampleEventRate):
             raise ValueError("The 'event' strategy takes no parameters.")
         SampleStrategy.__init__(self, inform_callback, sensor, **kwargs)
         self._init_rate(0.0, AGE_OF_UNIVERSE)
+
+    def _deliver(self, sensor: SampledSensor, reading) -> None:
+        # The most used strategy: _changed() inlined (value or status differs).
+        last = self._last
+        if (self._uloop is not _CANCELLED
+                and (last is None or reading[2] != last[2] or reading[1] != last[1])):
+            self._report_now(reading)
 
 
 class SampleDifferential(_ReportEachChange):
@@ -773,19 +816,197 @@ class SampleDifferentialRate(SampleEventRate):
         return _differs(reading, self._last, self._threshold)
 
 
-def _deliver_backlog(strategy: SampleStrategy, _: Any) -> None:
-    """Loop thread: process, in order, the readings set by other threads since the last call."""
-    with _STATE_LOCK:
-        backlog = strategy._backlog
-        strategy._backlog = None
-        if strategy._uloop is not _QUEUED:  # cancelled since
+def _update_in_loop(strategy: SampleStrategy, reading: Any) -> None:
+    """Loop thread: an update posted by `SampleStrategy._update_elsewhere`."""
+    if strategy._uloop is not _CANCELLED:
+        strategy.update(strategy._sensor, reading)
+
+
+class _Relay:
+    """The strategies of one sensor on one loop: the sensor's one observer for all of them.
+
+    A sensor update costs one call here however many clients sample the sensor.  In the
+    loop thread the reading goes to each strategy at once.  From any other thread the
+    sensor's current reading joins a deque (under this relay's own lock, so readings
+    queue in the order the sensor stored them, and a reading another thread overtook is
+    left out rather than sent after a newer one), and the first reading of a burst posts
+    one call of :func:`_drain_relay` to the loop's `LoopCalls`.  While a drain is due,
+    updates in the loop thread queue too, so nothing overtakes a queued reading.  A
+    reading older (by timestamp) than the last one, which another thread queued or passed
+    on, was overtaken in the sensor itself and is left out: clients never see a sensor's
+    time go back.  (One thread's own readings always go on, whatever their timestamps.) The
+    deque keeps the newest ``maxlen`` readings: setters that outrun the loop cost bounded
+    memory, and the loop is never far behind.
+
+    Each strategy is called through its class's ``_relayed``: ``_deliver`` (our
+    ``update`` without the loop-thread test) or, if its class overrides ``update``, that
+    (see `_relay_may_skip`).  The relay holds no reference to its sensor (the registry
+    maps sensors to relays weakly); each strategy knows its own.  A relay is made for
+    every sampled sensor, so it keeps small: the deque is made on the first update from
+    another thread.
+    """
+
+    __slots__ = ("_loop", "_calls", "_members", "_pending", "_maxlen", "_lock", "_scheduled",
+                 "_last", "_setter", "_seq")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxlen: int) -> None:
+        self._loop = loop
+        self._calls: LoopCalls | None = None
+        # The strategies: replaced whole, under the lock.
+        self._members: Tuple[SampleStrategy, ...] = ()
+        self._pending: Deque[Any] | None = None  # made on the first update from a thread
+        self._maxlen = max(1, maxlen)
+        self._lock = threading.Lock()
+        self._scheduled = False  # a _drain_relay call is posted or running
+        self._last: Any = None  # the last reading queued or passed on at once
+        self._setter = 0  # the thread that queued or passed it on
+        self._seq = 0  # readings queued so far
+
+    def update(self, sensor: SampledSensor, reading: Any) -> None:
+        """Sensor observer callback: pass ``reading`` on (loop thread) or queue it."""
+        lock = self._lock
+        lock.acquire()
+        if self._scheduled or _get_running_loop() is not self._loop:
+            self._queue(sensor)
             return
-        strategy._uloop = strategy._loop
-    assert backlog is not None
-    for reading in backlog:
-        if strategy._uloop is _CANCELLED:  # an inform callback cancelled it
+        last = self._last
+        me = _get_ident()
+        if last is not None and reading[0] < last[0] and me != self._setter:
+            lock.release()  # overtaken by another thread (see _queue)
             return
-        strategy._process(reading)
+        self._last = reading
+        self._setter = me
+        lock.release()
+        for strategy in self._members:
+            strategy._relayed(sensor, reading)
+
+    def _queue(self, sensor: SampledSensor) -> None:
+        # Called with the lock held; releases it.
+        current = sensor.read()
+        last = self._last
+        if current is last:  # queued already, by the thread that overtook us
+            self._lock.release()
+            return
+        me = _get_ident()
+        if last is not None and current[0] < last[0] and me != self._setter:
+            # Overtaken by another thread: set_value takes the time before it stores the
+            # reading, so a thread held in between stores an older one after a newer one.
+            # (One thread's own readings always go on, whatever their timestamps.)
+            self._lock.release()
+            return
+        self._last = current
+        self._setter = me
+        self._seq += 1
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = deque(maxlen=self._maxlen)
+        pending.append(current)
+        if self._scheduled:
+            self._lock.release()
+            return
+        self._scheduled = True
+        self._lock.release()
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = loop_calls(self._loop)
+        if not calls.post_pair(_drain_relay, self, None):
+            log.debug("Dropping update of %r: event loop is closed", sensor)
+
+    def _join(self, strategy: SampleStrategy) -> None:
+        with self._lock:
+            strategy._since = self._seq
+            self._members = self._members + (strategy,)
+
+    def _leave(self, strategy: SampleStrategy) -> None:
+        with self._lock:
+            self._members = tuple(s for s in self._members if s is not strategy)
+
+
+def _drain_relay(relay: _Relay, _: Any) -> None:
+    """Loop thread: pass the readings queued by other threads to the relay's strategies."""
+    lock = relay._lock
+    with lock:
+        pending = relay._pending
+        batch = tuple(pending) if pending else ()
+        if pending:
+            pending.clear()
+        seq = relay._seq - len(batch)
+    try:
+        for reading in batch:
+            seq += 1
+            for strategy in relay._members:
+                # (a strategy that joined after the reading was queued reported a newer one)
+                if strategy._since < seq and strategy._uloop is not _CANCELLED:
+                    strategy._relayed(strategy._sensor, reading)
+    finally:
+        with lock:
+            again = bool(relay._pending)
+            if not again:
+                relay._scheduled = False
+        if again:  # queued meanwhile: in a later loop pass, after the I/O due now
+            assert relay._calls is not None
+            relay._calls.post_pair(_drain_relay, relay, None)
+
+
+# sensor -> its relay, or a tuple of its relays on several loops; weak, so the registry
+# never keeps a sensor alive.
+_RELAYS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+# Guards the registry and the relays' attachment to their sensors (strategies joining and
+# leaving; never taken on a sensor update's path).
+_RELAYS_LOCK = threading.Lock()
+
+
+def _registered(sensor: SampledSensor) -> Tuple[bool, Tuple[_Relay, ...]]:
+    """Whether ``sensor`` may be in the registry, and its relays there (lock held).
+
+    Only sensors hashed by identity share relays (a look-alike that compares equal to
+    another must not share its relay), and only those that take weak references.
+    """
+    if type(sensor).__hash__ is not object.__hash__:
+        return False, ()
+    try:
+        found = _RELAYS.get(sensor)
+    except TypeError:
+        return False, ()
+    if found is None:
+        return True, ()
+    return True, found if isinstance(found, tuple) else (found,)
+
+
+def _join_relay(sensor: SampledSensor, loop: asyncio.AbstractEventLoop,
+                strategy: SampleStrategy) -> _Relay:
+    """Add ``strategy`` to the relay of ``sensor`` on ``loop`` (made and attached if new)."""
+    with _RELAYS_LOCK:
+        shared, relays = _registered(sensor)
+        for relay in relays:
+            if relay._loop is loop:
+                break
+        else:
+            relay = _Relay(loop, strategy.MAX_THREAD_BACKLOG)
+            sensor.attach(relay)  # (first: if it raises, nothing is registered)
+            if shared:
+                _RELAYS[sensor] = relays + (relay,) if relays else relay
+        relay._join(strategy)
+    return relay
+
+
+def _leave_relay(sensor: SampledSensor, relay: _Relay, strategy: SampleStrategy) -> None:
+    """Remove ``strategy`` from ``relay``; the last one out detaches it from ``sensor``."""
+    with _RELAYS_LOCK:
+        relay._leave(strategy)
+        if relay._members:
+            return
+        try:
+            sensor.detach(relay)
+        except (KeyError, ValueError):
+            pass
+        shared, relays = _registered(sensor)
+        if relay in relays:
+            rest = tuple(r for r in relays if r is not relay)
+            if not rest:
+                del _RELAYS[sensor]
+            else:
+                _RELAYS[sensor] = rest if len(rest) > 1 else rest[0]
 
 
 _STRATEGY_CLASSES = {
