@@ -120,9 +120,14 @@ def _free_port() -> int:
 
 
 def _cpu_seconds(pid: int) -> float:
+    return sum(_cpu_split(pid))
+
+
+def _cpu_split(pid: int) -> Tuple[float, float]:
+    """User and system CPU seconds of process `pid`."""
     with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def _rss_bytes(pid: int) -> int:
@@ -193,7 +198,7 @@ async def _rtts(conn: Lines, line: bytes, prefix: bytes, n: int) -> List[float]:
 
 
 async def _measure_rtt(device_port: int, manager_port: int, n: int, manager_pid: int
-                       ) -> Tuple[float, float, float]:
+                       , fleet_pid: int) -> Tuple[float, float, float, float, float]:
     direct_conn = await Lines.open(device_port)
     via_conn = await Lines.open(manager_port)
     direct: List[float] = []
@@ -201,15 +206,21 @@ async def _measure_rtt(device_port: int, manager_port: int, n: int, manager_pid:
     await _rtts(direct_conn, b"?echo x\n", b"!echo", 100)       # warm up
     await _rtts(via_conn, b"?dev0-echo x\n", b"!dev0-echo", 100)
     block = max(n // 10, 1)
-    cpu = 0.0
+    user = system = 0.0
+    device_cpu = 0.0
     for _ in range(10):
+        cpu0 = _cpu_seconds(fleet_pid)
         direct += await _rtts(direct_conn, b"?echo x\n", b"!echo", block)
-        cpu0 = _cpu_seconds(manager_pid)
+        device_cpu += _cpu_seconds(fleet_pid) - cpu0
+        user0, system0 = _cpu_split(manager_pid)
         via += await _rtts(via_conn, b"?dev0-echo x\n", b"!dev0-echo", block)
-        cpu += _cpu_seconds(manager_pid) - cpu0
+        user1, system1 = _cpu_split(manager_pid)
+        user += user1 - user0
+        system += system1 - system0
     for conn in (direct_conn, via_conn):
         conn.writer.close()
-    return statistics.median(direct), statistics.median(via), cpu / len(via)
+    return (statistics.median(direct), statistics.median(via), user / len(via),
+            system / len(via), device_cpu / len(direct))
 
 
 async def _subscribe_and_count(port: int, devices: int, sensors: int, clients: int,
@@ -279,8 +290,10 @@ async def _client_main(args: argparse.Namespace) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as empty:
         empty.write(f'[manager]\nlisten = "127.0.0.1:{empty_port}"\n')
     cli = [sys.executable, "-m", "katcp.manager.cli", "--log-level", "WARNING", "--config"]
+    profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
     baseline = subprocess.Popen(cli + [empty.name], env=env, stderr=subprocess.DEVNULL)
-    manager = subprocess.Popen(cli + [config.name], env=env, stderr=subprocess.DEVNULL)
+    manager = subprocess.Popen(cli[:1] + profile + cli[1:] + [config.name], env=env,
+                               stderr=subprocess.DEVNULL)
     try:
         await _wait_manager(empty_port, 0, 0, 30)
         t0 = time.monotonic()
@@ -288,14 +301,16 @@ async def _client_main(args: argparse.Namespace) -> None:
         sync_s = time.monotonic() - t0
         rss_per_sensor = (_rss_bytes(manager.pid) - _rss_bytes(baseline.pid)) / (
             args.devices * args.sensors)
-        direct, via, cpu = await _measure_rtt(ports[0], manager_port, args.rtt_requests,
-                                              manager.pid)
+        direct, via, user, system, device_cpu = await _measure_rtt(
+            ports[0], manager_port, args.rtt_requests, manager.pid, fleet.pid)
         print(f"fleet: {args.devices} devices x {args.sensors} sensors; manager synced in "
               f"{sync_s:.1f} s")
         print(f"RTT ?echo direct      : {direct * 1e6:8.1f} us (median)")
         print(f"RTT ?dev0-echo via mgr: {via * 1e6:8.1f} us (median)")
         print(f"ratio                 : {via / direct:8.2f}  (goal <= 1.5)")
-        print(f"manager CPU per proxied request: {cpu * 1e6:.1f} us")
+        print(f"manager CPU per proxied request: {(user + system) * 1e6:.1f} us "
+              f"(user {user * 1e6:.1f}, system {system * 1e6:.1f}); device CPU per direct "
+              f"request: {device_cpu * 1e6:.1f} us")
         print(f"manager RSS per proxied sensor: {rss_per_sensor / 1024:.2f} KiB")
         fleet.stdin.write("go\n")
         fleet.stdin.flush()
@@ -337,6 +352,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100_000, help="fleet updates/s in total")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rtt-requests", type=int, default=2000)
+    parser.add_argument("--profile", metavar="FILE",
+                        help="run the manager under cProfile, writing the stats to FILE")
     parser.add_argument("--serve-fleet", nargs=3, metavar=("DEVICES", "SENSORS", "RATE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
