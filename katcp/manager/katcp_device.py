@@ -90,6 +90,11 @@ class KatcpDevice(ProxiedDevice):
         return self._inspector.is_connected()
 
     @property
+    def request_link_ready(self) -> bool:
+        """Whether proxied requests go over the request link now (else the client's)."""
+        return self._link.ready
+
+    @property
     def address(self) -> str:
         return f"{self.spec.host}:{self.spec.port}"
 

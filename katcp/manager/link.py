@@ -174,8 +174,8 @@ class RequestLink:
 
     @staticmethod
     def _answer(connection: Any, msg: Message, reply: Message, done: Done) -> None:
+        reply.mid = msg.mid
         if connection._direct_reply:
-            reply.mid = msg.mid
             connection._send(reply)
         else:
             connection.reply(reply, msg)
@@ -199,8 +199,8 @@ class RequestLink:
                     del self._pending[mid]
                     self._answer(connection, orig, msg, done)
                 elif msg.mtype == _INFORM:
+                    msg.mid = orig.mid
                     if connection._direct_inform:
-                        msg.mid = orig.mid
                         connection._send(msg)
                     else:
                         connection.reply_inform(msg, orig)
