@@ -3,6 +3,7 @@ inspecting-client path give the same answers; message ids, informs, timeouts, a 
 away with requests pending, and client connections that override reply/inform."""
 
 import asyncio
+import contextlib
 
 from manager_support import (
     LineClient,
@@ -72,6 +73,26 @@ def test_link_and_inspecting_client_paths_answer_alike():
     run(main, timeout=30)
 
 
+@contextlib.asynccontextmanager
+async def _linked_manager(device, **kwargs):
+    """A manager in front of `device` (as ``rx1``), once its request link is ready."""
+    async with running_manager({"rx1": katcp_spec("rx1", device.bind_address[1])},
+                               **kwargs) as mgr:
+        await until(lambda: mgr.devices["rx1"].request_link_ready)
+        yield mgr
+
+
+@contextlib.asynccontextmanager
+async def _receiver_behind_manager():
+    """A new receiver and a manager in front of it (link ready): ``(mgr, rx1)``."""
+    rx1 = await start_device()
+    try:
+        async with _linked_manager(rx1) as mgr:
+            yield mgr, mgr.devices["rx1"]
+    finally:
+        await stop_device(rx1)
+
+
 async def _proxied_lines(c: LineClient, n: int):
     """The next `n` lines about ``rx1-`` requests (skipping the greeting)."""
     out = []
@@ -84,9 +105,7 @@ async def _proxied_lines(c: LineClient, n: int):
 
 def test_link_keeps_each_clients_message_ids_apart():
     async def main():
-        rx1 = await start_device()
-        async with running_manager({"rx1": katcp_spec("rx1", rx1.bind_address[1])}) as mgr:
-            await until(lambda: mgr.devices["rx1"].request_link_ready)
+        async with _receiver_behind_manager() as (mgr, _proxied):
             a = await LineClient.connect(mgr.bind_address[1])
             b = await LineClient.connect(mgr.bind_address[1])
             # Same ids from both clients, pipelined, with informs in between.
@@ -100,7 +119,6 @@ def test_link_keeps_each_clients_message_ids_apart():
                              "!rx1-informs[8] ok 1"]
             await a.close()
             await b.close()
-        await stop_device(rx1)
 
     run(main, timeout=30)
 
@@ -108,9 +126,7 @@ def test_link_keeps_each_clients_message_ids_apart():
 def test_link_times_out_and_fails_pending_requests_when_the_device_goes():
     async def main():
         dev = await start_device(SlowReceiver)
-        async with running_manager({"rx1": katcp_spec("rx1", dev.bind_address[1])},
-                                   request_timeout=0.3) as mgr:
-            await until(lambda: mgr.devices["rx1"].request_link_ready)
+        async with _linked_manager(dev, request_timeout=0.3) as mgr:
             c = await LineClient.connect(mgr.bind_address[1])
             reply, informs = await c.request("rx1-hold")
             assert informs == ["#rx1-hold holding"]
@@ -118,9 +134,7 @@ def test_link_times_out_and_fails_pending_requests_when_the_device_goes():
             # A late reply from the device is dropped; the link carries on.
             dev.held.pop().reply("ok")
             assert (await c.request("rx1-echo x"))[0] == "!rx1-echo ok x"
-        async with running_manager({"rx1": katcp_spec("rx1", dev.bind_address[1])},
-                                   request_timeout=30) as mgr:
-            await until(lambda: mgr.devices["rx1"].request_link_ready)
+        async with _linked_manager(dev, request_timeout=30) as mgr:
             c = await LineClient.connect(mgr.bind_address[1])
             c.writer.write(b"?rx1-hold[5]\n")
             assert await _proxied_lines(c, 1) == ["#rx1-hold[5] holding"]
@@ -151,11 +165,9 @@ class RecordingConnection(ClientConnection):
 
 def test_link_sends_through_overridden_client_connection_methods():
     async def main():
-        rx1 = await start_device()
         RecordingConnection.seen = []
-        async with running_manager({"rx1": katcp_spec("rx1", rx1.bind_address[1])}) as mgr:
+        async with _receiver_behind_manager() as (mgr, _proxied):
             mgr._server.client_connection_factory = RecordingConnection
-            await until(lambda: mgr.devices["rx1"].request_link_ready)
             c = await LineClient.connect(mgr.bind_address[1])
             c.writer.write(b"?rx1-informs[3] 1\n")
             assert await c.wait_for("#rx1-informs[3]") == "#rx1-informs[3] item 0 tagged"
@@ -163,17 +175,13 @@ def test_link_sends_through_overridden_client_connection_methods():
             assert ("reply", "!rx1-informs[3] ok 1") in RecordingConnection.seen
             assert ("inform", "#rx1-informs[3] item 0") in RecordingConnection.seen
             await c.close()
-        await stop_device(rx1)
 
     run(main, timeout=30)
 
 
 def test_link_reconnects_when_its_connection_drops():
     async def main():
-        rx1 = await start_device()
-        async with running_manager({"rx1": katcp_spec("rx1", rx1.bind_address[1])}) as mgr:
-            proxied = mgr.devices["rx1"]
-            await until(lambda: proxied.request_link_ready)
+        async with _receiver_behind_manager() as (mgr, proxied):
             # The device drops the link's connection only (not the inspecting client's).
             link_conn = proxied._link._conn
             link_conn.abort()
@@ -185,7 +193,6 @@ def test_link_reconnects_when_its_connection_drops():
             assert proxied._link._conn is not link_conn
             assert (await c.request("rx1-echo z"))[0] == "!rx1-echo ok z"
             await c.close()
-        await stop_device(rx1)
 
     run(main, timeout=30)
 
@@ -193,10 +200,7 @@ def test_link_reconnects_when_its_connection_drops():
 def test_link_message_is_restored_after_forwarding():
     """The client's request keeps its name and id (the reply to the client needs them)."""
     async def main():
-        rx1 = await start_device()
-        async with running_manager({"rx1": katcp_spec("rx1", rx1.bind_address[1])}) as mgr:
-            proxied = mgr.devices["rx1"]
-            await until(lambda: proxied.request_link_ready)
+        async with _receiver_behind_manager() as (mgr, proxied):
             msg = Message.request("rx1-echo", "x", mid=9)
             done = asyncio.get_running_loop().create_future()
             sent = []
@@ -212,6 +216,5 @@ def test_link_message_is_restored_after_forwarding():
             assert (msg.name, msg.mid) == ("rx1-echo", b"9")
             assert await asyncio.wait_for(done, 5) == "ok"
             assert sent == ["!rx1-echo[9] ok x"]
-        await stop_device(rx1)
 
     run(main, timeout=30)

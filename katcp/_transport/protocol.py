@@ -488,19 +488,17 @@ class Connection(asyncio.BufferedProtocol):
         msg : object
             A message the codec can encode.
         """
-        if self.closing:
+        if self._in_receive or self._send_lock is not None:
+            self.write(msg)  # sent at the end of the read, with the rest
             return
-        if self._send_lock is not None:
+        # Queue it as during a read (write() then schedules no flush), then flush now.
+        self._in_receive = True
+        try:
             self.write(msg)
-            return
-        data = self.codec.encode(msg)
-        self._pending.append(data)
-        self._pending_size += len(data)
-        if self._in_receive:
-            return  # sent at the end of the read, with the rest
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-        self._flush()
+        finally:
+            self._in_receive = False
+        if self._pending and not self.closing:
+            self.flush()
 
     def write_bytes(self, data: bytes) -> None:
         """Queue already-encoded bytes for sending (e.g. one sensor update shared by many).
