@@ -184,11 +184,13 @@ class RequestLink:
 
     # -- ConnectionHandler ------------------------------------------------------------
     def connection_made(self, conn: Connection) -> None:
+        """The link is connected; it is ready once the device has greeted (and login)."""
         self._conn = conn
         self.ready = False
         self._login_mid = None
 
     def message_received(self, conn: Connection, msg: Message) -> None:
+        """Route a reply or reply inform to its client by message id."""
         mid = msg.mid
         if mid is not None:
             entry = self._pending.get(mid)
@@ -233,9 +235,11 @@ class RequestLink:
             self.ready = True
 
     def decode_error(self, conn: Connection, exc: Exception) -> None:
+        """Log a line from the device that does not parse."""
         log.warning("Device %s: bad message on the request link: %s", self.device_name, exc)
 
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
+        """Fail the pending requests; reconnect in a while if still wanted."""
         if conn is self._conn:
             self._conn = None
             self._lost()
