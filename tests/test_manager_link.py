@@ -17,7 +17,7 @@ from manager_support import (
 )
 
 from katcp.core import AsyncReply, Message, ProtocolFlags
-from katcp.kattypes import request, return_reply
+from katcp.kattypes import request, request_timeout_hint, return_reply
 from katcp.server import ClientConnection
 
 
@@ -33,6 +33,20 @@ class SlowReceiver(Receiver):
     def request_hold(self, req):
         """Reply only when released (or never)."""
         req.inform("holding")
+        self.held.append(req)
+        raise AsyncReply()
+
+
+class HintedReceiver(SlowReceiver):
+    """A slow receiver that advertises a long timeout hint for one request."""
+
+    PROTOCOL_INFO = ProtocolFlags(5, 1, set("MIBT"))
+
+    @request_timeout_hint(60)
+    @request()
+    @return_reply()
+    def request_hold_long(self, req):
+        """Reply only when released (may take a minute)."""
         self.held.append(req)
         raise AsyncReply()
 
@@ -216,5 +230,24 @@ def test_link_message_is_restored_after_forwarding():
             assert (msg.name, msg.mid) == ("rx1-echo", b"9")
             assert await asyncio.wait_for(done, 5) == "ok"
             assert sent == ["!rx1-echo[9] ok x"]
+
+    run(main, timeout=30)
+
+
+def test_link_times_out_a_short_request_behind_a_long_one():
+    """One expiry timer per link: a shorter deadline than the pending ones moves it."""
+    async def main():
+        dev = await start_device(HintedReceiver)
+        async with _linked_manager(dev, request_timeout=0.3) as mgr:
+            await until(lambda: "hold-long" in mgr.devices["rx1"].requests)
+            c = await LineClient.connect(mgr.bind_address[1])
+            c.writer.write(b"?rx1-hold-long[1]\n")
+            reply, informs = await c.request("rx1-hold", timeout=5)
+            assert informs == ["#rx1-hold holding"]
+            assert reply.startswith("!rx1-hold fail Request\\_rx1-hold\\_timed\\_out")
+            dev.held[0].reply("ok")
+            assert await c.wait_for("!rx1-hold-long[1]") == "!rx1-hold-long[1] ok"
+            await c.close()
+        await stop_device(dev)
 
     run(main, timeout=30)

@@ -151,7 +151,10 @@ class RequestLink:
             conn.write_now(msg)
         finally:
             msg.name, msg.mid = name, client_mid
-        if self._timer is None:
+        timer = self._timer
+        if timer is None or deadline < timer.when():  # (a shorter timeout than the rest)
+            if timer is not None:
+                timer.cancel()
             self._timer = conn.loop.call_at(deadline, self._expire)
         return True
 
