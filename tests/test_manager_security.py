@@ -124,6 +124,9 @@ async def _secured_fleet(pki, stores, tmp_path, **config):
     await manager.start_manager()
     await until(lambda: manager.has_sensor("rx1.temp") and "echo" in
                 manager.devices["rx1"].requests, what="rx1 synced through TLS and login")
+    # Proxied requests take the request link, which logs in over TLS too.
+    await until(lambda: manager.devices["rx1"].request_link_ready,
+                what="request link logged in")
     return device, manager
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Dict, Protocol, Sequence
+from typing import Any, Callable, Dict, Protocol, Sequence
 
 from katcp.core import Message, Sensor
 from katcp.sensor import now
@@ -92,6 +92,17 @@ class ProxiedDevice(abc.ABC):
         The reply (and informs) to `req` carry the manager-side name ``req.msg.name``.
         Must always reply, also on timeout and disconnect.
         """
+
+    def forward_message(self, connection: Any, msg: Message, suffix: str,
+                        done: Callable[[Any, Message, str], None]) -> bool:
+        """Forward the client's request `msg` the fast way, if the device has one.
+
+        The reply and informs go to the client on `connection` with ``msg``'s name and
+        message id; then ``done(connection, msg, status)`` is called.  Returns False
+        (doing nothing) when the device cannot: :meth:`forward` is used instead.  The
+        default has no fast way.
+        """
+        return False
 
     # -- shared helpers ------------------------------------------------------------
     def sensor_name(self, remote: str) -> str:

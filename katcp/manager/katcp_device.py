@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-from typing import Any, List, Sequence, Set
+from typing import Any, Callable, Dict, List, Sequence, Set
 
 from katcp.core import Message, Sensor
 from katcp.inspecting_client import InspectingClientAsync
@@ -21,6 +21,7 @@ from katcp.server import BASE_REQUESTS, ClientRequestConnection
 
 from .config import DeviceSpec
 from .device import DeviceOwner, ProxiedDevice, unreachable_reply
+from .link import RequestLink
 
 __all__ = ["KatcpDevice", "NOT_PROXIED"]
 
@@ -65,6 +66,9 @@ class KatcpDevice(ProxiedDevice):
     """
 
     kind = "katcp"
+    #: Whether proxied requests get a connection of their own (:mod:`.link`); else they
+    #: go through the inspecting client.
+    request_link = True
 
     def __init__(self, spec: DeviceSpec, owner: DeviceOwner, request_timeout: float = 60.0
                  ) -> None:
@@ -75,10 +79,20 @@ class KatcpDevice(ProxiedDevice):
         self._subscribed: Set[str] = set()
         self._inspector = _DeviceInspector(self, spec)
         self._inspector.set_state_callback(self._state_changed)
+        #: Proxied requests go over a connection of their own while the device is up.
+        self._link = RequestLink(spec, self.name,
+                                 lambda local_name: unreachable_reply(local_name, self.name))
+        #: Seconds each request may take (the device's timeout hint, if larger).
+        self._timeouts: Dict[str, float] = {}
 
     @property
     def up(self) -> bool:
         return self._inspector.is_connected()
+
+    @property
+    def request_link_ready(self) -> bool:
+        """Whether proxied requests go over the request link now (else the client's)."""
+        return self._link.ready
 
     @property
     def address(self) -> str:
@@ -93,6 +107,7 @@ class KatcpDevice(ProxiedDevice):
         await self._inspector.connect()
 
     async def stop(self) -> None:
+        self._link.close()
         self._inspector.stop()
         try:
             await asyncio.wait_for(asyncio.ensure_future(self._inspector.until_stopped()), 5)
@@ -106,11 +121,14 @@ class KatcpDevice(ProxiedDevice):
 
     def _state_changed(self, state: Any, model_changes: Any) -> Any:
         if not state.connected:
+            self._link.close()
             self._subscribed.clear()
             self.mark_unreachable()
             self.owner.device_changed(self, sensors=False, requests=False)
             return None
         if state.data_synced and not state.synced:
+            if self.request_link:
+                self._link.open()
             return self._synced()
         return None
 
@@ -123,11 +141,14 @@ class KatcpDevice(ProxiedDevice):
                 if sensor is not None:
                     sensors[remote] = sensor
         requests = {}
+        timeouts = {}
         for name in inspector.requests:
             if name not in NOT_PROXIED:
                 request = inspector.get_request_obj(name)
                 if request is not None:
                     requests[name] = request.description
+                    timeouts[name] = self._timeout(request)
+        self._timeouts = timeouts
         new_sensors = {s.name: s for s in sensors.values()}
         sensors_changed = new_sensors != self.sensors
         requests_changed = requests != self.requests
@@ -167,16 +188,28 @@ class KatcpDevice(ProxiedDevice):
                             ",".join(batch)[:200], reply)
 
     # -- requests --------------------------------------------------------------------
+    def _timeout(self, request: Any) -> float:
+        timeout = self.request_timeout
+        if request is not None and request.timeout_hint:
+            timeout = max(timeout, float(request.timeout_hint))
+        return timeout
+
+    def forward_message(self, connection: Any, msg: Message, suffix: str,
+                        done: Callable[[Any, Message, str], None]) -> bool:
+        if not self.up:
+            return False
+        timeout = self._timeouts.get(suffix)
+        if timeout is None:
+            return False
+        return self._link.forward(connection, msg, suffix, timeout, done)
+
     def forward(self, req: ClientRequestConnection, suffix: str,
                 args: Sequence[bytes]) -> None:
         local_name = req.msg.name
         if not self.up:
             req.reply_with_message(unreachable_reply(local_name, self.name))
             return
-        request = self._inspector.get_request_obj(suffix)
-        timeout = self.request_timeout
-        if request is not None and request.timeout_hint:
-            timeout = max(timeout, float(request.timeout_hint))
+        timeout = self._timeout(self._inspector.get_request_obj(suffix))
 
         def on_inform(inform: Message) -> None:
             try:

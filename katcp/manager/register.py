@@ -112,6 +112,8 @@ class RegisteredDevice(KatcpDevice):
     spliced onto the device's link while one is attached.  Create with :meth:`open`."""
 
     kind = "registered"
+    #: The relay carries one connection only: the inspecting client's.
+    request_link = False
 
     def __init__(self, name: str, owner: Any, relay: _Relay,
                  request_timeout: float = 60.0) -> None:

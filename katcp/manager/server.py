@@ -322,6 +322,8 @@ class ManagerServer(AsyncDeviceServer):
                         f"device={device.name},{refusal}", logging.WARNING)
             req.reply("fail", refusal)
             return None
+        if device.forward_message(connection, msg, suffix, self._forwarded):
+            return None
         req = _AuditedForward(connection, msg, lambda status: self._audit(
             "request", connection, msg.name, status, f"device={device.name}"))
         try:
@@ -334,6 +336,13 @@ class ManagerServer(AsyncDeviceServer):
             except RuntimeError:
                 pass
         return None
+
+    def _forwarded(self, connection: Any, msg: Message, status: str) -> None:
+        """Audit a proxied request answered by a device's fast path."""
+        if self._audit_enabled(logging.INFO):
+            routed = self.route(msg.name)
+            device = "-" if routed is None else routed[0].name
+            self._audit("request", connection, msg.name, status, f"device={device}")
 
     def has_own_request(self, name: str) -> bool:
         """Whether the manager itself (not a device) handles request `name`."""
@@ -357,8 +366,16 @@ class ManagerServer(AsyncDeviceServer):
             return ("user", user), user, user
         return connection, connection.address, user
 
+    def _audit_enabled(self, level: int) -> bool:
+        """Whether audit lines of `level` are written anywhere (else none is formatted)."""
+        logger = self._audit_logger
+        return (logging.getLogger(AUDIT_LOGGER_NAME) if logger is None
+                else logger).isEnabledFor(level)
+
     def _audit(self, event: str, connection: Any, request: str, status: str,
                detail: str | None = None, level: int = logging.INFO) -> None:
+        if not self._audit_enabled(level):
+            return
         audit_event(event, user=self._who(connection)[2], addr=connection.address,
                     request=request, status=status, detail=detail, level=level,
                     logger=self._audit_logger)

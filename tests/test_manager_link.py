@@ -1,0 +1,253 @@
+"""The request link (katcp.manager.link) over real loopback sockets: the fast path and the
+inspecting-client path give the same answers; message ids, informs, timeouts, a device going
+away with requests pending, and client connections that override reply/inform."""
+
+import asyncio
+import contextlib
+
+from manager_support import (
+    LineClient,
+    Receiver,
+    katcp_spec,
+    run,
+    running_manager,
+    start_device,
+    stop_device,
+    until,
+)
+
+from katcp.core import AsyncReply, Message, ProtocolFlags
+from katcp.kattypes import request, request_timeout_hint, return_reply
+from katcp.server import ClientConnection
+
+
+class SlowReceiver(Receiver):
+    """A receiver with a request that is answered only when the test says so."""
+
+    def setup_sensors(self):
+        super().setup_sensors()
+        self.held = []
+
+    @request()
+    @return_reply()
+    def request_hold(self, req):
+        """Reply only when released (or never)."""
+        req.inform("holding")
+        self.held.append(req)
+        raise AsyncReply()
+
+
+class HintedReceiver(SlowReceiver):
+    """A slow receiver that advertises a long timeout hint for one request."""
+
+    PROTOCOL_INFO = ProtocolFlags(5, 1, set("MIBT"))
+
+    @request_timeout_hint(60)
+    @request()
+    @return_reply()
+    def request_hold_long(self, req):
+        """Reply only when released (may take a minute)."""
+        self.held.append(req)
+        raise AsyncReply()
+
+
+class NoIdsReceiver(Receiver):
+    """A KATCP v5.0 receiver without message ids: the link cannot be used."""
+
+    PROTOCOL_INFO = ProtocolFlags(5, 0, set("M"))
+
+
+async def _exchange(c: LineClient):
+    """The same conversation on either path."""
+    assert await c.request("rx1-echo a b\\_c") == ("!rx1-echo ok a b\\_c", [])
+    assert await c.request("rx1-informs 2") == (
+        "!rx1-informs ok 2", ["#rx1-informs item 0", "#rx1-informs item 1"])
+    assert (await c.request("rx1-fail"))[0] == "!rx1-fail fail as\\_asked"
+    assert (await c.request("rx1-nope"))[0] == "!rx1-nope invalid Unknown\\_request."
+
+
+def test_link_and_inspecting_client_paths_answer_alike():
+    async def main():
+        fast = await start_device()
+        slow = await start_device(NoIdsReceiver)
+        for device, linked in ((fast, True), (slow, False)):
+            async with running_manager({"rx1": katcp_spec("rx1", device.bind_address[1])}
+                                       ) as mgr:
+                proxied = mgr.devices["rx1"]
+                await until(lambda p=proxied, m=mgr: m.has_sensor("rx1.temp") and p.requests)
+                if linked:
+                    await until(lambda p=proxied: p.request_link_ready)
+                c = await LineClient.connect(mgr.bind_address[1])
+                await _exchange(c)
+                assert proxied.request_link_ready is linked
+                await c.close()
+        await stop_device(fast)
+        await stop_device(slow)
+
+    run(main, timeout=30)
+
+
+@contextlib.asynccontextmanager
+async def _linked_manager(device, **kwargs):
+    """A manager in front of `device` (as ``rx1``), once its request link is ready."""
+    async with running_manager({"rx1": katcp_spec("rx1", device.bind_address[1])},
+                               **kwargs) as mgr:
+        await until(lambda: mgr.devices["rx1"].request_link_ready)
+        yield mgr
+
+
+@contextlib.asynccontextmanager
+async def _receiver_behind_manager():
+    """A new receiver and a manager in front of it (link ready): ``(mgr, rx1)``."""
+    rx1 = await start_device()
+    try:
+        async with _linked_manager(rx1) as mgr:
+            yield mgr, mgr.devices["rx1"]
+    finally:
+        await stop_device(rx1)
+
+
+async def _proxied_lines(c: LineClient, n: int):
+    """The next `n` lines about ``rx1-`` requests (skipping the greeting)."""
+    out = []
+    while len(out) < n:
+        line = await c.line()
+        if line[1:].startswith("rx1-"):
+            out.append(line)
+    return out
+
+
+def test_link_keeps_each_clients_message_ids_apart():
+    async def main():
+        async with _receiver_behind_manager() as (mgr, _proxied):
+            a = await LineClient.connect(mgr.bind_address[1])
+            b = await LineClient.connect(mgr.bind_address[1])
+            # Same ids from both clients, pipelined, with informs in between.
+            a.writer.write(b"?rx1-informs[7] 2\n?rx1-echo[8] a\n")
+            b.writer.write(b"?rx1-echo[7] b\n?rx1-informs[8] 1\n")
+            got_a = await _proxied_lines(a, 4)
+            got_b = await _proxied_lines(b, 3)
+            assert got_a == ["#rx1-informs[7] item 0", "#rx1-informs[7] item 1",
+                             "!rx1-informs[7] ok 2", "!rx1-echo[8] ok a"]
+            assert got_b == ["!rx1-echo[7] ok b", "#rx1-informs[8] item 0",
+                             "!rx1-informs[8] ok 1"]
+            await a.close()
+            await b.close()
+
+    run(main, timeout=30)
+
+
+def test_link_times_out_and_fails_pending_requests_when_the_device_goes():
+    async def main():
+        dev = await start_device(SlowReceiver)
+        async with _linked_manager(dev, request_timeout=0.3) as mgr:
+            c = await LineClient.connect(mgr.bind_address[1])
+            reply, informs = await c.request("rx1-hold")
+            assert informs == ["#rx1-hold holding"]
+            assert reply.startswith("!rx1-hold fail Request\\_rx1-hold\\_timed\\_out")
+            # A late reply from the device is dropped; the link carries on.
+            dev.held.pop().reply("ok")
+            assert (await c.request("rx1-echo x"))[0] == "!rx1-echo ok x"
+        async with _linked_manager(dev, request_timeout=30) as mgr:
+            c = await LineClient.connect(mgr.bind_address[1])
+            c.writer.write(b"?rx1-hold[5]\n")
+            assert await _proxied_lines(c, 1) == ["#rx1-hold[5] holding"]
+            await stop_device(dev)  # with the request pending: it fails at once
+            assert await c.wait_for("!rx1-hold[5]") == (
+                "!rx1-hold[5] fail device\\_rx1\\_is\\_unreachable")
+            assert (await c.request("rx1-echo x"))[0] == (
+                "!rx1-echo fail device\\_rx1\\_is\\_unreachable")
+            await c.close()
+
+    run(main, timeout=30)
+
+
+class RecordingConnection(ClientConnection):
+    """A client connection that overrides reply and inform (and tags what it sends)."""
+
+    seen: list = []
+
+    def inform(self, msg):
+        RecordingConnection.seen.append(("inform", str(msg)))
+        msg.arguments.append(b"tagged")
+        super().inform(msg)
+
+    def reply(self, reply, orig_req):
+        RecordingConnection.seen.append(("reply", str(reply)))
+        super().reply(reply, orig_req)
+
+
+def test_link_sends_through_overridden_client_connection_methods():
+    async def main():
+        RecordingConnection.seen = []
+        async with _receiver_behind_manager() as (mgr, _proxied):
+            mgr._server.client_connection_factory = RecordingConnection
+            c = await LineClient.connect(mgr.bind_address[1])
+            c.writer.write(b"?rx1-informs[3] 1\n")
+            assert await c.wait_for("#rx1-informs[3]") == "#rx1-informs[3] item 0 tagged"
+            assert await c.wait_for("!rx1-informs[3]") == "!rx1-informs[3] ok 1"
+            assert ("reply", "!rx1-informs[3] ok 1") in RecordingConnection.seen
+            assert ("inform", "#rx1-informs[3] item 0") in RecordingConnection.seen
+            await c.close()
+
+    run(main, timeout=30)
+
+
+def test_link_reconnects_when_its_connection_drops():
+    async def main():
+        async with _receiver_behind_manager() as (mgr, proxied):
+            # The device drops the link's connection only (not the inspecting client's).
+            link_conn = proxied._link._conn
+            link_conn.abort()
+            await until(lambda: not proxied.request_link_ready)
+            c = await LineClient.connect(mgr.bind_address[1])
+            # Meanwhile requests take the inspecting client.
+            assert (await c.request("rx1-echo y"))[0] == "!rx1-echo ok y"
+            await until(lambda: proxied.request_link_ready, timeout=10)
+            assert proxied._link._conn is not link_conn
+            assert (await c.request("rx1-echo z"))[0] == "!rx1-echo ok z"
+            await c.close()
+
+    run(main, timeout=30)
+
+
+def test_link_message_is_restored_after_forwarding():
+    """The client's request keeps its name and id (the reply to the client needs them)."""
+    async def main():
+        async with _receiver_behind_manager() as (mgr, proxied):
+            msg = Message.request("rx1-echo", "x", mid=9)
+            done = asyncio.get_running_loop().create_future()
+            sent = []
+
+            class Conn:
+                _direct_reply = _direct_inform = True
+
+                def _send(self, out):
+                    sent.append(str(out))
+
+            assert proxied.forward_message(Conn(), msg, "echo",
+                                           lambda conn, m, status: done.set_result(status))
+            assert (msg.name, msg.mid) == ("rx1-echo", b"9")
+            assert await asyncio.wait_for(done, 5) == "ok"
+            assert sent == ["!rx1-echo[9] ok x"]
+
+    run(main, timeout=30)
+
+
+def test_link_times_out_a_short_request_behind_a_long_one():
+    """One expiry timer per link: a shorter deadline than the pending ones moves it."""
+    async def main():
+        dev = await start_device(HintedReceiver)
+        async with _linked_manager(dev, request_timeout=0.3) as mgr:
+            await until(lambda: "hold-long" in mgr.devices["rx1"].requests)
+            c = await LineClient.connect(mgr.bind_address[1])
+            c.writer.write(b"?rx1-hold-long[1]\n")
+            reply, informs = await c.request("rx1-hold", timeout=5)
+            assert informs == ["#rx1-hold holding"]
+            assert reply.startswith("!rx1-hold fail Request\\_rx1-hold\\_timed\\_out")
+            dev.held[0].reply("ok")
+            assert await c.wait_for("!rx1-hold-long[1]") == "!rx1-hold-long[1] ok"
+            await c.close()
+        await stop_device(dev)
+
+    run(main, timeout=30)
