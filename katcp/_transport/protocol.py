@@ -483,31 +483,6 @@ class Connection(asyncio.BufferedProtocol):
         elif not self._in_receive and self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
 
-    def write_now(self, msg: Any) -> None:
-        """Like :meth:`write`, but hand the output to the transport at once.
-
-        For a proxy relaying a message that arrived on another connection: the message goes
-        out now instead of at the end of the loop iteration (which costs one more iteration).
-        While this connection's own read is being handled it still goes out at the end of
-        that, with the rest.
-
-        Parameters
-        ----------
-        msg : object
-            A message the codec can encode.
-        """
-        if self._in_receive or self._send_lock is not None:
-            self.write(msg)  # sent at the end of the read, with the rest
-            return
-        # Queue it as during a read (write() then schedules no flush), then flush now.
-        self._in_receive = True
-        try:
-            self.write(msg)
-        finally:
-            self._in_receive = False
-        if self._pending and not self.closing:
-            self.flush()
-
     def write_bytes(self, data: bytes) -> None:
         """Queue already-encoded bytes for sending (e.g. one sensor update shared by many).
 

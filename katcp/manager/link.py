@@ -143,14 +143,16 @@ class RequestLink:
         mid = b"%d" % mid_number
         deadline = conn.loop.time() + timeout
         self._pending[mid] = (connection, msg, deadline, done)
-        # The codec encodes at once: send the message renamed and re-numbered, then put
-        # its name and id back (the reply to the client needs them).
+        # Encode the message renamed and re-numbered, then put its name and id back (the
+        # reply to the client needs them); the bytes go out now, not at the end of the
+        # loop iteration.
         name, client_mid = msg.name, msg.mid
         msg.name, msg.mid = suffix, mid
         try:
-            conn.write_now(msg)
+            data = conn.codec.encode(msg)
         finally:
             msg.name, msg.mid = name, client_mid
+        conn.write_now(data)
         timer = self._timer
         if timer is None or deadline < timer.when():  # (a shorter timeout than the rest)
             if timer is not None:
