@@ -800,10 +800,14 @@ class KATCPServer:
                                self.get_address(stream))
             return
         if self.idle_timeout is not None and msg.mtype == _REPLY:
-            client = self._connections.get(stream)
-            if client is not None:
-                client._last_active = self._loop.time()  # a completed request
+            self._completed_request(stream)
         stream.write(msg)
+
+    def _completed_request(self, stream: Any) -> None:
+        # A reply ends a request: the client is active (see idle_timeout).
+        client = self._connections.get(stream)
+        if client is not None:
+            client._last_active = self._loop.time()
 
     def _send_threadsafe(self, stream: Any, msg: Message) -> None:
         """Send a message to one client from any thread (not waiting for the ioloop).
@@ -826,9 +830,7 @@ class KATCPServer:
         if stream.closing:
             return
         if self.idle_timeout is not None and msg.mtype == _REPLY:
-            client = self._connections.get(stream)
-            if client is not None:
-                client._last_active = self._loop.time()  # a completed request
+            self._completed_request(stream)
         stream.write_threadsafe(stream.codec.encode(msg))
 
     def send_message_from_thread(self, stream: Any, msg: Message):

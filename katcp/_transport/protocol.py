@@ -610,19 +610,16 @@ class Connection(asyncio.BufferedProtocol):
             sock = self._direct_sock
             if sock is not None and not self._pending and not self._backlog:
                 encrypt = self._encrypt
-                if encrypt is not None:
-                    records = encrypt(data)
-                    sent = send_now(sock, records)
-                    if sent == len(records):
-                        return
-                    # The rest is encrypted already: the TLS transport sends it first.
-                    self.transport.queue_records(records[sent:])  # type: ignore[union-attr]
-                    data = b""
+                out = data if encrypt is None else encrypt(data)
+                sent = send_now(sock, out)
+                if sent == len(out):
+                    return
+                if encrypt is None:
+                    data = out[sent:]
                 else:
-                    sent = send_now(sock, data)
-                    if sent == len(data):
-                        return
-                    data = data[sent:]
+                    # The rest is encrypted already: the TLS transport sends it first.
+                    self.transport.queue_records(out[sent:])  # type: ignore[union-attr]
+                    data = b""
                 # The ioloop must hand the rest to the transport before anyone sends again.
                 self._backlog = True
             self._pending.append(data)
