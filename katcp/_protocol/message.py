@@ -9,7 +9,7 @@ import re
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 from katcp._protocol import grammar
-from katcp._protocol.grammar import KatcpSyntaxError, format_message, parse_line
+from katcp._protocol.grammar import KatcpSyntaxError, _object_new, format_message, parse_line
 
 __all__ = [
     "Message",
@@ -473,9 +473,6 @@ class Message:
         return not result
 
     __hash__ = None  # type: ignore[assignment]  # mutable
-
-
-_object_new = object.__new__
 
 
 def _new_message(mtype: int, name: str, arguments: List[bytes], mid: Optional[bytes]) -> Message:
