@@ -4,6 +4,11 @@ away with requests pending, and client connections that override reply/inform.""
 
 import asyncio
 import contextlib
+import selectors
+import socket
+import threading
+
+import pytest
 
 from manager_support import (
     LineClient,
@@ -219,16 +224,20 @@ def test_link_message_is_restored_after_forwarding():
             done = asyncio.get_running_loop().create_future()
             sent = []
 
+            class Stream:
+                _in_receive = True  # (flushed by a read of its own: the link leaves it be)
+
             class Conn:
                 _direct_reply = _direct_inform = True
+                _conn = Stream()
 
                 def _send(self, out):
                     sent.append(str(out))
 
             assert proxied.forward_message(Conn(), msg, "echo",
-                                           lambda conn, m, status: done.set_result(status))
+                                           lambda conn, m, reply: done.set_result(reply))
             assert (msg.name, msg.mid) == ("rx1-echo", b"9")
-            assert await asyncio.wait_for(done, 5) == "ok"
+            assert str(await asyncio.wait_for(done, 5)) == "!rx1-echo[9] ok x"
             assert sent == ["!rx1-echo[9] ok x"]
 
     run(main, timeout=30)
@@ -251,3 +260,79 @@ def test_link_times_out_a_short_request_behind_a_long_one():
         await stop_device(dev)
 
     run(main, timeout=30)
+
+
+class _CountingSelector(selectors.DefaultSelector):
+    """The event loop's selector, counting its polls: one per loop pass."""
+
+    polls = 0
+
+    def select(self, timeout=None):
+        self.polls += 1
+        return super().select(timeout)
+
+
+@pytest.mark.parametrize("factory", [ClientConnection, RecordingConnection],
+                         ids=["plain", "overridden"])
+def test_a_proxied_request_takes_one_loop_pass_per_hop(factory):
+    """Device and manager share one event loop; a blocking client in this thread sends one
+    request at a time.  Each request then takes three passes: the manager reads it and
+    sends it on, the device answers, the manager reads the answer and sends it back (in
+    that pass, not the next).  Also through client connections that override reply and
+    inform, which the fast path must not skip."""
+    selector = _CountingSelector()
+    loop = asyncio.SelectorEventLoop(selector)
+    port: list = []
+    ready = threading.Event()
+    stop: list = []
+
+    async def serve():
+        stop.append(asyncio.Event())
+        dev = await start_device()
+        try:
+            async with _linked_manager(dev) as mgr:
+                mgr._server.client_connection_factory = factory
+                port.append(mgr.bind_address[1])
+                ready.set()
+                await asyncio.wait_for(stop[0].wait(), 30)
+        finally:
+            await stop_device(dev)
+
+    def thread_main():
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(serve())
+        finally:
+            ready.set()
+            loop.close()
+
+    thread = threading.Thread(target=thread_main, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(20) and port
+        with socket.create_connection(("127.0.0.1", port[0]), timeout=10) as sock:
+            lines = sock.makefile("rb")
+
+            def request(mid):
+                sock.sendall(b"?rx1-echo[%d] x\n" % mid)
+                prefix = b"!rx1-echo[%d]" % mid
+                while True:
+                    line = lines.readline()
+                    assert line, "connection closed"
+                    if line.startswith(prefix):
+                        return line
+
+            for mid in range(1, 21):  # (the greeting and the first requests settle)
+                request(mid)
+            n = 200
+            before = selector.polls
+            for mid in range(100, 100 + n):
+                assert request(mid) == b"!rx1-echo[%d] ok x\n" % mid
+            passes = selector.polls - before
+        # Three per request; a fourth (a reply sent one pass late) would make it 4 n.
+        assert 3 * n <= passes < 3.5 * n, passes
+    finally:
+        with contextlib.suppress(RuntimeError):  # (the loop is closed if serve() failed)
+            loop.call_soon_threadsafe(stop[0].set)
+        thread.join(20)
+    assert not thread.is_alive()
