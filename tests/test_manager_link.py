@@ -23,6 +23,7 @@ from manager_support import (
 
 from katcp.core import AsyncReply, Message, ProtocolFlags
 from katcp.kattypes import request, request_timeout_hint, return_reply
+from katcp.manager.katcp_device import KatcpDevice
 from katcp.server import ClientConnection
 
 
@@ -336,3 +337,34 @@ def test_a_proxied_request_takes_one_loop_pass_per_hop(factory):
             loop.call_soon_threadsafe(stop[0].set)
         thread.join(20)
     assert not thread.is_alive()
+
+
+def test_routes_follow_devices_coming_and_going():
+    """Routes are kept per request name: a device added or removed changes them at once
+    (the longest device name wins), and made-up names are not kept."""
+    async def main():
+        async with _receiver_behind_manager() as (mgr, rx1):
+            assert mgr.route("rx1-set-mode") == (rx1, "set-mode")
+            c = await LineClient.connect(mgr.bind_address[1])
+            assert (await c.request("rx1-set-mode observe"))[0] == "!rx1-set-mode ok"
+            other = await start_device()
+            try:
+                await mgr.add_device(KatcpDevice(katcp_spec("rx1-set", other.bind_address[1]),
+                                                 mgr))
+                nested = mgr.devices["rx1-set"]
+                assert mgr.route("rx1-set-mode") == (nested, "mode")
+                await until(lambda: nested.request_link_ready)
+                assert (await c.request("rx1-set-echo y"))[0] == "!rx1-set-echo ok y"
+                assert (await c.request("rx1-set-mode x"))[0] == (
+                    "!rx1-set-mode invalid Unknown\\_request.")
+                await mgr.remove_device("rx1-set")
+                assert mgr.route("rx1-set-mode") == (rx1, "set-mode")
+                assert (await c.request("rx1-set-mode idle"))[0] == "!rx1-set-mode ok"
+            finally:
+                await stop_device(other)
+            for i in range(100):
+                assert (await c.request(f"rx1-made-up-{i}"))[0].endswith("Unknown\\_request.")
+            assert all(mgr.route(name)[1] in rx1.requests for name in mgr._routes)
+            await c.close()
+
+    run(main, timeout=30)

@@ -154,6 +154,8 @@ class ManagerServer(AsyncDeviceServer):
             _audit_log if access is None or access.audit_logger is None
             else access.audit_logger)
         self._devices: Dict[str, ProxiedDevice] = {}
+        # route() of the names of known requests (emptied when the devices change).
+        self._routes: Dict[str, Tuple[ProxiedDevice, str]] = {}
         self._published_sensors: Dict[str, Dict[str, Sensor]] = {}
         self._published_requests: Dict[str, Dict[str, str]] = {}
         self._quiet_interface_changes = False
@@ -228,12 +230,14 @@ class ManagerServer(AsyncDeviceServer):
         if device.name in self._devices:
             raise ValueError(f"device {device.name!r} exists already")
         self._devices[device.name] = device
+        self._routes.clear()
         await device.start()
         self.device_changed(device, sensors=True, requests=True)
 
     async def remove_device(self, name: str) -> None:
         """Take a device away (its sensors and requests disappear, its lock ends)."""
         device = self._devices.pop(name)
+        self._routes.clear()
         await device.stop()
         device.sensors = {}
         device.requests = {}
@@ -290,13 +294,19 @@ class ManagerServer(AsyncDeviceServer):
     def route(self, name: str) -> Tuple[ProxiedDevice, str] | None:
         """Find the device and request suffix of ``<device>-<request>`` (longest device
         name first), or None."""
-        found = None
+        found = self._routes.get(name)
+        if found is not None:
+            return found
         index = name.find("-")
         while index > 0:
             device = self._devices.get(name[:index])
             if device is not None:
                 found = (device, name[index + 1:])
             index = name.find("-", index + 1)
+        if found is not None and found[1] in found[0].requests:
+            # Kept for the next request of that name: only names of requests the devices
+            # have, so that clients sending made-up names cannot grow it.
+            self._routes[name] = found
         return found
 
     def handle_request(self, connection: Any, msg: Message):
