@@ -325,13 +325,19 @@ def test_a_proxied_request_takes_one_loop_pass_per_hop(factory):
 
             for mid in range(1, 21):  # (the greeting and the first requests settle)
                 request(mid)
-            n = 200
-            before = selector.polls
-            for mid in range(100, 100 + n):
-                assert request(mid) == b"!rx1-echo[%d] ok x\n" % mid
-            passes = selector.polls - before
-        # Three per request; a fourth (a reply sent one pass late) would make it 4 n.
-        assert 3 * n <= passes < 3.5 * n, passes
+            # Blocks of n requests; the quietest counts (the manager may still be busy
+            # with other things, subscribing to the device's sensors, in one or two).
+            n = 50
+            passes = []
+            for block in range(1, 6):
+                before = selector.polls
+                for mid in range(100 * block, 100 * block + n):
+                    assert request(mid) == b"!rx1-echo[%d] ok x\n" % mid
+                passes.append(selector.polls - before)
+        # Three per request; a fourth (a reply sent one pass late) would make it 4 n.  (The
+        # count is read from this thread while the loop finishes the pass that sent the
+        # reply: a block may take a pass from its neighbour.)
+        assert 3 * n - 2 <= min(passes) < 3.5 * n, passes
     finally:
         with contextlib.suppress(RuntimeError):  # (the loop is closed if serve() failed)
             loop.call_soon_threadsafe(stop[0].set)
