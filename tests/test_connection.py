@@ -1016,7 +1016,7 @@ async def test_writes_to_another_connection_leave_with_the_read():
     assert client_transport.writes[1:] == [b"!d ok\n"]
 
 
-class _CountingSelector(selectors.DefaultSelector):
+class CountingSelector(selectors.DefaultSelector):
     """An event loop's selector that counts its polls (one per loop iteration)."""
 
     polls = 0
@@ -1029,7 +1029,7 @@ class _CountingSelector(selectors.DefaultSelector):
 def test_write_now_costs_no_extra_loop_iteration():
     # write_now sends at once; it used to schedule a flush and cancel it, which still made
     # the loop poll once more (a cancelled callback counts as ready work).
-    selector = _CountingSelector()
+    selector = CountingSelector()
     loop = asyncio.SelectorEventLoop(selector)
 
     async def main():

@@ -4,7 +4,6 @@ away with requests pending, and client connections that override reply/inform.""
 
 import asyncio
 import contextlib
-import selectors
 import socket
 import threading
 
@@ -20,10 +19,11 @@ from manager_support import (
     stop_device,
     until,
 )
+from test_connection import CountingSelector
 
 from katcp.core import AsyncReply, Message, ProtocolFlags
 from katcp.kattypes import request, request_timeout_hint, return_reply
-from katcp.manager.katcp_device import KatcpDevice
+from katcp.manager import KatcpDevice
 from katcp.server import ClientConnection
 
 
@@ -263,16 +263,6 @@ def test_link_times_out_a_short_request_behind_a_long_one():
     run(main, timeout=30)
 
 
-class _CountingSelector(selectors.DefaultSelector):
-    """The event loop's selector, counting its polls: one per loop pass."""
-
-    polls = 0
-
-    def select(self, timeout=None):
-        self.polls += 1
-        return super().select(timeout)
-
-
 @pytest.mark.parametrize("factory", [ClientConnection, RecordingConnection],
                          ids=["plain", "overridden"])
 def test_a_proxied_request_takes_one_loop_pass_per_hop(factory):
@@ -281,7 +271,7 @@ def test_a_proxied_request_takes_one_loop_pass_per_hop(factory):
     sends it on, the device answers, the manager reads the answer and sends it back (in
     that pass, not the next).  Also through client connections that override reply and
     inform, which the fast path must not skip."""
-    selector = _CountingSelector()
+    selector = CountingSelector()
     loop = asyncio.SelectorEventLoop(selector)
     port: list = []
     ready = threading.Event()
