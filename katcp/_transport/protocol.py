@@ -398,8 +398,10 @@ class Connection(asyncio.BufferedProtocol):
                         self._protocol_error(too_long)
         finally:
             self._in_receive = False
-            if self._flush_also is not None:
-                self._flush_others()
+            others = self._flush_also
+            if others is not None:
+                self._flush_also = None
+                self._flush_others(others)
         if self._pending and not self.closing:
             self._flush()
 
@@ -425,10 +427,9 @@ class Connection(asyncio.BufferedProtocol):
         else:
             self._flush_also.append(other)
 
-    def _flush_others(self) -> None:
-        others = self._flush_also
-        self._flush_also = None
-        for other in others:  # type: ignore[union-attr]
+    @staticmethod
+    def _flush_others(others: List[Connection]) -> None:
+        for other in others:
             other._in_receive = False
             if other._pending and not other.closing:
                 other._flush()

@@ -384,7 +384,7 @@ class ManagerServer(AsyncDeviceServer):
     def _audit(self, event: str, connection: Any, request: str, status: str,
                detail: str | None = None, level: int = logging.INFO) -> None:
         if not self._audit_logger.isEnabledFor(level):
-            return  # (no line is formatted for nobody)
+            return  # (a line nobody reads is not even formatted)
         audit_event(event, user=self._who(connection)[2], addr=connection.address,
                     request=request, status=status, detail=detail, level=level,
                     logger=self._audit_logger)
