@@ -199,6 +199,19 @@ def _cpu_split(pid: int) -> Tuple[float, float]:
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
+def _run_ns(pid: int) -> int:
+    """Nanoseconds all threads of process `pid` have run (``schedstat``: exact, where the
+    user and system times of ``stat`` count 10 ms ticks)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                total += int(handle.read().split()[0])
+        except OSError:  # (a thread that ended meanwhile)
+            pass
+    return total
+
+
 def _rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as handle:
         return int(handle.read().split()[1]) * PAGE
@@ -273,8 +286,9 @@ _RTT_PATHS = (("direct", b"?echo x\n", b"!echo"),
 
 
 async def _measure_rtt(ports: Tuple[int, int, int], pids: Tuple[int, int, int], n: int
-                       ) -> Dict[str, Tuple[float, float, float]]:
-    """Median RTT of each path and the CPU (user, system) per request of its last hop.
+                       ) -> Dict[str, Tuple[float, float, float, float]]:
+    """Median RTT of each path and the CPU per request of its last hop: run time, and the
+    user and system times (10 ms ticks, so only their split is meaningful in short runs).
 
     `ports` and `pids` are those of the device, the relay and the manager, in the order of
     `_RTT_PATHS`; the paths take turns in 10 blocks of ``n / 10`` requests.
@@ -284,30 +298,31 @@ async def _measure_rtt(ports: Tuple[int, int, int], pids: Tuple[int, int, int], 
         await _rtts(conn, line, prefix, 100)       # warm up
     block = max(n // 10, 1)
     rtts: List[List[float]] = [[] for _ in _RTT_PATHS]
-    cpu = [[0.0, 0.0] for _ in _RTT_PATHS]
+    cpu = [[0.0, 0.0, 0.0] for _ in _RTT_PATHS]
     for _ in range(10):
         for i, (conn, (_, line, prefix)) in enumerate(zip(conns, _RTT_PATHS)):
-            user0, system0 = _cpu_split(pids[i])
+            ran0, (user0, system0) = _run_ns(pids[i]), _cpu_split(pids[i])
             rtts[i] += await _rtts(conn, line, prefix, block)
-            user1, system1 = _cpu_split(pids[i])
-            cpu[i][0] += user1 - user0
-            cpu[i][1] += system1 - system0
+            ran1, (user1, system1) = _run_ns(pids[i]), _cpu_split(pids[i])
+            cpu[i][0] += (ran1 - ran0) * 1e-9
+            cpu[i][1] += user1 - user0
+            cpu[i][2] += system1 - system0
     for conn in conns:
         conn.writer.close()
     return {label: (statistics.median(rtts[i]), cpu[i][0] / len(rtts[i]),
-                    cpu[i][1] / len(rtts[i]))
+                    cpu[i][1] / len(rtts[i]), cpu[i][2] / len(rtts[i]))
             for i, (label, _, _) in enumerate(_RTT_PATHS)}
 
 
-def _print_rtt(title: str, result: Dict[str, Tuple[float, float, float]]) -> None:
+def _print_rtt(title: str, result: Dict[str, Tuple[float, float, float, float]]) -> None:
     direct = result["direct"][0]
     print(title)
     whose = {"direct": "device", "bare relay": "relay", "manager": "manager"}
-    for label, (rtt, user, system) in result.items():
+    for label, (rtt, ran, user, system) in result.items():
         ratio = "" if label == "direct" else f"  {rtt / direct:5.2f} x direct"
         print(f"  RTT {label:<10}: {rtt * 1e6:7.1f} us (median){ratio:<17}  "
-              f"{whose[label]} CPU/request {(user + system) * 1e6:6.1f} us "
-              f"(user {user * 1e6:.1f}, system {system * 1e6:.1f})")
+              f"{whose[label]} CPU/request {ran * 1e6:6.1f} us "
+              f"(ticks: user {user * 1e6:.0f}, system {system * 1e6:.0f})")
     floor = result["bare relay"][0] / direct
     via = result["manager"][0] / direct
     print(f"  manager/direct {via:.2f} (goal <= 1.5); bare relay/direct {floor:.2f}: the "
