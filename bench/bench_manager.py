@@ -5,9 +5,16 @@ Three processes: a *fleet* (``--devices`` KATCP device servers with ``--sensors`
 sensors each, updated at ``--rate`` updates/s in total), the *manager* (``katcp-manager``
 with a generated config) and this process, the client side.  It prints:
 
-* the median RTT of ``?echo`` sent straight to device 0 and of ``?dev0-echo`` sent through
-  the manager, by the same client in the same run, interleaved in blocks, and their ratio
-  (goal: <= 1.5), with the fleet's sensors quiet (the updates start afterwards);
+* the median RTT of ``?echo`` sent straight to device 0, through a *bare relay* (a fourth
+  process: an asyncio protocol that copies bytes client <-> device, no parsing: what any
+  proxy costs on this machine) and of ``?dev0-echo`` sent through the manager, by the same
+  client in the same run, interleaved in blocks, with the ratios to direct (goal for the
+  manager: <= 1.5) and the CPU per request of the manager, the relay and the device; with
+  the fleet's sensors quiet (the updates start afterwards).  The table is printed twice:
+  with the platform's CPU idle states, and with a PM QoS request of 0 us held
+  (``/dev/cpu_dma_latency``, see ``pmqos.py``; needs root), under which idle vCPUs poll
+  instead of halting, so that a wake-up costs a few microseconds instead of tens and the
+  processes' own work decides;
 * with ``--clients`` clients subscribed (``event``) to every proxied sensor, the fleet then
   updating: the upstream ``#sensor-status`` rate the manager received (= the updates the fleet
   made), the ``#sensor-status`` rate the clients received in total, the manager's CPU per
@@ -22,6 +29,7 @@ Usage::
 
     python bench/bench_manager.py [--quick] [--devices 100] [--sensors 1000] [--clients 10]
                                   [--rate 100000] [--duration 10] [--rtt-requests 2000]
+                                  [--rtt-only] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List, Tuple
+from typing import Dict, List, Tuple
+
+from pmqos import pm_qos_zero
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -121,6 +131,55 @@ async def _serve_fleet(devices: int, sensors: int, rate: float) -> None:
         await asyncio.sleep(tick)
 
 
+# ------------------------------------------------------------------ bare relay process
+
+class _RelayHalf(asyncio.Protocol):
+    """One side of a relayed connection: what it reads is written to the other side."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.other: _RelayHalf | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.other.transport.write(data)  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        other = self.other
+        if other is not None and other.transport is not None:
+            other.transport.close()
+
+
+class _RelayClientSide(_RelayHalf):
+    """The client's side: dials the device, reading nothing until that is connected."""
+
+    def __init__(self, device_port: int) -> None:
+        super().__init__()
+        self.device_port = device_port
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        transport.pause_reading()  # type: ignore[attr-defined]
+        asyncio.ensure_future(self._dial())
+
+    async def _dial(self) -> None:
+        loop = asyncio.get_running_loop()
+        _, device_side = await loop.create_connection(_RelayHalf, "127.0.0.1", self.device_port)
+        device_side.other, self.other = self, device_side
+        self.transport.resume_reading()  # type: ignore[union-attr]
+
+
+async def _serve_relay(device_port: int) -> None:
+    """Relay raw bytes between each client and the device (no parsing), until stdin closes."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _RelayClientSide(device_port), "127.0.0.1", 0)
+    print(json.dumps(server.sockets[0].getsockname()[1]), flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)
+    server.close()
+
+
 # ------------------------------------------------------------------ helpers
 
 def _free_port() -> int:
@@ -138,6 +197,19 @@ def _cpu_split(pid: int) -> Tuple[float, float]:
     with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def _run_ns(pid: int) -> int:
+    """Nanoseconds all threads of process `pid` have run (``schedstat``: exact, where the
+    user and system times of ``stat`` count 10 ms ticks)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                total += int(handle.read().split()[0])
+        except OSError:  # (a thread that ended meanwhile)
+            pass
+    return total
 
 
 def _rss_bytes(pid: int) -> int:
@@ -207,30 +279,55 @@ async def _rtts(conn: Lines, line: bytes, prefix: bytes, n: int) -> List[float]:
     return out
 
 
-async def _measure_rtt(device_port: int, manager_port: int, n: int, manager_pid: int
-                       , fleet_pid: int) -> Tuple[float, float, float, float, float]:
-    direct_conn = await Lines.open(device_port)
-    via_conn = await Lines.open(manager_port)
-    direct: List[float] = []
-    via: List[float] = []
-    await _rtts(direct_conn, b"?echo x\n", b"!echo", 100)       # warm up
-    await _rtts(via_conn, b"?dev0-echo x\n", b"!dev0-echo", 100)
+#: The RTT paths: label, request line, reply prefix (the client sends to its own port).
+_RTT_PATHS = (("direct", b"?echo x\n", b"!echo"),
+              ("bare relay", b"?echo x\n", b"!echo"),
+              ("manager", b"?dev0-echo x\n", b"!dev0-echo"))
+
+
+async def _measure_rtt(ports: Tuple[int, int, int], pids: Tuple[int, int, int], n: int
+                       ) -> Dict[str, Tuple[float, float, float, float]]:
+    """Median RTT of each path and the CPU per request of its last hop: run time, and the
+    user and system times (10 ms ticks, so only their split is meaningful in short runs).
+
+    `ports` and `pids` are those of the device, the relay and the manager, in the order of
+    `_RTT_PATHS`; the paths take turns in 10 blocks of ``n / 10`` requests.
+    """
+    conns = [await Lines.open(port) for port in ports]
+    for conn, (_, line, prefix) in zip(conns, _RTT_PATHS):
+        await _rtts(conn, line, prefix, 100)       # warm up
     block = max(n // 10, 1)
-    user = system = 0.0
-    device_cpu = 0.0
+    rtts: List[List[float]] = [[] for _ in _RTT_PATHS]
+    cpu = [[0.0, 0.0, 0.0] for _ in _RTT_PATHS]
     for _ in range(10):
-        cpu0 = _cpu_seconds(fleet_pid)
-        direct += await _rtts(direct_conn, b"?echo x\n", b"!echo", block)
-        device_cpu += _cpu_seconds(fleet_pid) - cpu0
-        user0, system0 = _cpu_split(manager_pid)
-        via += await _rtts(via_conn, b"?dev0-echo x\n", b"!dev0-echo", block)
-        user1, system1 = _cpu_split(manager_pid)
-        user += user1 - user0
-        system += system1 - system0
-    for conn in (direct_conn, via_conn):
+        for i, (conn, (_, line, prefix)) in enumerate(zip(conns, _RTT_PATHS)):
+            ran0, (user0, system0) = _run_ns(pids[i]), _cpu_split(pids[i])
+            rtts[i] += await _rtts(conn, line, prefix, block)
+            ran1, (user1, system1) = _run_ns(pids[i]), _cpu_split(pids[i])
+            cpu[i][0] += (ran1 - ran0) * 1e-9
+            cpu[i][1] += user1 - user0
+            cpu[i][2] += system1 - system0
+    for conn in conns:
         conn.writer.close()
-    return (statistics.median(direct), statistics.median(via), user / len(via),
-            system / len(via), device_cpu / len(direct))
+    return {label: (statistics.median(rtts[i]), cpu[i][0] / len(rtts[i]),
+                    cpu[i][1] / len(rtts[i]), cpu[i][2] / len(rtts[i]))
+            for i, (label, _, _) in enumerate(_RTT_PATHS)}
+
+
+def _print_rtt(title: str, result: Dict[str, Tuple[float, float, float, float]]) -> None:
+    direct = result["direct"][0]
+    print(title)
+    whose = {"direct": "device", "bare relay": "relay", "manager": "manager"}
+    for label, (rtt, ran, user, system) in result.items():
+        ratio = "" if label == "direct" else f"  {rtt / direct:5.2f} x direct"
+        print(f"  RTT {label:<10}: {rtt * 1e6:7.1f} us (median){ratio:<17}  "
+              f"{whose[label]} CPU/request {ran * 1e6:6.1f} us "
+              f"(ticks: user {user * 1e6:.0f}, system {system * 1e6:.0f})")
+    floor = result["bare relay"][0] / direct
+    via = result["manager"][0] / direct
+    print(f"  manager/direct {via:.2f} (goal <= 1.5); bare relay/direct {floor:.2f}: the "
+          f"manager adds {(result['manager'][0] - result['bare relay'][0]) * 1e6:.1f} us "
+          f"to a bare relay")
 
 
 async def _subscribe_and_count(port: int, devices: int, sensors: int, clients: int,
@@ -343,6 +440,9 @@ async def _client_main(args: argparse.Namespace) -> None:
     baseline = subprocess.Popen(cli + [empty.name], env=env, stderr=subprocess.DEVNULL)
     manager = subprocess.Popen(cli[:1] + profile + cli[1:] + [config.name], env=env,
                                stderr=subprocess.DEVNULL)
+    relay = subprocess.Popen([sys.executable, __file__, "--serve-relay", str(ports[0])],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+    relay_port = json.loads(relay.stdout.readline())
     try:
         await _wait_manager(empty_port, 0, 0, 30)
         t0 = time.monotonic()
@@ -350,16 +450,24 @@ async def _client_main(args: argparse.Namespace) -> None:
         sync_s = time.monotonic() - t0
         rss_per_sensor = (_rss_bytes(manager.pid) - _rss_bytes(baseline.pid)) / (
             args.devices * args.sensors)
-        direct, via, user, system, device_cpu = await _measure_rtt(
-            ports[0], manager_port, args.rtt_requests, manager.pid, fleet.pid)
         print(f"fleet: {args.devices} devices x {args.sensors} sensors; manager synced in "
               f"{sync_s:.1f} s")
-        print(f"RTT ?echo direct      : {direct * 1e6:8.1f} us (median)")
-        print(f"RTT ?dev0-echo via mgr: {via * 1e6:8.1f} us (median)")
-        print(f"ratio                 : {via / direct:8.2f}  (goal <= 1.5)")
-        print(f"manager CPU per proxied request: {(user + system) * 1e6:.1f} us "
-              f"(user {user * 1e6:.1f}, system {system * 1e6:.1f}); device CPU per direct "
-              f"request: {device_cpu * 1e6:.1f} us")
+        rtt_ports = (ports[0], relay_port, manager_port)
+        rtt_pids = (fleet.pid, relay.pid, manager.pid)
+        print(f"load average: {os.getloadavg()[0]:.2f}")
+        _print_rtt(f"?echo round trips, {args.rtt_requests} per path, with the platform's "
+                   "CPU idle states:",
+                   await _measure_rtt(rtt_ports, rtt_pids, args.rtt_requests))
+        with pm_qos_zero() as qos:
+            if qos:
+                _print_rtt(f"the same with a PM QoS request of 0 us held ({qos}: idle "
+                           "vCPUs poll, wake-ups are cheap):",
+                           await _measure_rtt(rtt_ports, rtt_pids, args.rtt_requests))
+            else:
+                print(f"PM QoS request {qos}: no second table")
+        print(f"load average: {os.getloadavg()[0]:.2f}")
+        if args.rtt_only:
+            return
         print(f"manager RSS per proxied sensor: {rss_per_sensor / 1024:.2f} KiB")
         result = await _subscribe_and_count(manager_port, args.devices, args.sensors,
                                             args.clients, args.duration, fleet, manager.pid)
@@ -385,7 +493,8 @@ async def _client_main(args: argparse.Namespace) -> None:
         print(f"manager kept up (>= 95% delivered in the window, all delivered, backlog "
               f"< 1 s): {'yes' if kept_up else 'NO'}")
     finally:
-        for proc in (manager, baseline):
+        relay.stdin.close()
+        for proc in (manager, baseline, relay):
             proc.terminate()
             try:
                 proc.wait(10)
@@ -410,11 +519,18 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100_000, help="fleet updates/s in total")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rtt-requests", type=int, default=2000)
+    parser.add_argument("--rtt-only", action="store_true",
+                        help="measure the round trips only (no throughput part)")
     parser.add_argument("--profile", metavar="FILE",
                         help="run the manager under cProfile, writing the stats to FILE")
     parser.add_argument("--serve-fleet", nargs=3, metavar=("DEVICES", "SENSORS", "RATE"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--serve-relay", type=int, metavar="DEVICE_PORT",
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_relay:
+        asyncio.run(_serve_relay(args.serve_relay))
+        return
     if args.serve_fleet:
         devices, sensors, rate = args.serve_fleet
         asyncio.run(_serve_fleet(int(devices), int(sensors), float(rate)))

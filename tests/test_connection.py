@@ -6,6 +6,7 @@ import asyncio
 import functools
 import gc
 import logging
+import selectors
 import socket
 import ssl
 import struct
@@ -975,3 +976,83 @@ async def test_held_messages_are_handed_over_on_eof():
     conn.data_received(b"".join(b"?r%d\n" % i for i in range(n)))
     conn.eof_received()  # a client that sends its requests and shuts its side down
     assert len(rec.messages) == n
+
+
+class _WritesTransport(FakeTransport):
+    """FakeTransport that keeps each write apart."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes: list = []
+
+    def write(self, data):
+        super().write(data)
+        self.writes.append(bytes(data))
+
+
+@run
+async def test_writes_to_another_connection_leave_with_the_read():
+    # A proxy answering on another connection (the manager relaying a device's replies to
+    # its client): what it writes there during a read goes out in one transport write when
+    # the read has been handed over, not one loop iteration later.
+    loop = asyncio.get_running_loop()
+    client = Connection(Recorder(), LineCodec(), loop)
+    client_transport = _WritesTransport()
+    client.connection_made(client_transport)
+
+    def relay(conn, msg):
+        conn.flush_with_receive(client)
+        client.write(Message.reply(msg.name, "ok"))
+
+    upstream = Connection(Recorder(on_message=relay), LineCodec(), loop)
+    upstream.connection_made(FakeTransport())
+    upstream.data_received(b"!a ok\n!b ok\n!c ok\n")
+    assert client_transport.writes == [b"!a ok\n!b ok\n!c ok\n"]
+    # Outside a read it changes nothing: the write leaves at the end of the iteration.
+    upstream.flush_with_receive(client)
+    client.write(Message.reply("d", "ok"))
+    assert len(client_transport.writes) == 1
+    await asyncio.sleep(0)
+    assert client_transport.writes[1:] == [b"!d ok\n"]
+
+
+class CountingSelector(selectors.DefaultSelector):
+    """An event loop's selector that counts its polls (one per loop iteration)."""
+
+    polls = 0
+
+    def select(self, timeout=None):
+        self.polls += 1
+        return super().select(timeout)
+
+
+def test_write_now_costs_no_extra_loop_iteration():
+    # write_now sends at once; it used to schedule a flush and cancel it, which still made
+    # the loop poll once more (a cancelled callback counts as ready work).
+    selector = CountingSelector()
+    loop = asyncio.SelectorEventLoop(selector)
+
+    async def main():
+        shandler = Recorder()
+        server, port = await start(shandler)
+        peer = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        try:
+            await shandler.wait(lambda: len(shandler.made) == 1)
+            conn = shandler.made[0]
+            await asyncio.sleep(0)
+            before = selector.polls
+            await asyncio.sleep(0.05)
+            sleeping = selector.polls - before  # (the timer's poll, the task's wake-up)
+            before = selector.polls
+            conn.write_now(b"#now\n")
+            await asyncio.sleep(0.05)
+            assert selector.polls - before == sleeping
+            assert peer.recv(100) == b"#now\n"
+        finally:
+            peer.close()
+            await stop(server)
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), TIMEOUT))
+    finally:
+        loop.close()

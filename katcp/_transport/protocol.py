@@ -205,6 +205,7 @@ class Connection(asyncio.BufferedProtocol):
         "_xflush",
         "_loop_calls",
         "_backlog",
+        "_flush_also",
         "__weakref__",
     )
 
@@ -251,6 +252,9 @@ class Connection(asyncio.BufferedProtocol):
         self._xflush = False
         self._backlog = False
         self._loop_calls: LoopCalls | None = None
+        # Other connections whose output goes out when this read is handed over (see
+        # flush_with_receive); None almost always.
+        self._flush_also: List[Connection] | None = None
 
     def __repr__(self) -> str:
         state = "closing" if self.closing else "open"
@@ -394,8 +398,41 @@ class Connection(asyncio.BufferedProtocol):
                         self._protocol_error(too_long)
         finally:
             self._in_receive = False
+            others = self._flush_also
+            if others is not None:
+                self._flush_also = None
+                self._flush_others(others)
         if self._pending and not self.closing:
             self._flush()
+
+    def flush_with_receive(self, other: Connection) -> None:
+        """Send what is written to `other` at the end of this connection's current read.
+
+        For a handler that answers on another connection (a proxy relaying a reply): the
+        messages written to `other` while this read's messages are handed over go out in
+        one transport write when they all have been, as this connection's own replies do,
+        instead of one loop iteration later.  Call it from ``message_received`` before
+        writing to `other` (ioloop thread); elsewhere it does nothing.
+
+        Parameters
+        ----------
+        other : Connection
+            Another connection of the same event loop.
+        """
+        if not self._in_receive or other._in_receive:
+            return  # (not in a read, or `other` is flushed by a read of its own already)
+        other._in_receive = True
+        if self._flush_also is None:
+            self._flush_also = [other]
+        else:
+            self._flush_also.append(other)
+
+    @staticmethod
+    def _flush_others(others: List[Connection]) -> None:
+        for other in others:
+            other._in_receive = False
+            if other._pending and not other.closing:
+                other._flush()
 
     @property
     def holding(self) -> bool:
@@ -644,7 +681,17 @@ class Connection(asyncio.BufferedProtocol):
         if self._direct_sock is not None:
             self.write_threadsafe(data)
             return
-        self.write_bytes(data)
+        if self.closing or not data:
+            return
+        # Queued and flushed here, not through write_bytes(): that would schedule a flush
+        # for the end of the iteration (cancelled at once, but the loop then polls again).
+        if self._send_lock is None:
+            self._pending.append(data)
+            self._pending_size += len(data)
+        else:
+            with self._send_lock:
+                self._pending.append(data)
+                self._pending_size += len(data)
         self.flush()
 
     def flush(self) -> None:

@@ -94,11 +94,11 @@ class ProxiedDevice(abc.ABC):
         """
 
     def forward_message(self, connection: Any, msg: Message, suffix: str,
-                        done: Callable[[Any, Message, str], None]) -> bool:
+                        done: Callable[[Any, Message, Message], None]) -> bool:
         """Forward the client's request `msg` the fast way, if the device has one.
 
         The reply and informs go to the client on `connection` with ``msg``'s name and
-        message id; then ``done(connection, msg, status)`` is called.  Returns False
+        message id; then ``done(connection, msg, reply)`` is called.  Returns False
         (doing nothing) when the device cannot: :meth:`forward` is used instead.  The
         default has no fast way.
         """

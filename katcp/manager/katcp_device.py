@@ -195,9 +195,9 @@ class KatcpDevice(ProxiedDevice):
         return timeout
 
     def forward_message(self, connection: Any, msg: Message, suffix: str,
-                        done: Callable[[Any, Message, str], None]) -> bool:
-        if not self.up:
-            return False
+                        done: Callable[[Any, Message, Message], None]) -> bool:
+        # (The link is ready only while the device is up: it is closed when the
+        # inspecting client loses the device, and opened once it has synced again.)
         timeout = self._timeouts.get(suffix)
         if timeout is None:
             return False

@@ -43,8 +43,8 @@ _MAX_MID = 2_000_000_000
 #: Seconds between attempts to (re)connect while the device is up.
 RETRY_DELAY = 1.0
 
-#: ``done(connection, request, status)`` after the reply was sent (for the audit log).
-Done = Callable[[Any, Message, str], None]
+#: ``done(connection, request, reply)`` after the reply was sent (for the audit log).
+Done = Callable[[Any, Message, Message], None]
 # upstream mid -> (client connection, client's request, deadline, done callback)
 _Pending = Tuple[Any, Message, float, Done]
 
@@ -72,6 +72,7 @@ class RequestLink:
         self._connecting: asyncio.Future | None = None
         self._retry: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0  # (when _timer runs)
         self._pending: Dict[bytes, _Pending] = {}
         self._next_mid = 0
         self._login_mid: bytes | None = None
@@ -131,7 +132,7 @@ class RequestLink:
 
         Returns False, doing nothing, when the link is not ready.  Otherwise the reply
         (or a fail reply on timeout or when the device goes away) is sent to the client
-        and then ``done(connection, msg, status)`` is called.
+        and then ``done(connection, msg, reply)`` is called.
         """
         conn = self._conn
         if not self.ready or conn is None or conn.closing:
@@ -154,10 +155,11 @@ class RequestLink:
             msg.name, msg.mid = name, client_mid
         conn.write_now(data)
         timer = self._timer
-        if timer is None or deadline < timer.when():  # (a shorter timeout than the rest)
+        if timer is None or deadline < self._timer_when:  # (shorter than the rest's)
             if timer is not None:
                 timer.cancel()
             self._timer = conn.loop.call_at(deadline, self._expire)
+            self._timer_when = deadline
         return True
 
     def _expire(self) -> None:
@@ -174,8 +176,8 @@ class RequestLink:
                 msg.name, "fail", f"Request {msg.name} timed out at device "
                 f"{self.device_name}."), done)
         if self._pending:
-            self._timer = conn.loop.call_at(min(e[2] for e in self._pending.values()),
-                                            self._expire)
+            self._timer_when = min(e[2] for e in self._pending.values())
+            self._timer = conn.loop.call_at(self._timer_when, self._expire)
 
     @staticmethod
     def _answer(connection: Any, msg: Message, reply: Message, done: Done) -> None:
@@ -184,8 +186,7 @@ class RequestLink:
             connection._send(reply)
         else:
             connection.reply(reply, msg)
-        args = reply.arguments
-        done(connection, msg, args[0].decode("utf-8", "replace") if args else "-")
+        done(connection, msg, reply)
 
     # -- ConnectionHandler ------------------------------------------------------------
     def connection_made(self, conn: Connection) -> None:
@@ -202,6 +203,9 @@ class RequestLink:
             if entry is not None:
                 connection, orig, _deadline, done = entry
                 msg.name = orig.name
+                # What goes to the client leaves with the end of this read, in this loop
+                # pass (not a pass later, as a write from outside its own read would).
+                conn.flush_with_receive(connection._conn)
                 if msg.mtype == _REPLY:
                     del self._pending[mid]
                     self._answer(connection, orig, msg, done)

@@ -49,6 +49,8 @@ from .register import RegistrationListener
 __all__ = ["ManagerServer", "make_device", "security_options"]
 
 log = logging.getLogger("katcp.manager")
+#: Where audit lines go without a user store (with one, to its audit logger).
+_audit_log = logging.getLogger(AUDIT_LOGGER_NAME)
 
 
 def security_options(config: ManagerConfig) -> Dict[str, Any]:
@@ -146,7 +148,14 @@ class ManagerServer(AsyncDeviceServer):
         super().__init__(host, port, logger=log, **security_options(config))
         self.config = config
         self.request_timeout = request_timeout
+        access = self.access_control
+        #: Where audit lines go: the user store's audit logger, else ``katcp.audit``.
+        self._audit_logger: logging.Logger = (
+            _audit_log if access is None or access.audit_logger is None
+            else access.audit_logger)
         self._devices: Dict[str, ProxiedDevice] = {}
+        # route() of the names of known requests (emptied when the devices change).
+        self._routes: Dict[str, Tuple[ProxiedDevice, str]] = {}
         self._published_sensors: Dict[str, Dict[str, Sensor]] = {}
         self._published_requests: Dict[str, Dict[str, str]] = {}
         self._quiet_interface_changes = False
@@ -154,6 +163,8 @@ class ManagerServer(AsyncDeviceServer):
         self._registration: RegistrationListener | None = None
         self._audit_handler: logging.Handler | None = None
         self._audit_level = logging.NOTSET
+        # Made once: a bound method per proxied request would be an allocation each time.
+        self._forwarded_done = self._forwarded
         if config.register is not None:
             self._registration = RegistrationListener(self, *config.register)
         for spec in config.devices.values():
@@ -164,7 +175,7 @@ class ManagerServer(AsyncDeviceServer):
         """Start listening and connecting to the devices (and open the audit log file)."""
         if self.config.audit_log and self._audit_handler is None:
             # open_audit_log may raise the logger's level to INFO; put it back at the end.
-            self._audit_level = logging.getLogger(AUDIT_LOGGER_NAME).level
+            self._audit_level = _audit_log.level
             self._audit_handler = open_audit_log(self.config.audit_log)
         started = self.start()
         if started is not None:
@@ -194,7 +205,7 @@ class ManagerServer(AsyncDeviceServer):
         if self._audit_handler is not None:
             close_audit_log(self._audit_handler)
             self._audit_handler = None
-            logging.getLogger(AUDIT_LOGGER_NAME).setLevel(self._audit_level)
+            _audit_log.setLevel(self._audit_level)
 
     @property
     def registration_address(self) -> Tuple[str, int] | None:
@@ -219,12 +230,14 @@ class ManagerServer(AsyncDeviceServer):
         if device.name in self._devices:
             raise ValueError(f"device {device.name!r} exists already")
         self._devices[device.name] = device
+        self._routes.clear()
         await device.start()
         self.device_changed(device, sensors=True, requests=True)
 
     async def remove_device(self, name: str) -> None:
         """Take a device away (its sensors and requests disappear, its lock ends)."""
         device = self._devices.pop(name)
+        self._routes.clear()
         await device.stop()
         device.sensors = {}
         device.requests = {}
@@ -281,13 +294,19 @@ class ManagerServer(AsyncDeviceServer):
     def route(self, name: str) -> Tuple[ProxiedDevice, str] | None:
         """Find the device and request suffix of ``<device>-<request>`` (longest device
         name first), or None."""
-        found = None
+        found = self._routes.get(name)
+        if found is not None:
+            return found
         index = name.find("-")
         while index > 0:
             device = self._devices.get(name[:index])
             if device is not None:
                 found = (device, name[index + 1:])
             index = name.find("-", index + 1)
+        if found is not None and found[1] in found[0].requests:
+            # Kept for the next request of that name: only names of requests the devices
+            # have, so that clients sending made-up names cannot grow it.
+            self._routes[name] = found
         return found
 
     def handle_request(self, connection: Any, msg: Message):
@@ -309,20 +328,17 @@ class ManagerServer(AsyncDeviceServer):
             if denied is not None:
                 connection.reply(Message.reply(msg.name, "fail", denied.message), msg)
                 return None
-        req = ClientRequestConnection(connection, msg)
-        if not suffix:
-            req.reply("invalid", "Unknown request.")
-            return None
-        if device.kind != "ncp" and suffix not in device.requests and device.up:
-            req.reply("invalid", "Unknown request.")
+        if not suffix or (device.kind != "ncp" and suffix not in device.requests
+                          and device.up):
+            ClientRequestConnection(connection, msg).reply("invalid", "Unknown request.")
             return None
         refusal = self.lock_refusal(connection, device.name)
         if refusal is not None:
             self._audit("refused", connection, msg.name, "fail",
                         f"device={device.name},{refusal}", logging.WARNING)
-            req.reply("fail", refusal)
+            ClientRequestConnection(connection, msg).reply("fail", refusal)
             return None
-        if device.forward_message(connection, msg, suffix, self._forwarded):
+        if device.forward_message(connection, msg, suffix, self._forwarded_done):
             return None
         req = _AuditedForward(connection, msg, lambda status: self._audit(
             "request", connection, msg.name, status, f"device={device.name}"))
@@ -337,11 +353,15 @@ class ManagerServer(AsyncDeviceServer):
                 pass
         return None
 
-    def _forwarded(self, connection: Any, msg: Message, status: str) -> None:
+    def _forwarded(self, connection: Any, msg: Message, reply: Message) -> None:
         """Audit a proxied request answered by a device's fast path."""
-        if self._audit_enabled(logging.INFO):
+        # (isEnabledFor answers from the logger's own cache, which logging clears when a
+        # level changes: no audit line is formatted, and nothing is cached here.)
+        if self._audit_logger.isEnabledFor(logging.INFO):
             routed = self.route(msg.name)
             device = "-" if routed is None else routed[0].name
+            args = reply.arguments
+            status = args[0].decode("utf-8", "replace") if args else "-"
             self._audit("request", connection, msg.name, status, f"device={device}")
 
     def has_own_request(self, name: str) -> bool:
@@ -349,11 +369,6 @@ class ManagerServer(AsyncDeviceServer):
         return name in self._request_handlers
 
     # -- identity, locks and audit ------------------------------------------------------
-    @property
-    def _audit_logger(self) -> logging.Logger | None:
-        access = self.access_control
-        return None if access is None else access.audit_logger
-
     def _who(self, connection: Any) -> Tuple[Hashable, str, str | None]:
         """``(lock owner, holder shown to people, user name)`` of the client on `connection`.
 
@@ -366,16 +381,10 @@ class ManagerServer(AsyncDeviceServer):
             return ("user", user), user, user
         return connection, connection.address, user
 
-    def _audit_enabled(self, level: int) -> bool:
-        """Whether audit lines of `level` are written anywhere (else none is formatted)."""
-        logger = self._audit_logger
-        return (logging.getLogger(AUDIT_LOGGER_NAME) if logger is None
-                else logger).isEnabledFor(level)
-
     def _audit(self, event: str, connection: Any, request: str, status: str,
                detail: str | None = None, level: int = logging.INFO) -> None:
-        if not self._audit_enabled(level):
-            return
+        if not self._audit_logger.isEnabledFor(level):
+            return  # (a line nobody reads is not even formatted)
         audit_event(event, user=self._who(connection)[2], addr=connection.address,
                     request=request, status=status, detail=detail, level=level,
                     logger=self._audit_logger)
