@@ -196,13 +196,20 @@ class _StateFlag:
             return True  # (no Event made for a wait that need not block)
         tevent = self._tevent
         if tevent is None:
-            tevent = threading.Event()
-            if self._flag:
-                tevent.set()
-            self._tevent = tevent
+            # Threads that wait at once share one Event: another that replaced this one
+            # would never be set, and its waiter would sleep through the flag.
+            with _TEVENT_LOCK:
+                tevent = self._tevent
+                if tevent is None:
+                    tevent = self._tevent = threading.Event()
+        # Set (by the loop thread) before the Event was there to be set: look again.
         if self._flag:
             return True
         return tevent.wait(timeout)
+
+
+# Guards the making of a _StateFlag's Event (once per flag, by its first waiting thread).
+_TEVENT_LOCK = threading.Lock()
 
 
 class _ClientHandler:
