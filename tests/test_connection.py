@@ -975,3 +975,30 @@ async def test_held_messages_are_handed_over_on_eof():
     conn.data_received(b"".join(b"?r%d\n" % i for i in range(n)))
     conn.eof_received()  # a client that sends its requests and shuts its side down
     assert len(rec.messages) == n
+
+
+def test_receive_buffer_of_a_gone_loop_goes_to_the_next_loop_only():
+    """A loop's receive buffer is its own while it lives, and is handed to a new loop once
+    it has been garbage-collected (a short-lived client loop need not zero a fresh one)."""
+    from katcp._transport import protocol
+
+    first = asyncio.new_event_loop()
+    second = asyncio.new_event_loop()
+    try:
+        buf = protocol._buffer_for_loop(first)
+        assert protocol._buffer_for_loop(first) is buf
+        assert protocol._buffer_for_loop(second) is not buf  # both alive: one each
+    finally:
+        first.close()
+        second.close()
+    del first
+    gc.collect()
+    spares = list(protocol._spare_buffers)
+    assert any(spare is buf for spare in spares)
+    third = asyncio.new_event_loop()
+    try:
+        taken = protocol._buffer_for_loop(third)
+        assert any(spare is taken for spare in spares)  # a spare, not a fresh one
+        assert not any(spare is taken for spare in protocol._spare_buffers)
+    finally:
+        third.close()
