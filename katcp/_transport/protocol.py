@@ -33,9 +33,9 @@ _loop_buffers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] 
 
 
 # Buffers of loops that have been garbage-collected (no loop writes into them any more),
-# for new loops to take.  A fresh buffer costs a short-lived loop (a BlockingClient's, in a
-# thread of its own) about 50 us on its connect path: the thread's malloc arena hands out
-# pages it gave back to the system, so zeroing the 64 KiB takes 16 page faults.
+# for new loops to take.  A fresh buffer cost a short-lived loop (a BlockingClient's, in a
+# thread of its own) about 50 us on its connect path on the development VM: zeroing the
+# 64 KiB took 15 page faults there (the pages malloc hands a new thread are fresh ones).
 _spare_buffers: List[memoryview] = []
 _MAX_SPARE_BUFFERS = 16
 
