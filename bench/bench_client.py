@@ -17,7 +17,8 @@ that machine load hits both alike (medians of per-block/per-connect samples):
    ``await Client.connect(...)`` (constructor + ``wait_connected()``). Closing is not timed;
 4. the same for ``BlockingClient`` from a plain thread (goal: ratio <= 1.0): constructor,
    ``start()`` (which starts its ioloop thread) and ``wait_protocol()``, against aiokatcp's
-   ``await Client.connect`` timed inside its event loop, in alternating turns.
+   ``await Client.connect`` timed inside its event loop, in alternating turns; also the
+   process's CPU time per connect (our ioloop thread's included).
 
 Usage: ``python bench/bench_client.py [--requests N] [--connects N] [--repeats N]
 [--server async|managed|thread]``
@@ -223,33 +224,45 @@ async def connect_pair(own_port: int, aio_port: int, n: int):
 
 def blocking_connect_pair(own_port: int, aio_port: int, n: int):
     """``BlockingClient`` start + ``wait_protocol`` (its ioloop thread included) from this
-    plain thread, against ``await aiokatcp.Client.connect`` in an event loop; alternating."""
+    plain thread, against ``await aiokatcp.Client.connect`` in an event loop; alternating.
+
+    Returns wall-clock and CPU times per connect, ours then aiokatcp's.  The CPU time is
+    this process's (``time.process_time``: every thread, so our ioloop thread's share is
+    in it; each server runs in a process of its own), which machine load disturbs less
+    than the wall clock: a wall-clock connect is mostly hand-offs between threads and
+    processes, whose cost depends on whether the other vCPU is busy, idle or asleep."""
     own_t: list = []
     aio_t: list = []
+    own_cpu: list = []
+    aio_cpu: list = []
     loop = asyncio.new_event_loop()
+    cpu = time.process_time
 
-    async def aio_connect() -> float:
+    async def aio_connect() -> None:
+        c0 = cpu()
         t0 = time.perf_counter()
         aio = await aiokatcp.Client.connect("127.0.0.1", aio_port)
-        elapsed = time.perf_counter() - t0
+        aio_t.append(time.perf_counter() - t0)
+        aio_cpu.append(cpu() - c0)
         aio.close()
         await aio.wait_closed()
-        return elapsed
 
     try:
         for _ in range(n):
+            c0 = cpu()
             t0 = time.perf_counter()
             client = BlockingClient("127.0.0.1", own_port, timeout=10)
             client.start(timeout=10)
             if not client.wait_protocol(10):
                 raise RuntimeError("BlockingClient did not connect")
             own_t.append(time.perf_counter() - t0)
+            own_cpu.append(cpu() - c0)
             client.stop(timeout=10)
             client.join(timeout=10)
-            aio_t.append(loop.run_until_complete(aio_connect()))
+            loop.run_until_complete(aio_connect())
     finally:
         loop.close()
-    return own_t, aio_t
+    return own_t, aio_t, own_cpu, aio_cpu
 
 
 def fmt(values: list) -> str:
@@ -280,6 +293,9 @@ def main() -> None:
     aio_c: list = []
     own_b: list = []
     aio_b: list = []
+    own_bc: list = []
+    aio_bc: list = []
+    runs_b: list = []  # per run: (wall ratio, CPU ratio) of the BlockingClient connects
     try:
         for _ in range(args.repeats):
             o, a = asyncio.run(rtt_pair(own_server.port, aio_server.port, args.requests))
@@ -289,10 +305,14 @@ def main() -> None:
             o, a = asyncio.run(connect_pair(own_server.port, aio_server.port, args.connects))
             own_c += o
             aio_c += a
-            o, a = blocking_connect_pair(own_server.port, aio_server.port,
-                                         max(args.connects // 3, 1))
+            o, a, oc, ac = blocking_connect_pair(own_server.port, aio_server.port,
+                                                 max(args.connects // 3, 1))
             own_b += o
             aio_b += a
+            own_bc += oc
+            aio_bc += ac
+            runs_b.append((statistics.median(o) / statistics.median(a),
+                           statistics.median(oc) / statistics.median(ac)))
     finally:
         own_server.close()
         aio_server.close()
@@ -312,7 +332,11 @@ def main() -> None:
     print(f"  ratio katcp/aiokatcp = {med(own_c) / med(aio_c):.2f}  (goal <= 0.60)")
     print(f"connect+version katcp BlockingClient (with thread)  : {fmt(own_b)}")
     print(f"connect+version aiokatcp Client (same turns)        : {fmt(aio_b)}")
-    print(f"  ratio BlockingClient/aiokatcp = {med(own_b) / med(aio_b):.2f}  (goal <= 1.00)")
+    print(f"  ratio BlockingClient/aiokatcp = {med(own_b) / med(aio_b):.2f}  (goal <= 1.00); "
+          f"median of the runs' ratios {med(r[0] for r in runs_b):.2f}")
+    print(f"  CPU per connect (this process): BlockingClient {med(own_bc) * 1e6:.1f} us, "
+          f"aiokatcp {med(aio_bc) * 1e6:.1f} us, ratio {med(own_bc) / med(aio_bc):.2f}; "
+          f"median of the runs' ratios {med(r[1] for r in runs_b):.2f}")
     if args.json:
         write_json(args.json, "client", "aiokatcp", [
             ("sequential RTT", med(own), med(aio), GOAL_RTT[args.server]),

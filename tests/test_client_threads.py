@@ -282,3 +282,36 @@ def test_zero_or_negative_timeout_fails_at_once(server, client, timeout):
         hold.release()
     assert reply.arguments[0] == b"fail" and b"timed out after" in reply.arguments[1]
     assert client.blocking_request(Message.request("mark", "next"))[0].reply_ok()
+
+
+def test_threads_that_wait_at_once_for_the_connection_all_see_it(server, monkeypatch):
+    """Two threads that start waiting together share the Event behind the wait: one that
+    made its own Event as the other did, and had it replaced, slept through the connection
+    until its timeout."""
+    c = BlockingClient("127.0.0.1", server.bind_address[1], timeout=WAIT)
+    waiters = [threading.Thread(target=lambda: seen.append(c.wait_connected(WAIT)))
+               for _ in range(2)]
+    seen: list = []
+    real_event = threading.Event
+    made: list = []
+
+    def slow_first_event():
+        made.append(threading.current_thread())
+        if len(made) == 1:
+            time.sleep(0.2)  # the other waiter arrives meanwhile (a window, not a timing)
+        return real_event()
+
+    monkeypatch.setattr(threading, "Event", slow_first_event)
+    for t in waiters:
+        t.start()
+    time.sleep(0.5)  # both are waiting by now (if not, the test is merely weaker)
+    monkeypatch.setattr(threading, "Event", real_event)
+    c.start(timeout=WAIT)
+    try:
+        for t in waiters:
+            t.join(WAIT + 5)
+        assert seen == [True, True]
+        assert sum(1 for t in made if t in waiters) == 1  # one Event for both
+    finally:
+        c.stop(timeout=WAIT)
+        c.join(timeout=WAIT)

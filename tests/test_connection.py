@@ -1056,3 +1056,30 @@ def test_write_now_costs_no_extra_loop_iteration():
         loop.run_until_complete(asyncio.wait_for(main(), TIMEOUT))
     finally:
         loop.close()
+
+
+def test_receive_buffer_of_a_gone_loop_goes_to_the_next_loop_only():
+    """A loop's receive buffer is its own while it lives, and is handed to a new loop once
+    it has been garbage-collected (a short-lived client loop need not zero a fresh one)."""
+    from katcp._transport import protocol
+
+    first = asyncio.new_event_loop()
+    second = asyncio.new_event_loop()
+    try:
+        buf = protocol._buffer_for_loop(first)
+        assert protocol._buffer_for_loop(first) is buf
+        assert protocol._buffer_for_loop(second) is not buf  # both alive: one each
+    finally:
+        first.close()
+        second.close()
+    del first
+    gc.collect()
+    spares = list(protocol._spare_buffers)
+    assert any(spare is buf for spare in spares)
+    third = asyncio.new_event_loop()
+    try:
+        taken = protocol._buffer_for_loop(third)
+        assert any(spare is taken for spare in spares)  # a spare, not a fresh one
+        assert not any(spare is taken for spare in protocol._spare_buffers)
+    finally:
+        third.close()

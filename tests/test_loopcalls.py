@@ -146,3 +146,21 @@ def test_pending_until_every_posted_call_has_run():
         assert ran == [1, True] and not calls.pending
     finally:
         loop.close()
+
+
+def test_a_queue_does_not_keep_its_loop_alive():
+    # The registry is keyed weakly by the loop; a queue that held its loop strongly kept
+    # every loop that ever had a queue (a BlockingClient's, one per start) alive for good.
+    import gc
+    import weakref
+
+    loop = asyncio.new_event_loop()
+    calls = loop_calls(loop)
+    assert calls.post(lambda: None)
+    loop.run_until_complete(asyncio.sleep(0))  # runs the posted call
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None
+    assert not calls.post(lambda: None)  # a queue that outlives its loop refuses calls

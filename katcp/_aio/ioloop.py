@@ -282,17 +282,21 @@ class IOLoopManager:
         loop (see :meth:`get_ioloop`) in a new thread.
         """
         ioloop = self.get_ioloop()  # a fresh managed loop if the previous one was stopped
-        calls = loop_calls(ioloop.asyncio_loop)  # type: ignore[attr-defined]
+        aloop = ioloop.asyncio_loop  # type: ignore[attr-defined]
         if self._ioloop_managed:
             if self._ioloop_thread is not None:
                 raise RuntimeError("Managed ioloop has already been started")
             if _loop_is_closed(ioloop):
                 raise RuntimeError("Managed ioloop is closed (it was not made by this manager)")
-            calls.post(self._running.set)
+            # The loop runs in no thread until thread.start() below (which orders memory):
+            # a plain call_soon is safe, and unlike a cross-thread post it writes nothing to
+            # the loop's self-pipe, which the loop's first pass would have to read back.
+            aloop.call_soon(self._running.set)
             if first_call is not None:
                 first_call()
             self._run_managed_ioloop()
         else:
+            calls = loop_calls(aloop)
             # The caller runs the loop; mark it as running once it gets going.
             if _loop_is_closed(ioloop):
                 raise RuntimeError("IOLoop is closed")

@@ -86,10 +86,12 @@ class LoopCalls:
     alive and a long burst does not feed the garbage collector.
     """
 
-    __slots__ = ("_loop", "_calls", "_scheduled", "__weakref__")
+    __slots__ = ("_loop_ref", "_calls", "_scheduled", "__weakref__")
 
     def __init__(self, loop: Any) -> None:
-        self._loop = loop
+        # Weak: the registry of queues (loop_calls) is keyed weakly by the loop, so a queue
+        # that held its loop would keep every loop it ever served alive.
+        self._loop_ref = _loop_ref(loop)
         self._calls: Deque[Any] = deque()
         self._scheduled = False
 
@@ -126,12 +128,12 @@ class LoopCalls:
         if not self._scheduled:
             self._scheduled = True
             try:
-                self._loop.call_soon_threadsafe(self._run)
-            except RuntimeError:  # loop closed: nobody will run the calls
+                self._loop_ref().call_soon_threadsafe(self._run)
+            except (RuntimeError, AttributeError):  # loop closed (or gone): nobody runs them
                 self._scheduled = False
                 calls.clear()
                 return False
-        elif not len(calls) & 0xFFF and self._loop.is_closed():
+        elif not len(calls) & 0xFFF and _loop_closed(self._loop_ref()):
             # The pending wake-up will never run: do not grow without bound.
             self._scheduled = False
             calls.clear()
@@ -174,7 +176,9 @@ class LoopCalls:
             try:
                 fn(a, b)
             except (SystemExit, KeyboardInterrupt):
-                self._loop.call_soon(self._run)  # the rest still run if the loop goes on
+                loop = self._loop_ref()
+                if loop is not None:  # the rest still run if the loop goes on
+                    loop.call_soon(self._run)
                 raise
             except BaseException:  # as asyncio's handles: log, and carry on
                 log.exception("Error in call %r handed to the event loop",
@@ -184,7 +188,21 @@ class LoopCalls:
             if not calls or self._scheduled:
                 return
             self._scheduled = True
-        self._loop.call_soon(self._run)
+        loop = self._loop_ref()
+        if loop is not None:  # (it runs this call, so it is alive)
+            loop.call_soon(self._run)
+
+
+def _loop_ref(loop: Any) -> Callable[[], Any]:
+    """A weak reference to ``loop``; a strong one to a loop that takes no weak references."""
+    try:
+        return weakref.ref(loop)
+    except TypeError:
+        return lambda: loop
+
+
+def _loop_closed(loop: Any) -> bool:
+    return loop is None or loop.is_closed()
 
 
 _LOOP_CALLS: weakref.WeakKeyDictionary[Any, LoopCalls] = weakref.WeakKeyDictionary()

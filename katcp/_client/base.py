@@ -192,15 +192,24 @@ class _StateFlag:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block the calling thread until set; return the flag."""
+        if self._flag:
+            return True  # (no Event made for a wait that need not block)
         tevent = self._tevent
         if tevent is None:
-            tevent = threading.Event()
-            if self._flag:
-                tevent.set()
-            self._tevent = tevent
+            # Threads that wait at once share one Event: another that replaced this one
+            # would never be set, and its waiter would sleep through the flag.
+            with _TEVENT_LOCK:
+                tevent = self._tevent
+                if tevent is None:
+                    tevent = self._tevent = threading.Event()
+        # Set (by the loop thread) before the Event was there to be set: look again.
         if self._flag:
             return True
         return tevent.wait(timeout)
+
+
+# Guards the making of a _StateFlag's Event (once per flag, by its first waiting thread).
+_TEVENT_LOCK = threading.Lock()
 
 
 class _ClientHandler:
@@ -1028,10 +1037,9 @@ class DeviceClient(metaclass=DeviceMetaclass):
         if in_loop_thread(loop):
             self.ioloop_thread_id = threading.get_ident()  # katcp-python's attribute
         else:
-            # Queued before the loop's thread starts: noted in its first pass, no wake-up.
-            calls = self._loop_calls
-            assert calls is not None  # set by start()
-            calls.post(self._note_loop_thread)
+            # Before the managed loop's thread starts (see IOLoopManager.start): noted in
+            # its first pass; a plain call_soon, as the loop runs nowhere yet.
+            loop.call_soon(self._note_loop_thread)
         with self._request_lock:
             # Calls scheduled into the loop of an earlier run are not counted any more.
             self._xthread_calls = 0
