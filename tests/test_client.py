@@ -818,3 +818,51 @@ def test_blocking_client_start_connects_before_its_thread_runs(aio_server):
         assert reply.reply_ok()
     finally:
         _stop(c)
+
+
+def test_request_timeouts_share_one_timer():
+    """Timeouts of any length, in any order: a later request with a shorter timeout fails
+    first, a longer one keeps waiting and gets its reply; replies that came in time never
+    fail; the bookkeeping of ended requests does not grow with their number."""
+    raw = Raw(greeting=b"#version-connect katcp-protocol 5.0-MI\n")
+
+    async def main():
+        c = AsyncClient("127.0.0.1", raw.port, timeout=WAIT)
+        c.set_ioloop(tornado.ioloop.IOLoop.current())
+        c.start()
+        try:
+            await c.until_protocol(timeout=WAIT)
+            loop = asyncio.get_running_loop()
+            long = c.future_request(Message.request("long"))  # the client's timeout
+            short = c.future_request(Message.request("short"), timeout=0.05)
+            never = c.future_request(Message.request("never"), timeout=0.2)
+            reply, _ = await asyncio.wait_for(short, WAIT)
+            assert reply.arguments[0] == b"fail" and b"timed out" in reply.arguments[1]
+            assert not long.done() and not never.done()
+            reply, _ = await asyncio.wait_for(never, WAIT)
+            assert reply.arguments[0] == b"fail" and b"timed out" in reply.arguments[1]
+            assert not long.done()
+            assert await loop.run_in_executor(None, raw.wait_for, b"?long[")
+            mid = re.search(rb"\?long\[(\d+)\]", raw.received).group(1)
+            raw.send(b"!long[%s] ok\n" % mid)
+            reply, _ = await asyncio.wait_for(long, WAIT)
+            assert reply.reply_ok(), reply
+            # Many requests answered in time, each with a short timeout: none fails, and
+            # what is kept of them stays small.
+            for i in range(300):
+                fut = c.future_request(Message.request("quick"), timeout=0.5)
+                assert await loop.run_in_executor(None, raw.wait_for, b"?quick[%d]" % (
+                    int(mid) + 3 + i))
+                raw.send(b"!quick[%d] ok\n" % (int(mid) + 3 + i))
+                reply, _ = await asyncio.wait_for(fut, WAIT)
+                assert reply.reply_ok(), reply
+            assert len(c._deadlines) <= 2 * len(c._async_queue) + 65
+        finally:
+            c.stop()
+            await c.until_stopped(timeout=WAIT)
+        assert c._timer is None  # stopping ended the timer with the requests
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 4 * WAIT))
+    finally:
+        raw.close()
