@@ -115,6 +115,7 @@ class AsyncClient(DeviceClient):
         #: The one timer of the request timeouts, due at ``_timer_when`` (see _push).
         self._timer: asyncio.Handle | None = None
         self._timer_when = 0.0
+        self._timer_seq = 0  # (ties of equal deadlines never compare the mids)
         self._reset_async_requests()
 
     # ------------------------------------------------------------------ login
@@ -190,9 +191,9 @@ class AsyncClient(DeviceClient):
         self._async_queue: Dict[bytes, _Pending] = {}
         #: request name -> list of mids, oldest first
         self._async_id_stack: Dict[str, List[bytes]] = {}
-        #: Heap of (deadline, mid) of the requests with a timeout, also of some that have
-        #: ended already (they are dropped lazily, see _push and _expire_requests).
-        self._deadlines: List[Tuple[float, bytes]] = []
+        #: Heap of (deadline, sequence number, mid) of the requests with a timeout, also of
+        #: some that have ended already (dropped lazily, see _push and _expire_requests).
+        self._deadlines: List[Tuple[float, int, bytes]] = []
         timer = self._timer
         if timer is not None:
             timer.cancel()
@@ -215,10 +216,13 @@ class AsyncClient(DeviceClient):
             heap = self._deadlines
             if len(heap) > 2 * len(queue) + 64:
                 # Mostly entries of requests that have ended: keep those still pending.
-                heap = self._deadlines = [(p.deadline, m) for m, p in queue.items()
+                heap = self._deadlines = [(p.deadline, i, m) for i, (m, p)
+                                          in enumerate(queue.items())
                                           if p.deadline is not None]
                 heapq.heapify(heap)
-            heapq.heappush(heap, (deadline, mid))
+                self._timer_seq = len(queue)
+            self._timer_seq += 1
+            heapq.heappush(heap, (deadline, self._timer_seq, mid))
             if self._timer is None or deadline < self._timer_when:
                 self._arm_timer(loop, deadline)
         queue[mid] = pending
@@ -259,7 +263,7 @@ class AsyncClient(DeviceClient):
         due = []
         with self._request_lock:
             while heap and heap[0][0] <= now:
-                deadline, mid = heapq.heappop(heap)
+                deadline, _, mid = heapq.heappop(heap)
                 pending = queue.get(mid)
                 if pending is not None and pending.deadline == deadline:
                     due.append((mid, pending))

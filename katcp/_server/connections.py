@@ -1100,8 +1100,9 @@ class KATCPServer:
             if _is_future(res):
                 if not res.done():
                     return res
-                if not res.cancelled() and res.exception() is not None:
-                    raise res.exception()  # type: ignore[misc]
+                exc = None if res.cancelled() else res.exception()
+                if exc is not None:
+                    raise exc  # logged below, as a failure of the hook
                 return None
             return res if asyncio.iscoroutine(res) else None
         except Exception:
