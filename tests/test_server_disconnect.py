@@ -13,21 +13,12 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-import time
 
 import pytest
 from test_server_support import ExampleServer, RawClient, running
+from test_server_support import eventually as _eventually
 
 WAIT = 10.0
-
-
-def _eventually(predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def _server_class(base, kind):
