@@ -20,6 +20,12 @@ that machine load hits both alike (medians of per-block/per-connect samples):
    ``await Client.connect`` timed inside its event loop, in alternating turns; also the
    process's CPU time per connect (our ioloop thread's included).
 
+Wall-clock round trips on a VM are dominated by waking the peer's idle vCPU, and they swing
+with the machine's load; so 1. and 3. also report the CPU time both processes spent (this
+client process, ``time.process_time``; the server process, all its threads, from
+``/proc/PID/task/*/schedstat`` on Linux): per request, and per connection opened and
+closed. That ratio holds under load.
+
 Usage: ``python bench/bench_client.py [--requests N] [--connects N] [--repeats N]
 [--server async|managed|thread]``
 """
@@ -139,6 +145,18 @@ class ServerProcess:
             raise RuntimeError("benchmark server did not start")
         self.port = int(line[0])
 
+    def cpu_ns(self) -> int | None:
+        """CPU time the server process has used so far, all threads (None: not on Linux)."""
+        total = 0
+        try:
+            tasks = os.listdir(f"/proc/{self.proc.pid}/task")
+            for tid in tasks:
+                with open(f"/proc/{self.proc.pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return total
+
     def close(self) -> None:
         try:
             self.proc.stdin.close()
@@ -148,8 +166,32 @@ class ServerProcess:
             self.proc.wait(10)
 
 
-async def rtt_pair(own_port: int, aio_port: int, n: int, block: int = 200):
-    """Sequential RTTs, own and aiokatcp interleaved in blocks; per-block means."""
+class Cpu:
+    """CPU time of this process and of one server process, per operation, in blocks."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.client: list = []
+        self.serv: list = []
+
+    def start(self) -> None:
+        self._c0 = time.process_time()
+        self._s0 = self.server.cpu_ns()
+
+    def stop(self, n: int) -> None:
+        self.client.append((time.process_time() - self._c0) / n)
+        s1 = self.server.cpu_ns()
+        if s1 is not None and self._s0 is not None:
+            self.serv.append((s1 - self._s0) / 1e9 / n)
+
+
+async def rtt_pair(own_port: int, aio_port: int, n: int, block: int = 200,
+                   cpu: tuple | None = None):
+    """Sequential RTTs, own and aiokatcp interleaved in blocks; per-block means.
+
+    With ``cpu`` (a :class:`Cpu` for each), also the CPU time per request.
+    """
+    own_cpu, aio_cpu = cpu if cpu is not None else (None, None)
     own = AsyncClient("127.0.0.1", own_port, timeout=10)
     own.set_ioloop(tornado.ioloop.IOLoop.current())
     own.start()
@@ -161,15 +203,23 @@ async def rtt_pair(own_port: int, aio_port: int, n: int, block: int = 200):
         await own.future_request(Message.request("echo", "x"))
         await aio.request("echo", "x")
     for _ in range(max(n // block, 1)):
+        if own_cpu:
+            own_cpu.start()
         t0 = time.perf_counter()
         for _ in range(block):
             reply, _ = await own.future_request(Message.request("echo", "x"))
         own_t.append((time.perf_counter() - t0) / block)
+        if own_cpu:
+            own_cpu.stop(block)
         assert reply.reply_ok(), reply
+        if aio_cpu:
+            aio_cpu.start()
         t0 = time.perf_counter()
         for _ in range(block):
             await aio.request("echo", "x")
         aio_t.append((time.perf_counter() - t0) / block)
+        if aio_cpu:
+            aio_cpu.stop(block)
     own.stop()
     await own.until_stopped(timeout=10)
     aio.close()
@@ -200,12 +250,19 @@ def blocking_rtt(port: int, n: int, block: int = 200) -> list:
     return times
 
 
-async def connect_pair(own_port: int, aio_port: int, n: int):
-    """Connect + #version-connect times, own and aiokatcp alternating."""
+async def connect_pair(own_port: int, aio_port: int, n: int, cpu: tuple | None = None):
+    """Connect + #version-connect times, own and aiokatcp alternating.
+
+    With ``cpu`` (a :class:`Cpu` for each), also the CPU time per connection opened and
+    closed (the closing is not in the times).
+    """
+    own_cpu, aio_cpu = cpu if cpu is not None else (None, None)
     own_t: list = []
     aio_t: list = []
     ioloop = tornado.ioloop.IOLoop.current()
     for _ in range(n):
+        if own_cpu:
+            own_cpu.start()
         t0 = time.perf_counter()
         client = AsyncClient("127.0.0.1", own_port, timeout=10)
         client.set_ioloop(ioloop)
@@ -214,11 +271,16 @@ async def connect_pair(own_port: int, aio_port: int, n: int):
         own_t.append(time.perf_counter() - t0)
         client.stop()
         await client.until_stopped(timeout=10)
+        if own_cpu:
+            own_cpu.stop(1)
+            aio_cpu.start()
         t0 = time.perf_counter()
         aio = await aiokatcp.Client.connect("127.0.0.1", aio_port)
         aio_t.append(time.perf_counter() - t0)
         aio.close()
         await aio.wait_closed()
+        if aio_cpu:
+            aio_cpu.stop(1)
     return own_t, aio_t
 
 
@@ -270,6 +332,23 @@ def fmt(values: list) -> str:
             f"best {min(values) * 1e6:8.1f} us")
 
 
+def cpu_lines(what: str, own: Cpu, aio: Cpu) -> list:
+    """Report lines of the CPU per operation (client + server processes), and the ratio."""
+    med = statistics.median
+    if not own.serv or not aio.serv:
+        return [f"CPU per {what}: server CPU time not available (needs Linux /proc)"]
+    ours = med(own.client) + med(own.serv)
+    theirs = med(aio.client) + med(aio.serv)
+    return [
+        f"CPU per {what:10s} katcp   : {ours * 1e6:8.1f} us (client {med(own.client) * 1e6:.1f}"
+        f" + server {med(own.serv) * 1e6:.1f})",
+        f"CPU per {what:10s} aiokatcp: {theirs * 1e6:8.1f} us (client {med(aio.client) * 1e6:.1f}"
+        f" + server {med(aio.serv) * 1e6:.1f})",
+        f"  ratio katcp/aiokatcp = {ours / theirs:.2f}  (client {med(own.client) / med(aio.client):.2f},"
+        f" server {med(own.serv) / med(aio.serv):.2f})",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
@@ -296,13 +375,17 @@ def main() -> None:
     own_bc: list = []
     aio_bc: list = []
     runs_b: list = []  # per run: (wall ratio, CPU ratio) of the BlockingClient connects
+    rtt_cpu = (Cpu(own_server), Cpu(aio_server))
+    connect_cpu = (Cpu(own_server), Cpu(aio_server))
     try:
         for _ in range(args.repeats):
-            o, a = asyncio.run(rtt_pair(own_server.port, aio_server.port, args.requests))
+            o, a = asyncio.run(rtt_pair(own_server.port, aio_server.port, args.requests,
+                                        cpu=rtt_cpu))
             own += o
             aio += a
             blk += blocking_rtt(own_server.port, args.requests)
-            o, a = asyncio.run(connect_pair(own_server.port, aio_server.port, args.connects))
+            o, a = asyncio.run(connect_pair(own_server.port, aio_server.port, args.connects,
+                                            cpu=connect_cpu))
             own_c += o
             aio_c += a
             o, a, oc, ac = blocking_connect_pair(own_server.port, aio_server.port,
@@ -325,11 +408,15 @@ def main() -> None:
     print(f"sequential RTT  katcp AsyncClient -> katcp server   : {fmt(own)}")
     print(f"sequential RTT  aiokatcp Client   -> aiokatcp server: {fmt(aio)}")
     print(f"  ratio katcp/aiokatcp = {med(own) / med(aio):.2f}  (goal <= {GOAL_RTT[args.server]:.2f})")
+    for line in cpu_lines("request", *rtt_cpu):
+        print(line)
     print(f"blocking RTT    katcp BlockingClient (plain thread) : {fmt(blk)}")
     print(f"  ratio BlockingClient/aiokatcp async = {med(blk) / med(aio):.2f}  (goal <= 1.00)")
     print(f"connect+version katcp AsyncClient                   : {fmt(own_c)}")
     print(f"connect+version aiokatcp Client                     : {fmt(aio_c)}")
     print(f"  ratio katcp/aiokatcp = {med(own_c) / med(aio_c):.2f}  (goal <= 0.60)")
+    for line in cpu_lines("connection", *connect_cpu):
+        print(line)
     print(f"connect+version katcp BlockingClient (with thread)  : {fmt(own_b)}")
     print(f"connect+version aiokatcp Client (same turns)        : {fmt(aio_b)}")
     print(f"  ratio BlockingClient/aiokatcp = {med(own_b) / med(aio_b):.2f}  (goal <= 1.00); "

@@ -4,6 +4,7 @@ subprocess), katcp-python 0.9.3 servers (v5 and v4) and raw sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
@@ -13,6 +14,7 @@ import time
 import peers
 import pytest
 import tornado.ioloop
+from test_server_support import eventually
 
 from katcp._aio.loopcalls import call_blocking
 from katcp import client as kclient
@@ -64,17 +66,27 @@ def bclient(aio_server):
 
 
 def _eventually(predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+    return eventually(predicate, timeout)
 
 
 def call_in_loop(c, fn, *args):
     """Run fn in the client's loop; wait for (an awaitable's) result."""
     return call_blocking(c._loop, fn, args, {}, WAIT)
+
+
+@contextlib.asynccontextmanager
+async def running_in_loop(cls, port):
+    """A client of class ``cls`` on the running loop, once it knows the server's protocol;
+    stopped on the way out."""
+    c = cls("127.0.0.1", port, timeout=WAIT)
+    c.set_ioloop(tornado.ioloop.IOLoop.current())
+    c.start()
+    try:
+        await c.until_protocol(timeout=WAIT)
+        yield c
+    finally:
+        c.stop()
+        await c.until_stopped(timeout=WAIT)
 
 
 class Raw:
@@ -778,11 +790,7 @@ def test_timer_due_mid_burst_lets_the_reply_already_read_through():
     raw = Raw(greeting=b"#version-connect katcp-protocol 5.0-MI\n")
 
     async def main():
-        c = TimerDueMidBurst("127.0.0.1", raw.port, timeout=WAIT)
-        c.set_ioloop(tornado.ioloop.IOLoop.current())
-        c.start()
-        try:
-            await c.until_protocol(timeout=WAIT)
+        async with running_in_loop(TimerDueMidBurst, raw.port) as c:
             c._conn.max_burst = 1  # every message is a burst of its own
             fut = c.future_request(Message.request("informs"))
             loop = asyncio.get_running_loop()
@@ -794,9 +802,6 @@ def test_timer_due_mid_burst_lets_the_reply_already_read_through():
             assert c.fired
             assert reply.reply_ok(), reply
             assert len(informs) == 5
-        finally:
-            c.stop()
-            await c.until_stopped(timeout=WAIT)
 
     try:
         asyncio.run(asyncio.wait_for(main(), 2 * WAIT))
@@ -818,3 +823,45 @@ def test_blocking_client_start_connects_before_its_thread_runs(aio_server):
         assert reply.reply_ok()
     finally:
         _stop(c)
+
+
+def test_request_timeouts_share_one_timer():
+    """Timeouts of any length, in any order: a later request with a shorter timeout fails
+    first, a longer one keeps waiting and gets its reply; replies that came in time never
+    fail; the bookkeeping of ended requests does not grow with their number."""
+    raw = Raw(greeting=b"#version-connect katcp-protocol 5.0-MI\n")
+
+    async def main():
+        async with running_in_loop(AsyncClient, raw.port) as c:
+            loop = asyncio.get_running_loop()
+            long = c.future_request(Message.request("long"))  # the client's timeout
+            never = c.future_request(Message.request("never"), timeout=0.3)
+            short = c.future_request(Message.request("short"), timeout=0.05)
+            ended = []
+            for name, fut in (("never", never), ("short", short)):
+                fut.add_done_callback(lambda _f, name=name: ended.append(name))
+            for fut in (short, never):
+                reply, _ = await asyncio.wait_for(fut, WAIT)
+                assert reply.arguments[0] == b"fail" and b"timed out" in reply.arguments[1]
+            assert ended == ["short", "never"]
+            assert not long.done()
+            assert await loop.run_in_executor(None, raw.wait_for, b"?long[")
+            mid = int(re.search(rb"\?long\[(\d+)\]", raw.received).group(1))
+            raw.send(b"!long[%d] ok\n" % mid)
+            reply, _ = await asyncio.wait_for(long, WAIT)
+            assert reply.reply_ok(), reply
+            # Many requests answered in time: none fails, and what is kept of them stays
+            # small.
+            for i in range(mid + 3, mid + 303):
+                fut = c.future_request(Message.request("quick"), timeout=WAIT / 2)
+                assert await loop.run_in_executor(None, raw.wait_for, b"?quick[%d]" % i)
+                raw.send(b"!quick[%d] ok\n" % i)
+                reply, _ = await asyncio.wait_for(fut, WAIT)
+                assert reply.reply_ok(), reply
+                assert len(c._deadlines) <= 2 * len(c._async_queue) + 65
+        assert c._timer is None  # stopping ended the timer with the requests
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 4 * WAIT))
+    finally:
+        raw.close()

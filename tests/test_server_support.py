@@ -5,6 +5,7 @@
 * :func:`running` : context manager that starts a threaded (managed ioloop) server and
   always stops it.
 * :func:`run` : run a coroutine with a bound on its duration.
+* :func:`eventually` : poll a condition from a plain thread, with a bound.
 * :class:`ExampleServer` / :class:`ExampleAsyncServer`: servers with a few sensors and
   test requests.
 """
@@ -25,6 +26,16 @@ from katcp.sensor import Sensor
 from katcp.server import AsyncDeviceServer, DeviceServer
 
 TIMEOUT = 5.0
+
+
+def eventually(predicate, timeout: float = TIMEOUT) -> bool:
+    """Whether ``predicate()`` becomes true within ``timeout`` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def run(coro, timeout: float = TIMEOUT):

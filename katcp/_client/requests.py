@@ -7,6 +7,7 @@ failure, or with a failure when the connection drops or the client stops.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import ssl as _ssl
 import threading
@@ -30,7 +31,7 @@ class _Pending:
     """
 
     __slots__ = ("request", "mid", "reply_cb", "inform_cb", "user_data",
-                 "timeout_handle", "start", "future", "informs", "lock", "result", "exc",
+                 "deadline", "start", "future", "informs", "lock", "result", "exc",
                  "cancelled")
 
     def __init__(self, request: Message, reply_cb: Callable | None = None,
@@ -40,7 +41,9 @@ class _Pending:
         self.reply_cb = reply_cb
         self.inform_cb = inform_cb
         self.user_data = user_data
-        self.timeout_handle: asyncio.Handle | None = None
+        #: Loop time at which the request times out (None: no timer, a blocked thread
+        #: keeps its own).
+        self.deadline: float | None = None
         self.start = 0.0
         self.future: asyncio.Future | None = None
         #: Informs collected for a future or a blocked thread (None: to ``inform_cb``).
@@ -109,6 +112,10 @@ class AsyncClient(DeviceClient):
                          auto_reconnect=auto_reconnect, ssl=ssl)
         self._request_timeout = timeout
         self._credentials: Tuple[str, str] | None = None
+        #: The one timer of the request timeouts, due at ``_timer_when`` (see _push).
+        self._timer: asyncio.Handle | None = None
+        self._timer_when = 0.0
+        self._timer_seq = 0  # (ties of equal deadlines never compare the mids)
         self._reset_async_requests()
 
     # ------------------------------------------------------------------ login
@@ -179,11 +186,18 @@ class AsyncClient(DeviceClient):
 
     # ------------------------------------------------------------------ bookkeeping
     def _reset_async_requests(self) -> None:
-        """Forget all pending requests."""
+        """Forget all pending requests (and stop their timer)."""
         #: mid -> _Pending
         self._async_queue: Dict[bytes, _Pending] = {}
         #: request name -> list of mids, oldest first
         self._async_id_stack: Dict[str, List[bytes]] = {}
+        #: Heap of (deadline, sequence number, mid) of the requests with a timeout, also of
+        #: some that have ended already (dropped lazily, see _push and _expire_requests).
+        self._deadlines: List[Tuple[float, int, bytes]] = []
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
 
     # The pending requests are shared with threads that send requests directly
     # (blocking_request): _push and _pop are called holding ``_request_lock``.
@@ -192,10 +206,26 @@ class AsyncClient(DeviceClient):
         loop = self._loop
         assert loop is not None  # requests are registered once started
         pending.start = start = loop.time()
+        queue = self._async_queue
         if timeout is not None:
-            # (ioloop thread only: blocked threads time out themselves)
-            pending.timeout_handle = loop.call_at(start + timeout, self._handle_timeout, mid)
-        self._async_queue[mid] = pending
+            # (ioloop thread only: blocked threads time out themselves.)  One timer for
+            # all requests, not a timer each: a heap push here and nothing when the reply
+            # comes, instead of a timer made and cancelled per request; the timer wakes
+            # about once per timeout, when the earliest deadline it was set for comes.
+            pending.deadline = deadline = start + timeout
+            heap = self._deadlines
+            if len(heap) > 2 * len(queue) + 64:
+                # Mostly entries of requests that have ended: keep those still pending.
+                heap = self._deadlines = [(p.deadline, i, m) for i, (m, p)
+                                          in enumerate(queue.items())
+                                          if p.deadline is not None]
+                heapq.heapify(heap)
+                self._timer_seq = len(queue)
+            self._timer_seq += 1
+            heapq.heappush(heap, (deadline, self._timer_seq, mid))
+            if self._timer is None or deadline < self._timer_when:
+                self._arm_timer(loop, deadline)
+        queue[mid] = pending
         name = pending.request.name
         stack = self._async_id_stack.get(name)
         if stack is None:
@@ -211,10 +241,36 @@ class AsyncClient(DeviceClient):
                 del stack[0]
             else:
                 stack.remove(mid)
-            handle = pending.timeout_handle
-            if handle is not None:
-                handle.cancel()
         return pending
+
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        """Have :meth:`_expire_requests` run at ``when`` (ioloop thread)."""
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+        self._timer = loop.call_at(when, self._expire_requests)
+        self._timer_when = when
+
+    def _expire_requests(self) -> None:
+        """The earliest deadline the timer was set for has come: time out what is due."""
+        self._timer = None
+        loop = self._loop
+        assert loop is not None  # timers run in the loop
+        # (The loop runs a timer a clock resolution early at most.)
+        now = max(loop.time(), self._timer_when)
+        heap = self._deadlines
+        queue = self._async_queue
+        due = []
+        with self._request_lock:
+            while heap and heap[0][0] <= now:
+                deadline, _, mid = heapq.heappop(heap)
+                pending = queue.get(mid)
+                if pending is not None and pending.deadline == deadline:
+                    due.append((mid, pending))
+        if heap:
+            self._arm_timer(loop, heap[0][0])
+        for mid, pending in due:
+            self._handle_timeout(mid, pending)
 
     def _complete(self, pending: _Pending, msg: Message) -> None:
         """Deliver the final reply of a pending request."""
@@ -533,20 +589,23 @@ class AsyncClient(DeviceClient):
         self._complete(pending, msg)
         return None
 
-    def _handle_timeout(self, mid: bytes) -> None:
+    def _handle_timeout(self, mid: bytes, expected: _Pending | None = None) -> None:
+        """Time out the request ``mid`` (its deadline has come), unless it has ended.
+
+        With ``expected``, only if ``mid`` is still that request.
+        """
         loop = self._loop
         assert loop is not None  # timers run in the loop
         conn = self._conn
         with self._request_lock:
             pending = self._async_queue.get(mid)
-            if pending is None:
+            if pending is None or (expected is not None and pending is not expected):
                 return
             if conn is not None and conn.holding:
                 # The reply may be among the messages read in time but not handed over
                 # yet (a long burst): look again after the next lot of them.
-                pending.timeout_handle = loop.call_soon(self._handle_timeout, mid)
+                loop.call_soon(self._handle_timeout, mid, pending)
                 return
-            pending.timeout_handle = None
             self._pop(mid)
         elapsed = loop.time() - pending.start
         self._fail(pending, f"Request {pending.request.name} timed out after {elapsed:f} seconds.")
@@ -555,13 +614,7 @@ class AsyncClient(DeviceClient):
         """Fail every pending request with `reason` (ioloop thread)."""
         with self._request_lock:
             queue = self._async_queue
-            if not queue:
-                return
             self._reset_async_requests()
-        for pending in queue.values():
-            handle = pending.timeout_handle
-            if handle is not None:
-                handle.cancel()
         for pending in queue.values():
             self._fail(pending, reason)
 

@@ -1065,8 +1065,11 @@ class KATCPServer:
             self._logger.warning("Connection to client %s closed with error %r",
                                  self.get_address(conn), exc)
         reason = repr(exc) if exc is not None else "Socket EOF"
-        if not client.client_disconnect_called:
-            asyncio.ensure_future(self._disconnect_client(conn, client, reason))
+        # The hook is called now; only a result still to come needs a task to wait for it
+        # (the default hooks return resolved futures: no task, timer or loop pass).
+        pending = self._call_disconnect_hook(conn, client, reason)
+        if pending is not None:
+            asyncio.ensure_future(self._await_disconnect_hook(conn, pending))
 
     def _start_disconnect(self, conn: Any, client: ClientConnection, reason: str):
         return asyncio.ensure_future(self._disconnect_client(conn, client, reason))
@@ -1074,18 +1077,48 @@ class KATCPServer:
     async def _disconnect_client(self, conn: Any, client: ClientConnection,
                                  reason: str) -> None:
         try:
-            if not client.client_disconnect_called:
-                client.on_client_disconnect_was_called()
-                try:
-                    res = self._device.on_client_disconnect(client, reason, not conn.closing)
-                    if res is not None and (_is_future(res) or asyncio.iscoroutine(res)):
-                        await asyncio.wait_for(asyncio.ensure_future(
-                            asyncio.wrap_future(res) if isinstance(
-                                res, concurrent.futures.Future) else res),
-                            self.DISCONNECT_TIMEOUT)
-                except Exception:
-                    self._logger.error("Error while calling on_client_disconnect for "
-                                       "client %s", self.get_address(conn), exc_info=True)
+            pending = self._call_disconnect_hook(conn, client, reason)
+            if pending is not None:
+                await self._await_disconnect_hook(conn, pending)
         finally:
             self._connections.pop(conn, None)
             conn.close()
+
+    def _call_disconnect_hook(self, conn: Any, client: ClientConnection, reason: str) -> Any:
+        """Call the device's ``on_client_disconnect`` for ``client`` unless it was called.
+
+        Returns what is still to be waited for (a future or coroutine not done yet), or
+        None. A failure, also of a future that has already failed, is logged.
+        """
+        if client.client_disconnect_called:
+            return None
+        client.on_client_disconnect_was_called()
+        try:
+            res = self._device.on_client_disconnect(client, reason, not conn.closing)
+            if res is None:
+                return None
+            if _is_future(res):
+                if not res.done():
+                    return res
+                exc = None if res.cancelled() else res.exception()
+                if exc is not None:
+                    raise exc  # logged below, as a failure of the hook
+                return None
+            return res if asyncio.iscoroutine(res) else None
+        except Exception:
+            self._log_disconnect_error(conn)
+            return None
+
+    async def _await_disconnect_hook(self, conn: Any, pending: Any) -> None:
+        """Wait (at most DISCONNECT_TIMEOUT) for the result of ``on_client_disconnect``."""
+        try:
+            await asyncio.wait_for(asyncio.ensure_future(
+                asyncio.wrap_future(pending) if isinstance(
+                    pending, concurrent.futures.Future) else pending),
+                self.DISCONNECT_TIMEOUT)
+        except Exception:
+            self._log_disconnect_error(conn)
+
+    def _log_disconnect_error(self, conn: Any) -> None:
+        self._logger.error("Error while calling on_client_disconnect for client %s",
+                           self.get_address(conn), exc_info=True)
