@@ -18,7 +18,7 @@ from katcp._protocol.message import (
 from katcp._server.connections import ClientConnection
 from katcp._server.dispatch import DeviceServerBase
 from katcp._server.logger import DeviceLogger
-from katcp._server.strategies import SampleNone, SampleStrategy
+from katcp._server.strategies import SampleNone, SampleStrategy, StatusWriter
 
 __all__ = ["SensorServerBase"]
 
@@ -69,6 +69,9 @@ class SensorServerBase(DeviceServerBase):
         self._client_conns: set = set()
         self._status_cache: Any = (None, None, b"")
         self._encode = LineCodec().encode
+        # _status_bytes bound once: the sensors' relays format a reading once for all the
+        # StatusWriters that share this object.
+        self._format_status: Callable[[Any, Any], bytes] = self._status_bytes
         self._greeting_cache: Any = None
         self.setup_sensors()
 
@@ -95,7 +98,7 @@ class SensorServerBase(DeviceServerBase):
         self._strategies[client_conn] = {}
         info = self.PROTOCOL_INFO
         greeting = self._greeting_bytes()
-        if greeting is not None and client_conn._direct_bytes:
+        if greeting is not None and client_conn._direct_bytes and self._server._direct_send:
             # One encoding per server, the same bytes for every client whose class
             # keeps ClientConnection.inform (the others get Messages through it).
             conn = client_conn._conn
@@ -354,22 +357,13 @@ class SensorServerBase(DeviceServerBase):
     def _inform_callback(self, client_conn: ClientConnection) -> Callable[[Any, Any], None]:
         """The strategies' callback for one client (run in the ioloop thread).
 
-        A client whose class keeps `ClientConnection.inform` gets the bytes formatted
-        once for all clients; any other gets a `Message` through its ``inform``.
+        A client whose class keeps `ClientConnection.inform`, on a server whose class
+        keeps ``send_message``, gets the bytes formatted once for all clients (a
+        `StatusWriter`, which the sensor's relay may stand in for); any other gets a
+        `Message` through its ``inform``.
         """
-        status_bytes = self._status_bytes
-        if client_conn._direct_bytes:
-            write_bytes = client_conn._conn.write_bytes
-
-            def write_status(sensor: Any, reading: Any) -> None:
-                # (the cache look-up of _status_bytes inlined: this runs once per inform)
-                cached = self._status_cache
-                if cached[1] is reading and cached[0] is sensor:
-                    write_bytes(cached[2])
-                else:
-                    write_bytes(status_bytes(sensor, reading))
-
-            return write_status
+        if client_conn._direct_bytes and self._server._direct_send:
+            return StatusWriter(self._format_status, client_conn._conn)
 
         inform = client_conn.inform
         status_message = self._status_message
