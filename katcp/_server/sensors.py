@@ -6,6 +6,7 @@ from typing import Any, Callable, Dict, List, Tuple, Union
 
 from katcp import version as _version
 from katcp._aio.loopcalls import in_loop_thread, loop_calls
+from katcp._protocol.grammar import py_format_message
 from katcp._protocol.linecodec import LineCodec
 from katcp._protocol.message import (
     MS_TO_SEC_FAC,
@@ -23,6 +24,7 @@ from katcp._server.strategies import SampleNone, SampleStrategy, StatusWriter
 __all__ = ["SensorServerBase"]
 
 _INTERFACE_CHANGED_MAJOR = 5
+_INFORM = Message.INFORM
 
 
 def _native(value: Union[str, bytes]) -> str:
@@ -347,10 +349,16 @@ class SensorServerBase(DeviceServerBase):
         cached = self._status_cache
         if cached[1] is reading and cached[0] is sensor:
             return cached[2]
-        major = self.PROTOCOL_INFO.major
-        ts, status, value = sensor.format_reading(reading, major)
-        data = self._encode(Message.inform("sensor-status", ts, b"1", sensor.name,
-                                           status, value))
+        ts, status, value = sensor.format_reading(reading, self.PROTOCOL_INFO.major)
+        name = sensor.name
+        if (ts.__class__ is bytes and status.__class__ is bytes and value.__class__ is bytes
+                and name.__class__ is str and name.isascii()):
+            # The codec's canonical form without building a Message (this runs once per
+            # sensor update): the same bytes as the Message path below.
+            data = py_format_message(_INFORM, "sensor-status", None,
+                                     [ts, b"1", name.encode("ascii"), status, value]) + b"\n"
+        else:
+            data = self._encode(Message.inform("sensor-status", ts, b"1", name, status, value))
         self._status_cache = (sensor, reading, data)
         return data
 
