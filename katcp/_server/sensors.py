@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, List, Tuple, Union
 
 from katcp import version as _version
 from katcp._aio.loopcalls import in_loop_thread, loop_calls
-from katcp._protocol.grammar import py_format_message
+from katcp._protocol.grammar import _SPECIAL_BYTES
 from katcp._protocol.linecodec import LineCodec
 from katcp._protocol.message import (
     MS_TO_SEC_FAC,
@@ -24,7 +24,6 @@ from katcp._server.strategies import SampleNone, SampleStrategy, StatusWriter
 __all__ = ["SensorServerBase"]
 
 _INTERFACE_CHANGED_MAJOR = 5
-_INFORM = Message.INFORM
 
 
 def _native(value: Union[str, bytes]) -> str:
@@ -351,13 +350,17 @@ class SensorServerBase(DeviceServerBase):
             return cached[2]
         ts, status, value = sensor.format_reading(reading, self.PROTOCOL_INFO.major)
         name = sensor.name
+        data = None
         if (ts.__class__ is bytes and status.__class__ is bytes and value.__class__ is bytes
-                and name.__class__ is str and name.isascii()):
-            # The codec's canonical form without building a Message (this runs once per
-            # sensor update): the same bytes as the Message path below.
-            data = py_format_message(_INFORM, "sensor-status", None,
-                                     [ts, b"1", name.encode("ascii"), status, value]) + b"\n"
-        else:
+                and name.__class__ is str and name.isascii() and ts and status and value
+                and name):
+            # This runs once per sensor update: the line without building a Message, kept
+            # if no argument needs escaping (the grammar's special bytes are then only the
+            # five separators and the terminator); else the codec's encoding, below.
+            data = b"#sensor-status %s 1 %s %s %s\n" % (ts, name.encode("ascii"), status, value)
+            if len(data) - len(data.translate(None, _SPECIAL_BYTES)) != 6:
+                data = None
+        if data is None:
             data = self._encode(Message.inform("sensor-status", ts, b"1", name, status, value))
         self._status_cache = (sensor, reading, data)
         return data
