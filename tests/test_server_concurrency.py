@@ -216,9 +216,11 @@ def test_sensor_update_formatted_once_for_all_clients(cls):
             srv = cls("127.0.0.1", 0)
             await srv.start()
         try:
+            # The line is made once per update for all the clients (the server's one
+            # formatter, which the clients' strategies share).
             encodes = []
-            encode = srv._encode
-            srv._encode = lambda msg: (encodes.append(msg.name), encode(msg))[1]
+            fmt = srv._format_status
+            srv._format_status = lambda *a: (encodes.append("sensor-status"), fmt(*a))[1]
             streams = []
             for _ in range(3):
                 reader, writer = await asyncio.open_connection(*srv.bind_address)

@@ -6,6 +6,7 @@ from typing import Any, Callable, Dict, List, Tuple, Union
 
 from katcp import version as _version
 from katcp._aio.loopcalls import in_loop_thread, loop_calls
+from katcp._protocol.grammar import _SPECIAL_BYTES
 from katcp._protocol.linecodec import LineCodec
 from katcp._protocol.message import (
     MS_TO_SEC_FAC,
@@ -18,7 +19,7 @@ from katcp._protocol.message import (
 from katcp._server.connections import ClientConnection
 from katcp._server.dispatch import DeviceServerBase
 from katcp._server.logger import DeviceLogger
-from katcp._server.strategies import SampleNone, SampleStrategy
+from katcp._server.strategies import SampleNone, SampleStrategy, StatusWriter
 
 __all__ = ["SensorServerBase"]
 
@@ -69,6 +70,9 @@ class SensorServerBase(DeviceServerBase):
         self._client_conns: set = set()
         self._status_cache: Any = (None, None, b"")
         self._encode = LineCodec().encode
+        # _status_bytes bound once: the sensors' relays format a reading once for all the
+        # StatusWriters that share this object.
+        self._format_status: Callable[[Any, Any], bytes] = self._status_bytes
         self._greeting_cache: Any = None
         self.setup_sensors()
 
@@ -95,7 +99,7 @@ class SensorServerBase(DeviceServerBase):
         self._strategies[client_conn] = {}
         info = self.PROTOCOL_INFO
         greeting = self._greeting_bytes()
-        if greeting is not None and client_conn._direct_bytes:
+        if greeting is not None and client_conn._direct_bytes and self._server._direct_send:
             # One encoding per server, the same bytes for every client whose class
             # keeps ClientConnection.inform (the others get Messages through it).
             conn = client_conn._conn
@@ -344,32 +348,33 @@ class SensorServerBase(DeviceServerBase):
         cached = self._status_cache
         if cached[1] is reading and cached[0] is sensor:
             return cached[2]
-        major = self.PROTOCOL_INFO.major
-        ts, status, value = sensor.format_reading(reading, major)
-        data = self._encode(Message.inform("sensor-status", ts, b"1", sensor.name,
-                                           status, value))
+        ts, status, value = sensor.format_reading(reading, self.PROTOCOL_INFO.major)
+        name = sensor.name
+        data = None
+        if (ts.__class__ is bytes and status.__class__ is bytes and value.__class__ is bytes
+                and name.__class__ is str and name.isascii() and ts and status and value
+                and name):
+            # This runs once per sensor update: the line without building a Message, kept
+            # if no argument needs escaping (the grammar's special bytes are then only the
+            # five separators and the terminator); else the codec's encoding, below.
+            data = b"#sensor-status %s 1 %s %s %s\n" % (ts, name.encode("ascii"), status, value)
+            if len(data) - len(data.translate(None, _SPECIAL_BYTES)) != 6:
+                data = None
+        if data is None:
+            data = self._encode(Message.inform("sensor-status", ts, b"1", name, status, value))
         self._status_cache = (sensor, reading, data)
         return data
 
     def _inform_callback(self, client_conn: ClientConnection) -> Callable[[Any, Any], None]:
         """The strategies' callback for one client (run in the ioloop thread).
 
-        A client whose class keeps `ClientConnection.inform` gets the bytes formatted
-        once for all clients; any other gets a `Message` through its ``inform``.
+        A client whose class keeps `ClientConnection.inform`, on a server whose class
+        keeps ``send_message``, gets the bytes formatted once for all clients (a
+        `StatusWriter`, which the sensor's relay may stand in for); any other gets a
+        `Message` through its ``inform``.
         """
-        status_bytes = self._status_bytes
-        if client_conn._direct_bytes:
-            write_bytes = client_conn._conn.write_bytes
-
-            def write_status(sensor: Any, reading: Any) -> None:
-                # (the cache look-up of _status_bytes inlined: this runs once per inform)
-                cached = self._status_cache
-                if cached[1] is reading and cached[0] is sensor:
-                    write_bytes(cached[2])
-                else:
-                    write_bytes(status_bytes(sensor, reading))
-
-            return write_status
+        if client_conn._direct_bytes and self._server._direct_send:
+            return StatusWriter(self._format_status, client_conn._conn)
 
         inform = client_conn.inform
         status_message = self._status_message

@@ -43,6 +43,14 @@ _EPS = 1e-6
 # the fast path of ``update`` falls through to the checking (slow) path.
 _CANCELLED = object()
 
+# SampleStrategy._fanout: what the relay reports for a class's strategies itself.
+_EVERY = 1  # every reading (auto)
+_ON_CHANGE = 2  # a reading whose value or status differs from the last reported (event)
+# The methods a reading passes through from the relay to the inform callback: a class
+# overriding one of them is reported through them (SampleStrategy.__init_subclass__).
+_REPORT_PATH = ("update", "_deliver", "_process", "_changed", "inform", "_report",
+                "_report_now", "_reported")
+
 # The loop running in this thread (asyncio's fast private accessor; see _aio.lowlevel).
 _get_running_loop = running_loop
 _get_ident = threading.get_ident
@@ -62,6 +70,41 @@ class SampledSensor(Protocol):
 
 #: ``inform_callback(sensor, reading)``: called whenever a report is due.
 InformCallback = Callable[[SampledSensor, Any], Any]
+
+
+class BytesSink(Protocol):
+    """Where a `StatusWriter` writes (a `katcp.connection.Connection`)."""
+
+    def write_bytes(self, data: bytes) -> None: ...
+
+
+class StatusWriter:
+    """An inform callback that writes a reading's ``#sensor-status`` line to one client.
+
+    ``format(sensor, reading)`` makes the line once for all the clients of a server (it
+    returns the same bytes for the same reading), and the callback hands them to
+    ``conn.write_bytes``.  A sensor's relay recognises the callbacks of this class: for the
+    strategies that report every reading or every change (`SampleAuto`, `SampleEvent`
+    and subclasses that keep their report path) it formats a reading once and writes it
+    to each of their connections in one loop, without a call per strategy.
+
+    Parameters
+    ----------
+    format : callable, signature ``format(sensor, reading) -> bytes``
+        Makes the line; the relay compares it by identity, so a server passes the same
+        object for all its clients.
+    conn : `BytesSink`
+        The client's connection.
+    """
+
+    __slots__ = ("format", "conn")
+
+    def __init__(self, format: Callable[[Any, Any], bytes], conn: BytesSink) -> None:
+        self.format = format
+        self.conn = conn
+
+    def __call__(self, sensor: SampledSensor, reading: Any) -> None:
+        self.conn.write_bytes(self.format(sensor, reading))
 
 
 def _unpack_reading(reading: tuple) -> tuple:
@@ -226,11 +269,26 @@ class SampleStrategy:
     #: True if the class keeps our ``update``: the relay calls ``_deliver`` instead.
     _relay_skips_update = True
 
+    #: How the relay may report a reading for this class's strategies itself, when their
+    #: inform callback is a `StatusWriter`: `_EVERY` (``auto``: every reading),
+    #: `_ON_CHANGE` (``event``: the value or the status changed), or None (the relay calls
+    #: ``_relayed``).  Set by `SampleAuto` and `SampleEvent`; a subclass keeps it only if it
+    #: overrides no method of the report path (decided once per class).
+    _fanout: int | None = None
+    # The class that set _fanout: its report path is the one the relay stands in for.
+    _fanout_base: type | None = None
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._inform_inline = cls.inform is SampleStrategy.inform
         cls._relay_skips_update = getattr(cls.update, "_relay_may_skip", False)
         cls._relayed = cls._deliver if cls._relay_skips_update else cls.update
+        if "_fanout" in cls.__dict__:
+            cls._fanout_base = cls
+        elif cls._fanout is not None:
+            base = cls._fanout_base
+            if any(getattr(cls, name) is not getattr(base, name) for name in _REPORT_PATH):
+                cls._fanout = None
 
     __slots__ = ("_inform_callback", "_sensor", "_params", "_ioloop", "_loop", "_uloop",
                  "_calls", "_last", "_relay", "_since", "__weakref__")
@@ -533,6 +591,7 @@ class SampleAuto(SampleStrategy):
 
     OBSERVE_UPDATES = True
     _SAMPLING_TYPE = SampleStrategy.AUTO
+    _fanout = _EVERY
     __slots__ = ()
 
     def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
@@ -739,6 +798,7 @@ class SampleEvent(_ReportEachChange, SampleEventRate):
     """
 
     _SAMPLING_TYPE = SampleStrategy.EVENT
+    _fanout = _ON_CHANGE
     __slots__ = ()
 
     def __init__(self, inform_callback: InformCallback, sensor: SampledSensor, *params, **kwargs) -> None:
@@ -838,22 +898,33 @@ class _Relay:
     deque keeps the newest ``maxlen`` readings: setters that outrun the loop cost bounded
     memory, and the loop is never far behind.
 
-    Each strategy is called through its class's ``_relayed``: ``_deliver`` (our
-    ``update`` without the loop-thread test) or, if its class overrides ``update``, that
-    (see `_relay_may_skip`).  The relay holds no reference to its sensor (the registry
-    maps sensors to relays weakly); each strategy knows its own.  A relay is made for
-    every sampled sensor, so it keeps small: the deque is made on the first update from
-    another thread.
+    A strategy whose class reports every reading or every change (``_fanout``, decided per
+    class) and whose inform callback is a `StatusWriter` is reported by the relay itself:
+    in one loop over those strategies it records each one's report, formats the reading
+    once and writes the bytes to each one's connection (a sensor with ten such clients
+    costs ten ``write_bytes`` calls, not forty calls through the strategies).  Each other
+    strategy is called through its class's ``_relayed``: ``_deliver`` (our ``update``
+    without the loop-thread test) or, if its class overrides ``update``, that (see
+    `_relay_may_skip`).  The relay holds no reference to its sensor (the registry maps
+    sensors to relays weakly); each strategy knows its own.  A relay is made for every
+    sampled sensor, so it keeps small: the deque is made on the first update from another
+    thread.
     """
 
-    __slots__ = ("_loop", "_calls", "_members", "_pending", "_maxlen", "_lock", "_scheduled",
-                 "_last", "_setter", "_seq")
+    __slots__ = ("_loop", "_calls", "_members", "_fast", "_slow", "_joined_at", "_pending",
+                 "_maxlen", "_lock", "_scheduled", "_last", "_setter", "_seq")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, maxlen: int) -> None:
         self._loop = loop
         self._calls: LoopCalls | None = None
-        # The strategies: replaced whole, under the lock.
+        # The strategies (replaced whole, under the lock): all of them, in the order they
+        # joined; split into those the relay reports itself, as (strategy, format, conn,
+        # every reading?) (see _fan_out), and the others.
         self._members: Tuple[SampleStrategy, ...] = ()
+        self._fast: Tuple[Tuple[SampleStrategy, Callable[[Any, Any], bytes], BytesSink, bool],
+                          ...] = ()
+        self._slow: Tuple[SampleStrategy, ...] = ()
+        self._joined_at = 0  # _seq when the last strategy joined (see _drain_relay)
         self._pending: Deque[Any] | None = None  # made on the first update from a thread
         self._maxlen = max(1, maxlen)
         self._lock = threading.Lock()
@@ -877,8 +948,33 @@ class _Relay:
         self._last = reading
         self._setter = me
         lock.release()
-        for strategy in self._members:
-            strategy._relayed(sensor, reading)
+        self._fan_out(sensor, reading)
+
+    def _fan_out(self, sensor: SampledSensor, reading: Any) -> None:
+        """Report ``reading`` to every strategy (loop thread).
+
+        For the strategies in ``_fast`` this is their report path (`SampleStrategy._deliver`
+        then `SampleStrategy._report_now`, with the `StatusWriter` callback) in one loop.
+        """
+        made_by = data = None
+        for strategy, fmt, conn, every in self._fast:
+            if not every:
+                last = strategy._last
+                if last is not None and reading[2] == last[2] and reading[1] == last[1]:
+                    continue
+            if strategy._uloop is _CANCELLED:
+                continue
+            strategy._last = reading
+            try:
+                if fmt is not made_by:
+                    data = fmt(sensor, reading)
+                    made_by = fmt
+                conn.write_bytes(data)  # type: ignore[arg-type]
+            except Exception:
+                strategy._log_inform_error(reading)
+        for slow in self._slow:
+            if slow._uloop is not _CANCELLED:
+                slow._relayed(sensor, reading)
 
     def _queue(self, sensor: SampledSensor) -> None:
         # Called with the lock held; releases it.
@@ -913,13 +1009,22 @@ class _Relay:
             log.debug("Dropping update of %r: event loop is closed", sensor)
 
     def _join(self, strategy: SampleStrategy) -> None:
+        callback = strategy._inform_callback
         with self._lock:
-            strategy._since = self._seq
+            strategy._since = self._joined_at = self._seq
             self._members = self._members + (strategy,)
+            fanout = type(strategy)._fanout
+            if fanout is not None and type(callback) is StatusWriter:
+                self._fast = self._fast + ((strategy, callback.format, callback.conn,
+                                            fanout == _EVERY),)
+            else:
+                self._slow = self._slow + (strategy,)
 
     def _leave(self, strategy: SampleStrategy) -> None:
         with self._lock:
             self._members = tuple(s for s in self._members if s is not strategy)
+            self._fast = tuple(f for f in self._fast if f[0] is not strategy)
+            self._slow = tuple(s for s in self._slow if s is not strategy)
 
 
 def _drain_relay(relay: _Relay, _: Any) -> None:
@@ -934,7 +1039,13 @@ def _drain_relay(relay: _Relay, _: Any) -> None:
     try:
         for reading in batch:
             seq += 1
-            for strategy in relay._members:
+            members = relay._members
+            if not members:
+                break
+            if relay._joined_at < seq:  # every strategy joined before it was queued
+                relay._fan_out(members[0]._sensor, reading)
+                continue
+            for strategy in members:
                 # (a strategy that joined after the reading was queued reported a newer one)
                 if strategy._since < seq and strategy._uloop is not _CANCELLED:
                     strategy._relayed(strategy._sensor, reading)
