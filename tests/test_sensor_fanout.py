@@ -415,3 +415,29 @@ def test_server_overriding_send_message_sees_the_sensor_informs():
     assert _status_values(sent) == got
     assert [line for line in dev._server.sent if line.startswith(b"#version")] == [
         re.sub(rb"\s+$", b"", line) for line in greeting if line.startswith(b"#version")]
+
+
+def test_server_overriding_send_message_sees_mass_informs_and_announcements():
+    # Messages to all clients and the #client-connected batches are encoded once and
+    # shared, unless the server's class overrides send_message: then it sees each one.
+    dev = ExampleServer("127.0.0.1", 0)
+    dev._server.__class__ = RecordingSendServer
+    dev._server.sent = []
+    with running(dev):
+        first = RawClient(dev.bind_address)
+        second = None
+        try:
+            first.skip_connect_informs()
+            second = RawClient(dev.bind_address)
+            second.skip_connect_informs()
+            assert first.read_until(b"#client-connected")[-1].startswith(b"#client-connected")
+            dev.mass_inform(Message.inform("hello", "all"))
+            for client in (first, second):
+                assert client.read_until(b"#hello")[-1] == b"#hello all"
+        finally:
+            first.close()
+            if second is not None:
+                second.close()
+    sent = dev._server.sent
+    assert len([line for line in sent if line.startswith(b"#hello all")]) == 2
+    assert any(line.startswith(b"#client-connected") for line in sent)

@@ -841,17 +841,19 @@ class KATCPServer:
         """Send a message to all connected clients (ioloop thread only).
 
         The message is encoded once and the same bytes go to every client whose
-        class keeps `ClientConnection.inform`; a client whose class overrides it
-        gets the message through its ``inform``.
+        class keeps `ClientConnection.inform`, unless this class overrides
+        ``send_message``; a client whose class overrides ``inform`` gets the message
+        through it, and so does every client when ``send_message`` is overridden.
 
         """
         if not self._connections:
             return
         data = None
+        direct = self._direct_send
         for conn, client in list(self._connections.items()):
             if conn.closing:
                 continue
-            if client._direct_bytes:
+            if direct and client._direct_bytes:
                 if data is None:
                     data = self._encode(msg)
                 conn.write_bytes(data)
@@ -908,12 +910,13 @@ class KATCPServer:
         first = {client: i + 1 for i, (client, _) in enumerate(batch)}
         data: bytes | None = None
         starts: List[int] = []
+        direct = self._direct_send
         for client in list(self._announce_to):
             i = first.get(client, 0)
             conn = client._conn
             if i == count or conn.closing:
                 continue
-            if not client._direct_bytes:
+            if not (direct and client._direct_bytes):
                 try:
                     for _, msg in batch[i:]:
                         client.inform(msg)
