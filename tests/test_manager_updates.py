@@ -89,10 +89,17 @@ def test_device_bytes_reach_every_client_under_the_manager_name():
             assert await event.wait_for("#sensor-status") == (
                 "#sensor-status 1234567896.0 1 rx1.temp error 90")
             assert temp.read() == (1234567896.0, Sensor.ERROR, 90.0)
+            # Bytes that int() and float() take but no one writes are not passed on.
+            _say(rx1, " 1234567897.5", "1", "temp", "warn", "1_000")
+            assert await event.wait_for("#sensor-status") == (
+                "#sensor-status 1234567897.500000 1 rx1.temp warn 1000.0")
+            _say(rx1, "1234567897.75", "1", "temp", "warn", "77.75 ")
+            assert await event.wait_for("#sensor-status") == (
+                "#sensor-status 1234567897.750000 1 rx1.temp warn 77.75")
             # The manager's own reading (the device went away) is formatted by the manager.
             await stop_device(rx1)
             line = await event.wait_for("#sensor-status")
-            assert line.endswith(" 1 rx1.temp unreachable 90.0"), line
+            assert line.endswith(" 1 rx1.temp unreachable 77.75"), line
             assert line.split()[1] != "1234567896.0"
             for c in (event, diff, late):
                 await c.close()
@@ -128,6 +135,16 @@ def test_proxy_sensor_formats_from_the_device_bytes_only_for_their_reading(
     assert sensor.format_reading(equal, 5)[0] == b"1234567890.500000"
     sensor.set(1234567891.0, Sensor.NOMINAL, sensor.value())
     assert sensor.read_formatted(5)[:2] == (b"1234567891.000000", b"nominal")
+
+
+@pytest.mark.parametrize("raw_timestamp,raw_value", [
+    (b" 12.5", b"7"), (b"12.5\t", b"7"), (b"1_2.5", b"7"), (b"12.5", b"7 "), (b"12.5", b"1_0"),
+])
+def test_proxy_sensor_formats_odd_device_bytes_anew(raw_timestamp, raw_value):
+    sensor = _ProxySensor(Sensor.INTEGER, "dev.x", "", "", [])
+    sensor.set_formatted(raw_timestamp, b"nominal", raw_value, 5)
+    timestamp, _, value = sensor.read()
+    assert sensor.read_formatted(5) == (b"%.6f" % timestamp, b"nominal", b"%d" % value)
 
 
 def test_proxy_sensor_of_a_v4_device_formats_v5_timestamps():

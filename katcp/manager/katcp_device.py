@@ -67,9 +67,16 @@ class _ProxySensor(Sensor):
         timestamp = self.TIMESTAMP_TYPE.decode(raw_timestamp, major)
         value = self.parse_value(raw_value, major)
         # Kept before set(): the strategies format the reading while set() notifies them.
-        # (The status's bytes are the shared constant, not the line's copy.)
-        self._raw = (timestamp, status, value, major, raw_timestamp,
-                     self.STATUSES_RAW[status], raw_value)
+        # (The status's bytes are the shared constant, not the line's copy.)  int() and
+        # float() also take surrounding whitespace and underscores between digits, which
+        # no one writes: such bytes are not passed on, the reading is formatted anew.
+        if (b"_" in raw_timestamp or b"_" in raw_value
+                or raw_timestamp.strip() is not raw_timestamp
+                or raw_value.strip() is not raw_value):
+            self._raw = _NO_RAW
+        else:
+            self._raw = (timestamp, status, value, major, raw_timestamp,
+                         self.STATUSES_RAW[status], raw_value)
         self.set(timestamp, status, value)
 
     def format_reading(self, reading: Any, major: int = DEFAULT_KATCP_MAJOR
