@@ -56,7 +56,54 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # ------------------------------------------------------------------ fleet process
 
-async def _serve_fleet(devices: int, sensors: int, rate: float) -> None:
+async def _serve_fleet(devices: int, sensors: int, rate: float, kind: str) -> None:
+    if kind == "lines":
+        ports, update = await _lines_fleet(devices, sensors)
+    else:
+        ports, update = await _server_fleet(devices, sensors)
+    print(json.dumps(ports), flush=True)
+    loop = asyncio.get_running_loop()
+    # stdin: "go" starts the updates, "progress" prints how many were made, "pause" stops
+    # updating and prints the final count, EOF stops.
+    go, stop, pause = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    progress = {"updates": 0.0, "seconds": 0.0, "cpu_s": 0.0}
+    cpu0 = time.process_time()
+
+    def stdin_ready() -> None:
+        line = sys.stdin.readline()
+        progress["cpu_s"] = time.process_time() - cpu0
+        if line.strip() == "progress":
+            print(json.dumps(progress), flush=True)
+        elif line.strip() == "pause":
+            pause.set()
+            print(json.dumps(progress), flush=True)
+        elif line:
+            go.set()
+        else:
+            stop.set()
+            go.set()
+
+    loop.add_reader(sys.stdin.fileno(), stdin_ready)
+    await go.wait()
+    tick = 0.01
+    done = 0.0
+    counter = 0
+    start = loop.time()
+    while not stop.is_set():
+        if pause.is_set():
+            await asyncio.sleep(tick)
+            continue
+        due = (loop.time() - start) * rate
+        n = int(min(due - done, rate * tick * 5))
+        update(counter, n)
+        counter += n
+        done += n
+        progress.update(updates=done, seconds=loop.time() - start)
+        await asyncio.sleep(tick)
+
+
+async def _server_fleet(devices: int, sensors: int):
+    """Our DeviceServer per device; an update is a Sensor.set_value."""
     import tornado.ioloop
 
     from katcp.core import ProtocolFlags, Sensor
@@ -88,47 +135,120 @@ async def _serve_fleet(devices: int, sensors: int, rate: float) -> None:
         server.set_ioloop(tornado.ioloop.IOLoop.current())
         await server.start()
         servers.append(server)
-    print(json.dumps([s.bind_address[1] for s in servers]), flush=True)
     all_sensors = [sensor for server in servers for sensor in server.values]
+    total = len(all_sensors)
+
+    def update(counter: int, n: int) -> None:
+        for k in range(counter, counter + n):
+            all_sensors[k % total].set_value(k + 1)
+
+    return [s.bind_address[1] for s in servers], update
+
+
+class _LineDevice(asyncio.Protocol):
+    """One connection to a KATCP device written for the bench: cheap updates, real protocol.
+
+    It speaks KATCP 5.1 with message ids and bulk sampling over TCP as any device does
+    (``#version-connect``, ``?help``, ``?sensor-list``, ``?sensor-sampling``, ``?watchdog``,
+    ``?echo``), so the manager cannot tell it from another; but an update is one
+    preformatted ``#sensor-status`` line appended to the tick's single write, not a
+    Sensor.set_value through sampling strategies.  Every sampling strategy is taken for
+    ``event`` (the bench asks for nothing else).
+    """
+
+    def __init__(self, sensors: int, peers: list) -> None:
+        self.sensors = sensors
+        self.peers = peers
+        self.transport = None
+        self.rest = b""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(b"#version-connect katcp-protocol 5.1-MIB\n"
+                        b"#version-connect katcp-library bench-lines 1.0\n"
+                        b"#version-connect katcp-device bench-device 1.0\n")
+
+    def connection_lost(self, exc) -> None:
+        if self in self.peers:
+            self.peers.remove(self)
+
+    def data_received(self, data: bytes) -> None:
+        *lines, self.rest = (self.rest + data).replace(b"\r", b"\n").split(b"\n")
+        for line in lines:
+            parts = line.split()
+            if parts and parts[0][:1] == b"?":
+                self.transport.write(self.answer(parts[0][1:], parts[1:]))
+
+    def answer(self, head: bytes, args: list) -> bytes:
+        name, _, mid = head.partition(b"[")
+        tag = name + (b"[" + mid if mid else b"")
+        if name == b"help":
+            helps = {b"echo": b"Echo\\_the\\_arguments.", b"watchdog": b"Check\\_liveness.",
+                     b"help": b"List\\_requests.", b"sensor-list": b"List\\_sensors.",
+                     b"sensor-sampling": b"Set\\_sampling."}
+            names = args[:1] or list(helps)
+            if any(n not in helps for n in names):
+                return b"!%s fail Unknown\\_request.\n" % tag
+            return b"".join(b"#%s %s %s\n" % (tag, n, helps[n]) for n in names) + \
+                b"!%s ok %d\n" % (tag, len(names))
+        if name == b"sensor-list":
+            indices = range(self.sensors)
+            if args:
+                index = self.index(args[0])
+                if index is None:
+                    return b"!%s fail Unknown\\_sensor.\n" % tag
+                indices = range(index, index + 1)
+            return b"".join(b"#%s s%d Bench\\_sensor \\@ integer\n" % (tag, i)
+                            for i in indices) + b"!%s ok %d\n" % (tag, len(indices))
+        if name == b"sensor-sampling" and len(args) >= 2:
+            names = args[0].split(b",")
+            if any(self.index(n) is None for n in names):
+                return b"!%s fail Unknown\\_sensor.\n" % tag
+            if self not in self.peers:
+                self.peers.append(self)
+            now = time.time()
+            return b"!%s ok %s\n" % (tag, b" ".join(args)) + b"".join(
+                b"#sensor-status %.6f 1 %s nominal 0\n" % (now, n) for n in names)
+        if name == b"watchdog":
+            return b"!%s ok\n" % tag
+        if name == b"echo":
+            return b" ".join([b"!%s ok" % tag] + args) + b"\n"
+        return b"!%s invalid Unknown\\_request.\n" % tag
+
+    def index(self, name: bytes):
+        if name[:1] == b"s" and name[1:].isdigit() and int(name[1:]) < self.sensors:
+            return int(name[1:])
+        return None
+
+
+async def _lines_fleet(devices: int, sensors: int):
+    """Hand-written KATCP devices (see `_LineDevice`); an update is one formatted line."""
     loop = asyncio.get_running_loop()
-    # stdin: "go" starts the updates, "progress" prints how many were made, "pause" stops
-    # updating and prints the final count, EOF stops.
-    go, stop, pause = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    progress = {"updates": 0.0, "seconds": 0.0}
+    peers: list = [[] for _ in range(devices)]
+    ports = []
+    for d in range(devices):
+        server = await loop.create_server(lambda d=d: _LineDevice(sensors, peers[d]),
+                                          "127.0.0.1", 0)
+        ports.append(server.sockets[0].getsockname()[1])
+    total = devices * sensors
+    clock = time.time
 
-    def stdin_ready() -> None:
-        line = sys.stdin.readline()
-        if line.strip() == "progress":
-            print(json.dumps(progress), flush=True)
-        elif line.strip() == "pause":
-            pause.set()
-            print(json.dumps(progress), flush=True)
-        elif line:
-            go.set()
-        else:
-            stop.set()
-            go.set()
+    def update(counter: int, n: int) -> None:
+        # The updates of this tick, in the same round-robin order as the server fleet,
+        # one write per subscribed connection of each device.
+        now = clock()
+        lines: list = [[] for _ in range(devices)]
+        for k in range(counter, counter + n):
+            device, sensor = divmod(k % total, sensors)
+            lines[device].append(b"#sensor-status %.6f 1 s%d nominal %d\n" % (now, sensor,
+                                                                              k + 1))
+        for device, chunk in enumerate(lines):
+            if chunk:
+                data = b"".join(chunk)
+                for peer in peers[device]:
+                    peer.transport.write(data)
 
-    loop.add_reader(sys.stdin.fileno(), stdin_ready)
-    await go.wait()
-    tick = 0.01
-    done = 0.0
-    index = 0
-    counter = 0
-    start = loop.time()
-    while not stop.is_set():
-        if pause.is_set():
-            await asyncio.sleep(tick)
-            continue
-        due = (loop.time() - start) * rate
-        n = int(min(due - done, rate * tick * 5))
-        for _ in range(n):
-            counter += 1
-            all_sensors[index].set_value(counter)
-            index = (index + 1) % len(all_sensors)
-        done += n
-        progress.update(updates=done, seconds=loop.time() - start)
-        await asyncio.sleep(tick)
+    return ports, update
 
 
 # ------------------------------------------------------------------ bare relay process
@@ -408,6 +528,8 @@ async def _subscribe_and_count(port: int, devices: int, sensors: int, clients: i
     return {"produced_per_s": produced, "received_per_s": received_in_window / elapsed,
             "manager_cpu_s_per_s": (cpu1 - cpu0) / elapsed,
             "manager_cpu_us_per_update": 1e6 * cpu_all / max(fleet_end["updates"], 1),
+            "fleet_cpu_us_per_update": 1e6 * (fleet_end["cpu_s"] - fleet_start["cpu_s"])
+            / max(made, 1),
             "updates_total": fleet_end["updates"],
             "expected_total": expected_total, "delivered_total": delivered_total,
             "drain_s": drain_s, "rss_peak": rss_peak}
@@ -425,7 +547,8 @@ async def _client_main(args: argparse.Namespace) -> None:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     fleet = subprocess.Popen(
         [sys.executable, __file__, "--serve-fleet", str(args.devices), str(args.sensors),
-         str(args.rate)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+         str(args.rate), args.fleet], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+        text=True)
     ports = json.loads(fleet.stdout.readline())
     manager_port = _free_port()
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
@@ -450,7 +573,7 @@ async def _client_main(args: argparse.Namespace) -> None:
         sync_s = time.monotonic() - t0
         rss_per_sensor = (_rss_bytes(manager.pid) - _rss_bytes(baseline.pid)) / (
             args.devices * args.sensors)
-        print(f"fleet: {args.devices} devices x {args.sensors} sensors; manager synced in "
+        print(f"fleet ({args.fleet}): {args.devices} devices x {args.sensors} sensors; manager synced in "
               f"{sync_s:.1f} s")
         rtt_ports = (ports[0], relay_port, manager_port)
         rtt_pids = (fleet.pid, relay.pid, manager.pid)
@@ -480,6 +603,8 @@ async def _client_main(args: argparse.Namespace) -> None:
               f"{received:.0f} /s = {received / max(produced, 1):.2f} x upstream "
               f"({100 * received / max(expected, 1):.0f}% of {expected:.0f} expected)")
         print(f"manager CPU in the window: {result['manager_cpu_s_per_s'] * 100:.0f}% of a core")
+        print(f"fleet ({args.fleet}) CPU per update made: "
+              f"{result['fleet_cpu_us_per_update']:.1f} us")
         print(f"manager CPU per upstream update (incl. its {args.clients}-way fan-out), from go "
               f"to the last delivery: {result['manager_cpu_us_per_update']:.1f} us over "
               f"{result['updates_total']:.0f} updates; one core would sustain "
@@ -523,7 +648,12 @@ def main() -> None:
                         help="measure the round trips only (no throughput part)")
     parser.add_argument("--profile", metavar="FILE",
                         help="run the manager under cProfile, writing the stats to FILE")
-    parser.add_argument("--serve-fleet", nargs=3, metavar=("DEVICES", "SENSORS", "RATE"),
+    parser.add_argument("--fleet", choices=("server", "lines"), default="server",
+                        help="server: our DeviceServer per device, each update a "
+                        "Sensor.set_value (default); lines: hand-written KATCP devices over "
+                        "TCP whose updates are preformatted #sensor-status lines (cheaper, "
+                        "for rates the server fleet cannot make on this machine)")
+    parser.add_argument("--serve-fleet", nargs=4, metavar=("DEVICES", "SENSORS", "RATE", "KIND"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--serve-relay", type=int, metavar="DEVICE_PORT",
                         help=argparse.SUPPRESS)
@@ -532,8 +662,8 @@ def main() -> None:
         asyncio.run(_serve_relay(args.serve_relay))
         return
     if args.serve_fleet:
-        devices, sensors, rate = args.serve_fleet
-        asyncio.run(_serve_fleet(int(devices), int(sensors), float(rate)))
+        devices, sensors, rate, kind = args.serve_fleet
+        asyncio.run(_serve_fleet(int(devices), int(sensors), float(rate), kind))
         return
     if args.quick:
         args.devices, args.sensors, args.clients = 4, 100, 2

@@ -239,6 +239,50 @@ def test_malformed_sensor_status_is_logged_not_fatal(caplog):
     assert "Malformed #sensor-status" in caplog.text
 
 
+class _SeesEveryUpdate(InspectingClientAsync):
+    """Overrides update_sensor: one-sensor lines must not skip it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
+    def update_sensor(self, name, timestamp, status, value):
+        self.seen.append((name, timestamp, status, value))
+        super().update_sensor(name, timestamp, status, value)
+
+
+@pytest.mark.parametrize("cls", [InspectingClientAsync, _SeesEveryUpdate],
+                         ids=["plain", "update_sensor-overridden"])
+def test_sensor_status_lines_of_one_and_of_several_sensors(cls):
+    async def main():
+        srv = await start_aio()
+        ic = cls("127.0.0.1", srv.port)
+        await ic.connect()
+        try:
+            await ic.until_synced(timeout=5)
+            assert cls._plain_update is (cls is InspectingClientAsync)
+            ints = await ic.future_get_sensor("int-sensor")
+            floats = await ic.future_get_sensor("float.sensor")
+            # One sensor (the usual line), then two in one line, then an unknown one.
+            srv.mass_inform("sensor-status", "100.5", "1", "int-sensor", "warn", "7")
+            srv.mass_inform("sensor-status", "101.5", "2", "int-sensor", "error", "8",
+                            "float.sensor", "nominal", "2.5")
+            srv.mass_inform("sensor-status", "102.5", "1", "no-such-sensor", "nominal", "1")
+            reply, _ = await ic.simple_request("watchdog")
+            assert reply.reply_ok()
+            assert ints.read() == (101.5, Sensor.ERROR, 8)
+            assert floats.read() == (101.5, Sensor.NOMINAL, 2.5)
+            if cls is _SeesEveryUpdate:
+                assert [u[0] for u in ic.seen] == ["int-sensor", "int-sensor", "float.sensor",
+                                                   "no-such-sensor"]
+                assert ic.seen[0][1:] == (b"100.5", b"warn", b"7")
+        finally:
+            await _stop(ic)
+            await stop_server(srv)
+
+    run(main)
+
+
 def test_lazy_inspection_when_initial_inspection_off():
     async def main():
         srv = await start_aio()

@@ -543,8 +543,31 @@ class InspectingClientAsync:
     def _cb_inform_sensor_value(self, msg):
         self._handle_sensor_inform(msg)
 
+    def __init_subclass__(cls, **kwargs):
+        """Decide once per class whether one-sensor updates may skip :meth:`update_sensor`.
+
+        A class that overrides :meth:`update_sensor` sees every update through it.
+        """
+        super().__init_subclass__(**kwargs)
+        cls._plain_update = cls.update_sensor is InspectingClientAsync.update_sensor
+
+    #: True while the class keeps :meth:`update_sensor` (see :meth:`__init_subclass__`).
+    _plain_update = True
+
     def _handle_sensor_inform(self, msg):
         args = msg.arguments
+        if len(args) == 5 and args[1] == b"1" and self._plain_update:
+            # The usual line, one sensor: update_sensor inlined (a fleet behind a manager
+            # sends hundreds of thousands of these a second).
+            info = self._sensors_index.get(_s(args[2]))
+            obj = None if info is None else info.get("obj")
+            if obj is not None:
+                try:
+                    obj.set_formatted(args[0], args[3], args[4], self._katcp_major())
+                except Exception:
+                    self._logger.exception("Could not update sensor %r from %s",
+                                           _s(args[2]), self.bind_address_string)
+            return
         try:
             timestamp = args[0]
             num_sensors = int(args[1])
@@ -570,8 +593,11 @@ class InspectingClientAsync:
         obj = info.get("obj")
         if obj is None:
             return
-        major = getattr(getattr(self.katcp_client, "protocol_flags", None), "major", 5) or 5
-        obj.set_formatted(timestamp, status, value, major)
+        obj.set_formatted(timestamp, status, value, self._katcp_major())
+
+    def _katcp_major(self) -> int:
+        """KATCP major version of the device (5 until it is known)."""
+        return getattr(getattr(self.katcp_client, "protocol_flags", None), "major", 5) or 5
 
     # -- requests ----------------------------------------------------------
     def simple_request(self, request, *args, **kwargs):

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-from typing import Any, Callable, Dict, List, Sequence, Set
+from typing import Any, Callable, Dict, List, Sequence, Set, Tuple
 
-from katcp.core import Message, Sensor
+from katcp.core import DEFAULT_KATCP_MAJOR, Message, Sensor
 from katcp.inspecting_client import InspectingClientAsync
 from katcp.server import BASE_REQUESTS, ClientRequestConnection
 
@@ -36,6 +36,66 @@ NOT_PROXIED = frozenset(BASE_REQUESTS | {"request-timeout-hint"})
 _SAMPLING_CHUNK = 200
 
 
+class _ProxySensor(Sensor):
+    """A proxy sensor that keeps the device's bytes of the reading it was last set from.
+
+    The inspecting client sets it from the device's ``#sensor-status`` fields
+    (:meth:`set_formatted`): they are parsed once, for the reading that ``?sensor-value``,
+    the strategies' comparisons and new subscribers use, and kept.  Whenever that very
+    reading is formatted again for the same KATCP major version (every ``#sensor-status``
+    the manager sends its clients), :meth:`format_reading` returns the device's bytes
+    instead of formatting the reading anew: the manager's line differs from the device's
+    only in the sensor's name.  Any other reading (``unreachable`` when the device goes
+    away, a reading set by other means) is formatted as by :class:`~katcp.Sensor`.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (timestamp, status, value) parsed, the major version, and the device's
+        # (timestamp, status, value) bytes.
+        self._raw: Tuple[Any, ...] = _NO_RAW
+
+    def set_formatted(self, raw_timestamp: bytes, raw_status: bytes, raw_value: bytes,
+                      major: int = DEFAULT_KATCP_MAJOR) -> None:
+        status = _STATUS_BY_NAME.get(raw_status) if raw_status.__class__ is bytes else None
+        if status is None:
+            # Not a status: the base class raises the error that says so.
+            super().set_formatted(raw_timestamp, raw_status, raw_value, major)
+            return
+        timestamp = self.TIMESTAMP_TYPE.decode(raw_timestamp, major)
+        value = self.parse_value(raw_value, major)
+        # Kept before set(): the strategies format the reading while set() notifies them.
+        # (The status's bytes are the shared constant, not the line's copy.)  int() and
+        # float() also take surrounding whitespace and underscores between digits, which
+        # no one writes: such bytes are not passed on, the reading is formatted anew.
+        # (95 is "_": a byte looked for as an int costs no exception inside ``in``.)
+        if (95 in raw_timestamp or 95 in raw_value
+                or raw_timestamp.strip() is not raw_timestamp
+                or raw_value.strip() is not raw_value):
+            self._raw = _NO_RAW
+        else:
+            self._raw = (timestamp, status, value, major, raw_timestamp,
+                         self.STATUSES_RAW[status], raw_value)
+        self.set(timestamp, status, value)
+
+    def format_reading(self, reading: Any, major: int = DEFAULT_KATCP_MAJOR
+                       ) -> Tuple[bytes, bytes, bytes]:
+        raw = self._raw
+        # The parsed objects themselves (set() stores them as they are): the reading is
+        # the one the bytes were parsed into, not merely an equal one.
+        if reading[0] is raw[0] and reading[2] is raw[2] and reading[1] == raw[1] \
+                and major == raw[3]:
+            return raw[4], raw[5], raw[6]
+        return super().format_reading(reading, major)
+
+
+_STATUS_BY_NAME = Sensor.STATUS_NAMES_RAW
+# Matches no reading (no timestamp is this object).
+_NO_RAW: Tuple[Any, ...] = (object(), None, object(), None, b"", b"", b"")
+
+
 class _DeviceInspector(InspectingClientAsync):
     """Inspecting client whose sensor objects are the manager's proxy sensors."""
 
@@ -49,7 +109,8 @@ class _DeviceInspector(InspectingClientAsync):
 
     def sensor_factory(self, name: str, sensor_type: int, description: str, units: str,
                        params: List[Any]) -> Sensor:
-        return Sensor(sensor_type, self._device.sensor_name(name), description, units, params)
+        return _ProxySensor(sensor_type, self._device.sensor_name(name), description, units,
+                           params)
 
 
 class KatcpDevice(ProxiedDevice):
