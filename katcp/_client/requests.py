@@ -12,14 +12,15 @@ import logging
 import ssl as _ssl
 import threading
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, Type
 
 from katcp._aio.loopcalls import in_loop_thread
-from katcp._client.base import DeviceClient, log, make_threadsafe
+from katcp._client.base import DeviceClient, _ClientHandler, log, make_threadsafe
 from katcp._protocol.message import KatcpClientError, Message
 from katcp._security.redact import loggable
 
 _REQUEST = Message.REQUEST
+_REPLY = Message.REPLY
 
 
 class _Pending:
@@ -53,6 +54,41 @@ class _Pending:
         self.exc: BaseException | None = None
         #: Set (under the client's request lock) when a blocked thread gave up waiting.
         self.cancelled = False
+
+
+class _RequestHandler(_ClientHandler):
+    """Transport handler of the request-tracking clients whose class overrides neither
+    :meth:`~DeviceClient.handle_message` nor :meth:`AsyncClient.handle_reply` (chosen per
+    class, see :meth:`AsyncClient.__init_subclass__`).
+
+    The reply to a pending future or blocking request, with its message id, ends the
+    request here, as those two methods would, without their frames; any other message
+    goes the general way.
+    """
+
+    __slots__ = ()
+
+    def message_received(self, conn, msg) -> None:
+        client: AsyncClient = self._client  # type: ignore[assignment]
+        mid = msg.mid
+        if (mid is not None and msg.mtype == _REPLY and conn is client._conn
+                and not client._pings and client._received_any):
+            queue = client._async_queue
+            pending = queue.get(mid)
+            # (Requests sent without an id are also on the name stacks: the general way.)
+            if (pending is not None and pending.request.mid is not None
+                    and (pending.future is not None or pending.lock is not None)
+                    # One pop ends it, also against a blocked thread giving up (see _pop).
+                    and queue.pop(mid, None) is pending):
+                client._rx_count += 1
+                client._replies_in += 1
+                fut = pending.future
+                if fut is None:
+                    client._complete(pending, msg)
+                elif not fut.done():
+                    fut.set_result((msg, pending.informs))
+                return
+        _ClientHandler.message_received(self, conn, msg)
 
 
 class AsyncClient(DeviceClient):
@@ -93,6 +129,7 @@ class AsyncClient(DeviceClient):
     #: by the ioloop at once): only while the class overrides neither (decided per
     #: class, in __init_subclass__).
     _direct_writes = True
+    _handler_class: Type[_ClientHandler] = _RequestHandler
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Decide once per class whether the direct write path may be used.
@@ -104,6 +141,12 @@ class AsyncClient(DeviceClient):
         super().__init_subclass__(**kwargs)
         cls._direct_writes = (cls.send_request is DeviceClient.send_request
                               and cls.send_message is DeviceClient.send_message)
+        # Replies may end their requests in the transport handler only while
+        # handle_message and handle_reply would do just that.
+        cls._handler_class = (
+            _RequestHandler if (cls.handle_message is DeviceClient.handle_message
+                                and cls.handle_reply is AsyncClient.handle_reply)
+            else _ClientHandler)
 
     def __init__(self, host: str, port: int, tb_limit: int = 20, timeout: float = 5.0,
                  logger: logging.Logger = log, auto_reconnect: bool = True, *,
@@ -189,7 +232,8 @@ class AsyncClient(DeviceClient):
         """Forget all pending requests (and stop their timer)."""
         #: mid -> _Pending
         self._async_queue: Dict[bytes, _Pending] = {}
-        #: request name -> list of mids, oldest first
+        #: request name -> list of mids of the requests sent without an id (only their
+        #: replies and informs are matched by name), oldest first
         self._async_id_stack: Dict[str, List[bytes]] = {}
         #: Heap of (deadline, sequence number, mid) of the requests with a timeout, also of
         #: some that have ended already (dropped lazily, see _push and _expire_requests).
@@ -226,16 +270,19 @@ class AsyncClient(DeviceClient):
             if self._timer is None or deadline < self._timer_when:
                 self._arm_timer(loop, deadline)
         queue[mid] = pending
-        name = pending.request.name
-        stack = self._async_id_stack.get(name)
-        if stack is None:
-            self._async_id_stack[name] = [mid]
-        else:
-            stack.append(mid)
+        request = pending.request
+        if request.mid is None:
+            stack = self._async_id_stack.get(request.name)
+            if stack is None:
+                self._async_id_stack[request.name] = [mid]
+            else:
+                stack.append(mid)
 
     def _pop(self, mid: bytes) -> _Pending | None:
+        # (A request sent with an id leaves the queue in one atomic pop: _RequestHandler
+        # ends it that way, without the lock.)
         pending = self._async_queue.pop(mid, None)
-        if pending is not None:
+        if pending is not None and pending.request.mid is None:
             stack = self._async_id_stack[pending.request.name]
             if stack[0] == mid:
                 del stack[0]
@@ -541,12 +588,10 @@ class AsyncClient(DeviceClient):
         else:
             pending = None
             with self._request_lock:
+                # (A request sent with an id expects informs with that id.)
                 stack = self._async_id_stack.get(msg.name)
                 if stack:
-                    candidate = self._async_queue[stack[0]]
-                    # A request sent with an id expects informs with that id.
-                    if candidate.request.mid is None:
-                        pending = candidate
+                    pending = self._async_queue[stack[0]]
         if pending is None:
             return super().handle_inform(msg)
         informs = pending.informs
@@ -580,7 +625,7 @@ class AsyncClient(DeviceClient):
             else:
                 pending = None
                 stack = self._async_id_stack.get(msg.name)
-                if stack and self._async_queue[stack[0]].request.mid is None:
+                if stack:
                     pending = self._pop(stack[0])
         if pending is None:
             return super().handle_reply(msg)
