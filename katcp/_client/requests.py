@@ -36,7 +36,9 @@ class _Pending:
                  "cancelled")
 
     def __init__(self, request: Message, reply_cb: Callable | None = None,
-                 inform_cb: Callable | None = None, user_data: tuple | None = None) -> None:
+                 inform_cb: Callable | None = None, user_data: tuple | None = None,
+                 future: asyncio.Future | None = None,
+                 informs: List[Message] | None = None) -> None:
         self.request = request
         self.mid: bytes | None = None
         self.reply_cb = reply_cb
@@ -46,9 +48,9 @@ class _Pending:
         #: keeps its own).
         self.deadline: float | None = None
         self.start = 0.0
-        self.future: asyncio.Future | None = None
+        self.future = future
         #: Informs collected for a future or a blocked thread (None: to ``inform_cb``).
-        self.informs: List[Message] | None = None
+        self.informs = informs
         self.lock: threading.Lock | None = None
         self.result: Tuple[Message, List[Message] | None] | None = None
         self.exc: BaseException | None = None
@@ -258,7 +260,7 @@ class AsyncClient(DeviceClient):
             # about once per timeout, when the earliest deadline it was set for comes.
             pending.deadline = deadline = start + timeout
             heap = self._deadlines
-            if len(heap) > 2 * len(queue) + 64:
+            if len(heap) > 64 and len(heap) > 2 * len(queue) + 64:
                 # Mostly entries of requests that have ended: keep those still pending.
                 heap = self._deadlines = [(p.deadline, i, m) for i, (m, p)
                                           in enumerate(queue.items())
@@ -499,9 +501,7 @@ class AsyncClient(DeviceClient):
         if loop is None:
             raise RuntimeError("Call start() before future_request()")
         fut = loop.create_future()
-        pending = _Pending(msg)
-        pending.future = fut
-        pending.informs = []
+        pending = _Pending(msg, future=fut, informs=[])
         if in_loop_thread(loop):
             try:
                 self._start_request(msg, pending, timeout, use_mid)
@@ -541,9 +541,8 @@ class AsyncClient(DeviceClient):
             timeout = self._request_timeout
         if not self._connected.is_set():
             return (Message.reply(msg.name, "fail", f"Not connected to device {self.bind_address_string}", mid=msg.mid), [])
-        pending = _Pending(msg)
         informs: List[Message] = []
-        pending.informs = informs
+        pending = _Pending(msg, informs=informs)
         lock = threading.Lock()
         lock.acquire()
         pending.lock = lock
