@@ -82,8 +82,8 @@ class _RequestHandler(_ClientHandler):
                     and (pending.future is not None or pending.lock is not None)
                     # One pop ends it, also against a blocked thread giving up (see _pop).
                     and queue.pop(mid, None) is pending):
+                # (_replies_in is not kept: AsyncClient._replies_due reads the queue.)
                 client._rx_count += 1
-                client._replies_in += 1
                 fut = pending.future
                 if fut is None:
                     client._complete(pending, msg)
@@ -408,7 +408,7 @@ class AsyncClient(DeviceClient):
         except Exception:
             return False  # send_message reports it (and drops the connection)
         conn.write_now(data)
-        self._requests_out += 1
+        # (No _requests_out count: _replies_due reads the queue of pending requests.)
         if self._logger.isEnabledFor(logging.DEBUG):
             self._logger.debug("Sending to %s: %r", self.bind_address_string, loggable(msg))
         return True
