@@ -8,7 +8,10 @@ that machine load hits both alike (medians of per-block/per-connect samples):
 1. sequential request RTT: our ``AsyncClient`` -> our server, and aiokatcp
    ``Client`` -> aiokatcp server (goal: ratio <= 0.6 with our ``AsyncDeviceServer``,
    ``--server async``, the default; <= 0.8 with the default ``DeviceServer`` and its
-   handler thread, ``--server thread``);
+   handler thread, ``--server thread``); in the same turns the floor, a bare asyncio
+   ``Protocol`` client (no library: it writes the request line and waits for a read that
+   ends with the reply) to each server, so the output shows how much of the RTT and of the
+   client's CPU time is the client library at all;
 2. ``BlockingClient.blocking_request`` RTT from a plain thread -> our server,
    against aiokatcp's async client RTT (goal: ratio <= 1.0);
 3. connect + ``#version-connect`` time (goal: ratio <= 0.6): from creating the client until
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -44,9 +48,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import aiokatcp  # noqa: E402
 import tornado.ioloop  # noqa: E402
+from pmqos import pm_qos_zero  # noqa: E402
 
 from katcp.client import AsyncClient, BlockingClient  # noqa: E402
 from katcp.core import Message  # noqa: E402
@@ -185,13 +191,79 @@ class Cpu:
             self.serv.append((s1 - self._s0) / 1e9 / n)
 
 
+class BareClient(asyncio.BufferedProtocol):
+    """The floor: a bare asyncio protocol doing the same ``?echo`` ping-pong, no library.
+
+    It writes ``?echo[N] x`` and takes the first read that ends a line holding
+    ``!echo[N]`` as the reply; no parsing, no message objects, no timeouts.  A
+    ``BufferedProtocol`` reading into one buffer, as both libraries do (a plain
+    ``Protocol`` has asyncio allocate 256 KiB per read, which costs more than a library).
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future | None = None
+        self.expect = b""
+        self.buf = b""
+        self.mid = 0
+        self.rbuf = memoryview(bytearray(65536))
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.rbuf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        buf = self.buf + self.rbuf[:nbytes]
+        if buf[-1:] != b"\n":
+            self.buf = buf
+            return
+        self.buf = b""
+        waiter = self.waiter
+        if waiter is not None and self.expect in buf:
+            self.waiter = None
+            waiter.set_result(buf)
+
+    def request(self) -> asyncio.Future:
+        self.mid += 1
+        self.expect = b"!echo[%d] ok x" % self.mid
+        self.waiter = waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(b"?echo[%d] x\n" % self.mid)
+        return waiter
+
+    @classmethod
+    async def connect(cls, port: int) -> BareClient:
+        _, bare = await asyncio.get_running_loop().create_connection(cls, "127.0.0.1", port)
+        await asyncio.wait_for(bare.request(), 10)  # (after the greeting informs)
+        return bare
+
+
+async def _timed_block(request, block: int, times: list, cpu: Cpu | None) -> None:
+    """``block`` sequential requests; their mean time appended to ``times``."""
+    if cpu:
+        cpu.start()
+    t0 = time.perf_counter()
+    for _ in range(block):
+        await request()
+    times.append((time.perf_counter() - t0) / block)
+    if cpu:
+        cpu.stop(block)
+
+
 async def rtt_pair(own_port: int, aio_port: int, n: int, block: int = 200,
-                   cpu: tuple | None = None):
+                   cpu: tuple | None = None, floor: tuple | None = None):
     """Sequential RTTs, own and aiokatcp interleaved in blocks; per-block means.
 
-    With ``cpu`` (a :class:`Cpu` for each), also the CPU time per request.
+    With ``cpu`` (a :class:`Cpu` for each), also the CPU time per request.  With
+    ``floor`` (two lists, and two :class:`Cpu` or None), also the RTTs of a
+    :class:`BareClient` to our server and to aiokatcp's, in the same turns.
     """
     own_cpu, aio_cpu = cpu if cpu is not None else (None, None)
+    floor_own, floor_aio, floor_own_cpu, floor_aio_cpu = (
+        floor if floor is not None else ([], [], None, None))
+    bare_own = await BareClient.connect(own_port) if floor is not None else None
+    bare_aio = await BareClient.connect(aio_port) if floor is not None else None
     own = AsyncClient("127.0.0.1", own_port, timeout=10)
     own.set_ioloop(tornado.ioloop.IOLoop.current())
     own.start()
@@ -220,6 +292,12 @@ async def rtt_pair(own_port: int, aio_port: int, n: int, block: int = 200,
         aio_t.append((time.perf_counter() - t0) / block)
         if aio_cpu:
             aio_cpu.stop(block)
+        if bare_own is not None and bare_aio is not None:
+            await _timed_block(bare_own.request, block, floor_own, floor_own_cpu)
+            await _timed_block(bare_aio.request, block, floor_aio, floor_aio_cpu)
+    for bare in (bare_own, bare_aio):
+        if bare is not None and bare.transport is not None:
+            bare.transport.close()
     own.stop()
     await own.until_stopped(timeout=10)
     aio.close()
@@ -349,6 +427,32 @@ def cpu_lines(what: str, own: Cpu, aio: Cpu) -> list:
     ]
 
 
+def floor_lines(own: list, aio: list, cpu: tuple, floor: tuple) -> list:
+    """Report lines of the floor (a bare asyncio Protocol client) against each server."""
+    med = statistics.median
+    f_own, f_aio, c_own, c_aio = floor
+    lines = [
+        f"floor RTT       bare protocol     -> katcp server   : {fmt(f_own)}",
+        f"floor RTT       bare protocol     -> aiokatcp server: {fmt(f_aio)}",
+        f"  client library on top of the floor (wall): katcp {(med(own) - med(f_own)) * 1e6:.1f} us,"
+        f" aiokatcp {(med(aio) - med(f_aio)) * 1e6:.1f} us",
+    ]
+    if c_own.client and c_aio.client:
+        own_c, aio_c = med(cpu[0].client), med(cpu[1].client)
+        lines.append(
+            f"  client CPU per request: bare protocol {med(c_own.client) * 1e6:.1f} us (to katcp),"
+            f" {med(c_aio.client) * 1e6:.1f} us (to aiokatcp); katcp AsyncClient {own_c * 1e6:.1f} us,"
+            f" aiokatcp Client {aio_c * 1e6:.1f} us")
+        lines.append(
+            f"  client CPU above the floor: katcp {(own_c - med(c_own.client)) * 1e6:.1f} us,"
+            f" aiokatcp {(aio_c - med(c_aio.client)) * 1e6:.1f} us")
+    if c_own.serv and c_aio.serv:
+        lines.append(
+            f"  server CPU per bare request: katcp {med(c_own.serv) * 1e6:.1f} us,"
+            f" aiokatcp {med(c_aio.serv) * 1e6:.1f} us")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
@@ -359,10 +463,23 @@ def main() -> None:
                              "(async, the default), DeviceServer in a managed ioloop thread "
                              "with handlers inline (managed), or the default DeviceServer "
                              "with its handler thread (thread)")
+    parser.add_argument("--pm-qos", action="store_true",
+                        help="hold a PM QoS request of 0 us while measuring (pmqos.py; needs "
+                             "root): idle vCPUs poll, so wake-ups do not dominate the RTTs")
     parser.add_argument("--json", metavar="FILE",
                         help="also write the medians to FILE, for bench/plot.py")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        if args.pm_qos:
+            qos = stack.enter_context(pm_qos_zero())
+            print(f"PM QoS request of 0 us: {qos}")
+        print(f"load average at the start: {os.getloadavg()[0]:.2f}")
+        run(args)
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
+
+def run(args: argparse.Namespace) -> None:
+    """Measure and print (see the module docstring)."""
     own_server = ServerProcess(OWN_SERVER, ROOT, args.server)
     aio_server = ServerProcess(AIOKATCP_SERVER)
     own: list = []
@@ -376,11 +493,12 @@ def main() -> None:
     aio_bc: list = []
     runs_b: list = []  # per run: (wall ratio, CPU ratio) of the BlockingClient connects
     rtt_cpu = (Cpu(own_server), Cpu(aio_server))
+    floor = ([], [], Cpu(own_server), Cpu(aio_server))
     connect_cpu = (Cpu(own_server), Cpu(aio_server))
     try:
         for _ in range(args.repeats):
             o, a = asyncio.run(rtt_pair(own_server.port, aio_server.port, args.requests,
-                                        cpu=rtt_cpu))
+                                        cpu=rtt_cpu, floor=floor))
             own += o
             aio += a
             blk += blocking_rtt(own_server.port, args.requests)
@@ -409,6 +527,8 @@ def main() -> None:
     print(f"sequential RTT  aiokatcp Client   -> aiokatcp server: {fmt(aio)}")
     print(f"  ratio katcp/aiokatcp = {med(own) / med(aio):.2f}  (goal <= {GOAL_RTT[args.server]:.2f})")
     for line in cpu_lines("request", *rtt_cpu):
+        print(line)
+    for line in floor_lines(own, aio, rtt_cpu, floor):
         print(line)
     print(f"blocking RTT    katcp BlockingClient (plain thread) : {fmt(blk)}")
     print(f"  ratio BlockingClient/aiokatcp async = {med(blk) / med(aio):.2f}  (goal <= 1.00)")

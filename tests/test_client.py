@@ -408,6 +408,39 @@ def test_requests_from_server_and_bad_lines(caplog):
         raw.close()
 
 
+def test_replies_without_id_skip_requests_sent_with_one():
+    """A reply or inform without an id belongs to the oldest request of its name that was
+    sent without an id, also when one sent with an id is older."""
+    raw = Raw(b"#version-connect katcp-protocol 5.0-MI\n")
+    c = _start(BlockingClient, raw.port)
+    try:
+        assert raw.connected.wait(WAIT) and c.wait_protocol(WAIT)
+        with_id: list = []
+        without_id: list = []
+        t1 = threading.Thread(target=lambda: with_id.append(
+            c.blocking_request(Message.request("thing", "a"), timeout=WAIT)))
+        t1.start()
+        assert raw.wait_for(b" a\n")
+        mid = raw.received.split(b"?thing[")[1].split(b"]")[0]
+        t2 = threading.Thread(target=lambda: without_id.append(
+            c.blocking_request(Message.request("thing", "b"), use_mid=False, timeout=WAIT)))
+        t2.start()
+        assert raw.wait_for(b"?thing b\n")
+        raw.send(b"#thing x\n!thing ok b\n")
+        t2.join(WAIT)
+        reply, informs = without_id[0]
+        assert reply.arguments == [b"ok", b"b"] and [m.arguments for m in informs] == [[b"x"]]
+        assert not with_id
+        raw.send(b"#thing[%s] y\n!thing[%s] ok a\n" % (mid, mid))
+        t1.join(WAIT)
+        reply, informs = with_id[0]
+        assert reply.arguments == [b"ok", b"a"] and [m.arguments for m in informs] == [[b"y"]]
+        assert not c._async_queue and not any(c._async_id_stack.values())
+    finally:
+        _stop(c)
+        raw.close()
+
+
 def test_unmanaged_ioloop(aio_server):
     async def main():
         c = AsyncClient("127.0.0.1", aio_server[1], timeout=WAIT)

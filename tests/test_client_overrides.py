@@ -186,3 +186,63 @@ def test_thread_safety_assigns_no_methods_on_the_instance(server):
         c.send_message(Message.request("echo", "direct"), timeout=WAIT)
     finally:
         _stop(c)
+
+
+class _Audited(BlockingClient):
+    def __init__(self, *args, **kwargs):
+        self.audit = []
+        self.audit_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+
+class SeesReplies(_Audited):
+    """Counts every reply that reaches handle_reply."""
+
+    def handle_reply(self, msg):
+        with self.audit_lock:
+            self.audit.append(bytes(msg))
+        return super().handle_reply(msg)
+
+
+class SeesMessages(_Audited):
+    """Counts every reply that reaches handle_message."""
+
+    def handle_message(self, msg):
+        if msg.mtype == Message.REPLY:
+            with self.audit_lock:
+                self.audit.append(bytes(msg))
+        return super().handle_message(msg)
+
+
+def test_reply_path_chosen_per_class():
+    from katcp._client.base import _ClientHandler
+    from katcp._client.requests import _RequestHandler
+
+    assert AsyncClient._handler_class is _RequestHandler
+    assert BlockingClient._handler_class is _RequestHandler
+    assert PlainCounting._handler_class is _RequestHandler
+    assert SeesReplies._handler_class is _ClientHandler
+    assert SeesMessages._handler_class is _ClientHandler
+
+    class Sub(SeesReplies):
+        pass
+
+    assert Sub._handler_class is _ClientHandler  # inherited overrides count too
+
+
+@pytest.mark.parametrize("cls", [SeesReplies, SeesMessages])
+def test_dispatch_override_sees_every_reply(cls, server):
+    c = _client(cls, server)
+    try:
+        _all_paths(c)
+        kinds: dict = {}
+        with c.audit_lock:
+            for line in c.audit:
+                parts = line.split()
+                if parts[0].startswith(b"!echo"):
+                    assert parts[1] == b"ok", line
+                    kinds.setdefault(parts[2], []).append(int(parts[3]))
+        for kind in (b"b", b"f", b"c"):
+            assert sorted(kinds[kind]) == list(range(N))
+    finally:
+        _stop(c)

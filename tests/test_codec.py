@@ -216,6 +216,28 @@ def test_differential_streaming(data, cuts, limit):
 
 @needs_rust
 @SETTINGS
+@given(
+    lines=st.lists(st.tuples(lines_no_terminator, terminators), max_size=8),
+    partial=st.lists(st.booleans(), max_size=8),
+    limit=st.sampled_from([2**20, 40, 16, 8]),
+)
+def test_differential_one_line_per_read(lines, partial, limit):
+    """Reads of one whole line each (RustLineCodec's short path), some after a partial
+    line or with the line in two reads: the same results as the pure parser."""
+    chunks = []
+    for (line, end), split in zip(lines, partial + [False] * len(lines)):
+        if split and line:
+            chunks += [line[:1], line[1:] + end]
+        else:
+            chunks.append(line + end)
+    py_out, py_sizes = feed_all(codec.PyLineCodec(limit), chunks)
+    rs_out, rs_sizes = feed_all(codec.RustLineCodec(limit), chunks)
+    assert summary(py_out, with_text=True) == summary(rs_out, with_text=True)
+    assert py_sizes == rs_sizes
+
+
+@needs_rust
+@SETTINGS
 @given(msg=messages())
 def test_differential_encode(msg):
     assert codec.PyLineCodec().encode(msg) == codec.RustLineCodec().encode(msg)

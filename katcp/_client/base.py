@@ -15,7 +15,7 @@ import socket
 import ssl as _ssl
 import threading
 import traceback
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, Type
 
 import tornado.gen
 import tornado.ioloop
@@ -297,6 +297,10 @@ class DeviceClient(metaclass=DeviceMetaclass):
     _inform_handlers: Dict[str, Callable[..., Any]]
     _reply_handlers: Dict[str, Callable[..., Any]]
 
+    #: The transport handler made per client: the request-tracking clients choose a
+    #: faster one per class, for classes that do not override the dispatch methods.
+    _handler_class: Type[_ClientHandler] = _ClientHandler
+
     #: Maximum length of a message (line) accepted from the server.
     MAX_MSG_SIZE = 2 * 1024 * 1024
     #: Unsent output above which the connection is dropped.
@@ -359,7 +363,7 @@ class DeviceClient(metaclass=DeviceMetaclass):
         self._ioloop_manager = IOLoopManager(managed_default=True, logger=logger)
         self._threadsafe = False
         self.last_connect_time: float | None = None
-        self._handler = _ClientHandler(self)
+        self._handler = self._handler_class(self)
         self._task: asyncio.Future | None = None
         self._liveness_handle: asyncio.TimerHandle | None = None
         self._init_state_per_run()

@@ -197,6 +197,13 @@ if HAVE_RUST_CODEC:
 
     _repeat = itertools.repeat
 
+    def _name_of(raw: bytes) -> str:
+        """The name of a message from katcp-codec's bytes, cached for the next ones."""
+        name = raw.decode("ascii")
+        if len(_NAME_CACHE) < 1024:
+            _NAME_CACHE[raw] = name
+        return name
+
     def _from_rust(items: Sequence[Any], cls: type) -> list:
         """``katcp.Message`` objects from katcp-codec's (AttributeError if one is an error).
 
@@ -214,11 +221,7 @@ if HAVE_RUST_CODEC:
             msg.mtype = 2 if mt is inf else 0 if mt is req else 1  # informs are most lines
             raw = m.name
             name = names.get(raw)
-            if name is None:
-                name = raw.decode("ascii")
-                if len(names) < 1024:
-                    names[raw] = name
-            msg.name = name
+            msg.name = name if name is not None else _name_of(raw)
             msg.arguments = m.arguments
             mid = m.mid
             if mid is None:
@@ -244,25 +247,41 @@ if HAVE_RUST_CODEC:
             self._message_class = Message
             self._parser = _RustParser(max_line_length)
             self._append = self._parser.append
+            #: Number of bytes of the pending unterminated line (capped at the limit): the
+            #: parser's count after the last feed, read by the transport after each read
+            #: (an attribute: no property call per read).
+            self.buffer_size = 0
             # Bytes of the pending partial line (None: unknown because too long),
             # kept only to describe syntax errors as precisely as PyLineCodec.
             self._tail: List[bytes] | None = []
             self._tail_size = 0
 
-        @property
-        def buffer_size(self) -> int:
-            """Number of bytes of the pending unterminated line (capped at the limit)."""
-            return self._parser.buffer_size
-
         def reset(self) -> None:
             """Discard any partial line."""
             self._parser.reset()
+            self.buffer_size = 0
             self._tail = []
             self._tail_size = 0
 
         def feed(self, data: Union[bytes, bytearray, memoryview]) -> list:
             """Add received bytes; return the complete messages and errors, in order."""
             items = self._append(data)
+            size = self.buffer_size = self._parser.buffer_size
+            if len(items) == 1 and not size and not self._tail_size:
+                # The usual read of a client waiting for a reply: one whole line, nothing
+                # before or after it. Converted as _from_rust does, without its set-up.
+                m = items[0]
+                if type(m) is _RustMessage:  # (not a ValueError: a malformed line)
+                    msg = _object_new(self._message_class)
+                    mt = m.mtype
+                    msg.mtype = 2 if mt is _RUST_INFORM else 0 if mt is _RUST_REQUEST else 1
+                    raw = m.name
+                    name = _NAME_CACHE.get(raw)
+                    msg.name = name if name is not None else _name_of(raw)
+                    msg.arguments = m.arguments
+                    mid = m.mid
+                    msg.mid = None if mid is None else b"%d" % mid
+                    return [msg]
             try:
                 out = _from_rust(items, self._message_class)
                 errors = False
@@ -278,7 +297,6 @@ if HAVE_RUST_CODEC:
                 errors = True
             if errors:
                 self._describe_errors(out, data)
-            size = self._parser.buffer_size
             if size:
                 self._keep_tail(data, size)
             elif self._tail_size or self._tail is None:
