@@ -967,6 +967,25 @@ async def test_handler_pause_holds_back_messages_already_read():
 
 
 @run
+async def test_read_into_buffer_while_messages_are_held_goes_after_them():
+    # buffer_updated() takes a shorter way when nothing is held; a transport that reads
+    # after pause_reading() must still see its messages follow the held ones.
+    loop = asyncio.get_running_loop()
+    rec = Recorder()
+    conn = Connection(rec, LineCodec(), loop)
+    conn.connection_made(PausableTransport())
+    n = MAX_BURST + 5
+    conn.data_received(b"".join(b"?r%d\n" % i for i in range(n)))
+    assert len(rec.messages) == MAX_BURST
+    late = b"?late\n"
+    buf = conn.get_buffer(len(late))
+    buf[:len(late)] = late
+    conn.buffer_updated(len(late))
+    await rec.wait(lambda: len(rec.messages) == n + 1)
+    assert [m.name for _c, m in rec.messages] == [f"r{i}" for i in range(n)] + ["late"]
+
+
+@run
 async def test_held_messages_are_handed_over_on_eof():
     loop = asyncio.get_running_loop()
     rec = Recorder()

@@ -313,7 +313,16 @@ class Connection(asyncio.BufferedProtocol):
         """Decode ``nbytes`` fresh bytes and deliver the results (asyncio callback)."""
         if self.closing:
             return
-        self._receive(bytes(self._buf[:nbytes]))
+        if self._held is not None:
+            self._receive(bytes(self._buf[:nbytes]))
+            return
+        # The usual read, _receive() inlined (one frame less per read, on both ends).
+        try:
+            items = self.codec.feed(bytes(self._buf[:nbytes]))
+        except Exception as exc:  # a codec must not raise, but never let it kill us
+            self._codec_failed(exc)
+            return
+        self._deliver(items, 0, True)
 
     def data_received(self, data: bytes) -> None:
         """Decode ``data`` and deliver the results (used by non-buffered transports)."""
@@ -363,14 +372,17 @@ class Connection(asyncio.BufferedProtocol):
         try:
             items = self.codec.feed(data)
         except Exception as exc:  # a codec must not raise, but never let it kill us
-            self.logger.exception("Codec failed on data from %s", self.address)
-            self._protocol_error(exc)
+            self._codec_failed(exc)
             return
         held = self._held
         if held is not None:  # (a transport that delivered data after pause_reading)
             items = held[self._held_at:] + items
             self._held = None
         self._deliver(items, 0, True)
+
+    def _codec_failed(self, exc: Exception) -> None:
+        self.logger.exception("Codec failed on data from %s", self.address)
+        self._protocol_error(exc)
 
     def _deliver(self, items: List[Any], i: int, limit: bool) -> None:
         """Hand ``items[i:]`` to the handler: one burst, or up to a pause (see MAX_BURST).
