@@ -966,16 +966,21 @@ async def test_handler_pause_holds_back_messages_already_read():
     assert transport.reading
 
 
+def _holding(n):
+    """A connection that was handed ``n`` requests in one read (more than one burst)."""
+    rec = Recorder()
+    conn = Connection(rec, LineCodec(), asyncio.get_running_loop())
+    conn.connection_made(PausableTransport())
+    conn.data_received(b"".join(b"?r%d\n" % i for i in range(n)))
+    return rec, conn
+
+
 @run
 async def test_read_into_buffer_while_messages_are_held_goes_after_them():
     # buffer_updated() takes a shorter way when nothing is held; a transport that reads
     # after pause_reading() must still see its messages follow the held ones.
-    loop = asyncio.get_running_loop()
-    rec = Recorder()
-    conn = Connection(rec, LineCodec(), loop)
-    conn.connection_made(PausableTransport())
     n = MAX_BURST + 5
-    conn.data_received(b"".join(b"?r%d\n" % i for i in range(n)))
+    rec, conn = _holding(n)
     assert len(rec.messages) == MAX_BURST
     late = b"?late\n"
     buf = conn.get_buffer(len(late))
@@ -987,12 +992,8 @@ async def test_read_into_buffer_while_messages_are_held_goes_after_them():
 
 @run
 async def test_held_messages_are_handed_over_on_eof():
-    loop = asyncio.get_running_loop()
-    rec = Recorder()
-    conn = Connection(rec, LineCodec(), loop)
-    conn.connection_made(PausableTransport())
     n = MAX_BURST + 5
-    conn.data_received(b"".join(b"?r%d\n" % i for i in range(n)))
+    rec, conn = _holding(n)
     conn.eof_received()  # a client that sends its requests and shuts its side down
     assert len(rec.messages) == n
 
