@@ -53,6 +53,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 import aiokatcp  # noqa: E402
 import tornado.ioloop  # noqa: E402
 from pmqos import pm_qos_zero  # noqa: E402
+from procstat import run_ns  # noqa: E402
 
 from katcp.client import AsyncClient, BlockingClient  # noqa: E402
 from katcp.core import Message  # noqa: E402
@@ -153,15 +154,7 @@ class ServerProcess:
 
     def cpu_ns(self) -> int | None:
         """CPU time the server process has used so far, all threads (None: not on Linux)."""
-        total = 0
-        try:
-            tasks = os.listdir(f"/proc/{self.proc.pid}/task")
-            for tid in tasks:
-                with open(f"/proc/{self.proc.pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        return total
+        return run_ns(self.proc.pid)
 
     def close(self) -> None:
         try:

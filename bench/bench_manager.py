@@ -47,6 +47,7 @@ import time
 from typing import Dict, List, Tuple
 
 from pmqos import pm_qos_zero
+from procstat import run_ns
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -319,19 +320,6 @@ def _cpu_split(pid: int) -> Tuple[float, float]:
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
-def _run_ns(pid: int) -> int:
-    """Nanoseconds all threads of process `pid` have run (``schedstat``: exact, where the
-    user and system times of ``stat`` count 10 ms ticks)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
-                total += int(handle.read().split()[0])
-        except OSError:  # (a thread that ended meanwhile)
-            pass
-    return total
-
-
 def _rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as handle:
         return int(handle.read().split()[1]) * PAGE
@@ -421,9 +409,9 @@ async def _measure_rtt(ports: Tuple[int, int, int], pids: Tuple[int, int, int], 
     cpu = [[0.0, 0.0, 0.0] for _ in _RTT_PATHS]
     for _ in range(10):
         for i, (conn, (_, line, prefix)) in enumerate(zip(conns, _RTT_PATHS)):
-            ran0, (user0, system0) = _run_ns(pids[i]), _cpu_split(pids[i])
+            ran0, (user0, system0) = (run_ns(pids[i]) or 0), _cpu_split(pids[i])
             rtts[i] += await _rtts(conn, line, prefix, block)
-            ran1, (user1, system1) = _run_ns(pids[i]), _cpu_split(pids[i])
+            ran1, (user1, system1) = (run_ns(pids[i]) or 0), _cpu_split(pids[i])
             cpu[i][0] += (ran1 - ran0) * 1e-9
             cpu[i][1] += user1 - user0
             cpu[i][2] += system1 - system0

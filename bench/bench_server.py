@@ -47,6 +47,8 @@ import threading
 import time
 from typing import Dict, List, Optional
 
+from procstat import run_ns
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LOADGEN = os.path.join(HERE, "loadgen.py")
@@ -344,19 +346,10 @@ class ServerProcess:
         Uses the nanosecond run times in ``/proc/<pid>/task/*/schedstat`` when available,
         else the clock-tick ``utime + stime`` of ``/proc/<pid>/stat``.
         """
+        total = run_ns(self.proc.pid)
+        if total:
+            return total / 1e9
         base = f"/proc/{self.proc.pid}"
-        try:
-            total = 0
-            for tid in os.listdir(f"{base}/task"):
-                try:
-                    with open(f"{base}/task/{tid}/schedstat") as f:
-                        total += int(f.read().split()[0])
-                except FileNotFoundError:  # thread exited meanwhile
-                    pass
-            if total:
-                return total / 1e9
-        except OSError:
-            pass
         with open(f"{base}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         # fields[0] is the state (field 3); utime and stime are fields 14 and 15.
